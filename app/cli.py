@@ -1,0 +1,228 @@
+"""The `preview-orchestrator` command: dev, web, worker, migrate, pool status, pool set.
+
+Settings are read and validated here, once; a bad value stops start-up with one line naming
+the variable (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from pool.provider import MachineProvider
+    from workers.config import WorkerConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        return int(args.run(args, settings) or 0)
+    except SettingsError as exc:
+        print(f"preview-orchestrator: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="preview-orchestrator", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="everything in one process, embedded stores when unset")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.set_defaults(run=_run_dev)
+
+    web = sub.add_parser("web", help="the HTTP API (run several)")
+    web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--host", default="0.0.0.0")
+    web.set_defaults(run=_run_web)
+
+    worker = sub.add_parser("worker", help="the arq worker (run several)")
+    worker.add_argument("--burst", action="store_true", help="run queued jobs, then exit")
+    worker.set_defaults(run=_run_worker)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(run=_run_migrate)
+
+    pool = sub.add_parser("pool", help="inspect and size the warm pool")
+    pool_sub = pool.add_subparsers(required=True, metavar="ACTION")
+    status = pool_sub.add_parser("status", help="counts, bounds and hit ratio per pool")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=_run_pool_status)
+    set_ = pool_sub.add_parser("set", help="set a pool's min and max")
+    set_.add_argument("template")
+    set_.add_argument("region")
+    set_.add_argument("--min", type=int, required=True, dest="min_size")
+    set_.add_argument("--max", type=int, required=True, dest="max_size")
+    set_.set_defaults(run=_run_pool_set)
+    return parser
+
+
+def _run_web(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app.server import create_app
+    from pool.logs import configure_logging
+
+    settings.require_web_config()
+    configure_logging(settings.preview_log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pool.logs import configure_logging
+    from workers.settings import build_worker
+
+    settings.require_service_config()
+    configure_logging(settings.preview_log_level)
+    worker = build_worker(worker_config(settings), burst=args.burst, handle_signals=True)
+    worker.run()
+    return 0
+
+
+def _run_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from sql.migrate import apply_migrations
+
+    if settings.database_url is None:
+        raise SettingsError("DATABASE_URL: not set")
+    applied = asyncio.run(apply_migrations(settings.database_url))
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    print("database is up to date" if not applied else f"{len(applied)} migration(s) applied")
+    return 0
+
+
+def _run_pool_status(args: argparse.Namespace, settings: Settings) -> int:
+    from app.operator import pool_status
+
+    settings.require_service_config()
+    report = asyncio.run(pool_status(settings))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    columns = [
+        "template",
+        "region",
+        "min",
+        "max",
+        "ready",
+        "booting",
+        "pending",
+        "leased",
+        "recycling",
+        "hitRatio",
+    ]
+    print("  ".join(f"{c:>10}" for c in columns))
+    for row in report:
+        print("  ".join(f"{'-' if row[c] is None else row[c]!s:>10}" for c in columns))
+    return 0
+
+
+def _run_pool_set(args: argparse.Namespace, settings: Settings) -> int:
+    from app.operator import set_pool_bounds
+
+    settings.require_service_config()
+    message = asyncio.run(
+        set_pool_bounds(settings, args.template, args.region, args.min_size, args.max_size)
+    )
+    print(message)
+    return 0
+
+
+def _run_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from app.devserver import run_dev
+
+    with _dev_stores(settings, args.port) as dev_settings:
+        asyncio.run(run_dev(dev_settings, host=args.host, port=args.port))
+    return 0
+
+
+@contextlib.contextmanager
+def _dev_stores(settings: Settings, port: int) -> Iterator[Settings]:
+    """Fill in what `dev` may provide itself: embedded stores, secrets, dev mode."""
+    from app.embedded import embedded_postgres, embedded_valkey
+
+    data_dir = settings.preview_data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, object] = {"preview_dev_mode": True}
+    if settings.preview_public_url == Settings.model_fields["preview_public_url"].default:
+        overrides["preview_public_url"] = f"http://localhost:{port}"
+    for name in ("supabase_jwt_secret", "preview_token_secret"):
+        if getattr(settings, name) is None:
+            overrides[name] = _dev_secret(data_dir / f"{name}.txt")
+    with contextlib.ExitStack() as stack:
+        if settings.database_url is None:
+            print("starting embedded Postgres ...", flush=True)
+            overrides["database_url"] = stack.enter_context(embedded_postgres(data_dir))
+        if settings.redis_url is None:
+            print("starting embedded Valkey ...", flush=True)
+            overrides["redis_url"] = stack.enter_context(embedded_valkey(data_dir))
+        yield load_settings(**overrides)
+
+
+def _dev_secret(path: Path) -> str:
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    from pool.inventory import PoolKey
+    from pool.refill import RefillSettings
+    from workers.config import WorkerConfig
+
+    assert settings.database_url and settings.redis_url
+    return WorkerConfig(
+        database_url=settings.database_url,
+        redis_url=settings.redis_url,
+        provider_factory=lambda: make_provider(settings),
+        default_pools=[PoolKey(t, settings.preview_default_region) for t in settings.templates],
+        default_bounds=(settings.preview_pool_min, settings.preview_pool_max),
+        refill=RefillSettings(
+            refill_seconds=settings.preview_refill_seconds, headroom=settings.preview_pool_headroom
+        ),
+        pending_ttl_ms=int(settings.preview_pending_ttl_seconds * 1000),
+        ondemand_max=settings.preview_ondemand_max,
+        reap_interval_seconds=settings.preview_reap_interval_seconds,
+        statsd=(
+            settings.preview_statsd_host,
+            settings.preview_statsd_port,
+            settings.preview_statsd_prefix,
+        ),
+    )
+
+
+def make_provider(settings: Settings) -> MachineProvider:
+    from pool.providers.local import LocalProvider
+
+    if settings.preview_provider == "fly":
+        raise SettingsError(
+            "PREVIEW_PROVIDER: 'fly' is not available in this build yet; use 'local'"
+        )
+    return LocalProvider(settings.preview_data_dir.resolve() / "machines")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The web process's resources, opened in Starlette's lifespan and closed on shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from app.auth import JwksCache, TokenVerifier
+from app.settings import Settings
+from pool.inventory import Inventory
+from pool.leasing import LeaseBroker
+from pool.metrics import Metrics, make_metrics
+from sql.database import open_pool
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    db: AsyncConnectionPool
+    redis: Redis
+    arq: ArqRedis
+    broker: LeaseBroker
+    inventory: Inventory
+    verifier: TokenVerifier
+    metrics: Metrics
+    token_secret: bytes
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    settings.require_web_config()
+    assert settings.database_url and settings.redis_url and settings.preview_token_secret
+    db = await open_pool(settings.database_url, max_size=settings.preview_db_pool_size)
+    redis: Redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    http = httpx.AsyncClient(timeout=5.0)
+    try:
+        jwks = JwksCache(settings.jwks_url, http) if settings.jwks_url else None
+        secret = settings.supabase_jwt_secret
+        yield Resources(
+            settings=settings,
+            db=db,
+            redis=redis,
+            arq=arq,
+            broker=LeaseBroker(
+                redis,
+                pending_ttl_ms=int(settings.preview_pending_ttl_seconds * 1000),
+                ondemand_max=settings.preview_ondemand_max,
+            ),
+            inventory=Inventory(redis),
+            verifier=TokenVerifier(
+                hs256_secret=secret.get_secret_value() if secret else None, jwks=jwks
+            ),
+            metrics=make_metrics(
+                settings.preview_statsd_host,
+                settings.preview_statsd_port,
+                settings.preview_statsd_prefix,
+            ),
+            token_secret=settings.preview_token_secret.get_secret_value().encode(),
+        )
+    finally:
+        await http.aclose()
+        await arq.aclose()
+        await redis.aclose()
+        await db.close()

@@ -1,0 +1,59 @@
+"""What every API route needs: the resources, the caller's identity, the session's view."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from starlette.requests import HTTPConnection
+
+from app.auth import AuthError, Principal
+from app.errors import unauthorized
+from app.resources import Resources
+from app.schemas import SessionView
+from app.session_tokens import mint_session_token
+from sql.sessions import SessionRow
+
+
+def resources(conn: HTTPConnection) -> Resources:
+    res: Resources = conn.app.state.resources
+    return res
+
+
+async def authenticate(conn: HTTPConnection) -> Principal:
+    header = conn.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized()
+    try:
+        return await resources(conn).verifier.verify(token.strip())
+    except AuthError:
+        raise unauthorized("the access token is invalid or expired") from None
+
+
+def session_view(res: Resources, row: SessionRow) -> SessionView:
+    public = urlsplit(res.settings.preview_public_url)
+    host = public.hostname or "localhost"
+    port = f":{public.port}" if public.port else ""
+    preview_host = "preview.localhost" if host in ("localhost", "127.0.0.1") else f"preview.{host}"
+    ws_scheme = "wss" if public.scheme == "https" else "ws"
+    expires = int(
+        min(
+            row.expires_at.timestamp(), time.time() + res.settings.preview_session_token_ttl_seconds
+        )
+    )
+    return SessionView(
+        id=row.id,
+        status=row.status,
+        project_id=row.project_id,
+        template=row.template,
+        region=row.region,
+        device_type=row.device_type,
+        machine_id=row.container_id,
+        preview_url=f"{public.scheme}://{row.id}.{preview_host}{port}/",
+        ws_url=f"{ws_scheme}://{public.netloc}/api/preview/sessions/{row.id}/ws",
+        token=mint_session_token(res.token_secret, row.id, expires),
+        expires_at=row.expires_at,
+        created_at=row.created_at,
+        last_activity=row.last_activity,
+    )

@@ -1,0 +1,109 @@
+"""The API's request and response bodies (camelCase on the wire, as the TypeScript editor has).
+
+pydantic sits at this trust boundary only: strict types, unknown fields refused.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+from starlette.requests import Request
+
+from app.errors import ApiError, bad_request
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=False, frozen=True
+    )
+
+
+class CreateSessionBody(_Body):
+    project_id: uuid.UUID
+    device_type: Literal["web", "ios", "android"] = "web"
+    template: str | None = Field(default=None, pattern=NAME_PATTERN)
+    region: str | None = Field(default=None, pattern=NAME_PATTERN)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("project_id", mode="before")
+    @classmethod
+    def _uuid_from_text(cls, value: object) -> object:
+        # Strict mode refuses strings for UUIDs; JSON has no UUID type, so parse it here.
+        if isinstance(value, str):
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                raise ValueError("must be a UUID") from None
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _small_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value)) > 4096:
+            raise ValueError("at most 4 KiB of options")
+        return value
+
+
+class PoolBoundsBody(_Body):
+    min: int = Field(ge=0, le=1000)
+    max: int = Field(ge=0, le=1000)
+
+
+class SessionView(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    id: uuid.UUID
+    status: str
+    project_id: uuid.UUID
+    template: str
+    region: str
+    device_type: str
+    machine_id: str | None
+    preview_url: str
+    ws_url: str
+    token: str
+    expires_at: datetime
+    created_at: datetime
+    last_activity: datetime
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request body as JSON, refusing oversized bodies before reading them whole."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        raise ApiError(413, "payload_too_large", f"the body is limited to {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_bytes:
+            raise ApiError(413, "payload_too_large", f"the body is limited to {max_bytes} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("the body is not valid JSON", "malformed_json") from None
+
+
+def parse_body(model: type[BodyT], payload: Any) -> BodyT:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise bad_request(f"{where}: {first['msg']}", "invalid_body") from None
+
+
+def parse_uuid(text: str, what: str = "session id") -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise bad_request(f"{what} must be a UUID", "invalid_id") from None

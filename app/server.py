@@ -1,0 +1,88 @@
+"""The Starlette application: routes, error mapping, request ids, and resources in lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import EXCEPTION_HANDLERS
+from app.openapi import build_openapi
+from app.resources import open_resources
+from app.routes import admin, dev, health, sessions
+from app.settings import Settings
+from pool import logs
+
+log = logging.getLogger("app.request")
+
+
+class RequestContext:
+    """Pure ASGI middleware (no BaseHTTPMiddleware: it would cost a task per request): gives
+    every request an id, echoes it in `x-request-id`, and logs errors and slow requests."""
+
+    def __init__(self, app: ASGIApp, slow_ms: float = 500) -> None:
+        self.app = app
+        self.slow_ms = slow_ms
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        logs.request_id.set(request_id)
+        logs.session_id.set(None)
+        logs.machine_id.set(None)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            if status >= 500 or elapsed > self.slow_ms:
+                log.warning(
+                    "%s %s -> %s in %.1f ms", scope["method"], scope["path"], status, elapsed
+                )
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(request.app.state.openapi)
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            yield
+
+    routes: list[BaseRoute] = [
+        *sessions.ROUTES,
+        *admin.ROUTES,
+        *health.ROUTES,
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+    ]
+    if settings.preview_dev_mode:
+        routes.extend(dev.ROUTES)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app.state.openapi = build_openapi()
+    app.add_middleware(RequestContext)
+    return app

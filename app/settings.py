@@ -1,0 +1,122 @@
+"""Configuration from the environment, validated once in the entry point.
+
+pydantic-settings reads the variables; `load_settings` turns a validation failure into one line
+naming the variable, which the CLI prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    supabase_jwt_secret: SecretStr | None = None
+    supabase_url: str | None = None
+
+    preview_provider: Literal["local", "fly"] = "local"
+    # Where browsers reach this service; previewUrl and wsUrl are built from it.
+    preview_public_url: str = "http://localhost:8000"
+    # Secret for session tokens (WebSocket and preview access). Required outside `dev`.
+    preview_token_secret: SecretStr | None = None
+    preview_templates: str = "react-web,react-native-web"
+    preview_default_template: str = "react-web"
+    preview_default_region: str = "local"
+    preview_data_dir: Path = Path(".preview")
+    preview_pool_min: int = Field(default=2, ge=0, le=1000)
+    preview_pool_max: int = Field(default=10, ge=0, le=1000)
+    preview_pool_headroom: float = Field(default=0.5, ge=0, le=10)
+    preview_refill_seconds: float = Field(default=5.0, gt=0, le=600)
+    preview_pending_ttl_seconds: float = Field(default=10.0, gt=0, le=300)
+    preview_ondemand_max: int = Field(default=4, ge=0, le=1000)
+    preview_reap_interval_seconds: int = Field(default=5, ge=1, le=3600)
+    preview_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    preview_session_token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    preview_db_pool_size: int = Field(default=10, ge=1, le=200)
+    preview_statsd_host: str | None = None
+    preview_statsd_port: int = Field(default=8125, ge=1, le=65535)
+    preview_statsd_prefix: str = "preview"
+    preview_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Only `dev` sets this: it enables the demo login route.
+    preview_dev_mode: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("supabase_url", "preview_public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("preview_templates")
+    @classmethod
+    def _templates(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        if not names or not all(_NAME.match(n) for n in names):
+            raise ValueError("a comma-separated list of lowercase names")
+        return ",".join(names)
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        return tuple(self.preview_templates.split(","))
+
+    @property
+    def jwks_url(self) -> str | None:
+        return f"{self.supabase_url}/auth/v1/.well-known/jwks.json" if self.supabase_url else None
+
+    def require_service_config(self) -> None:
+        """What `web` and `worker` need that `dev` provides for itself."""
+        for name in ("database_url", "redis_url"):
+            if getattr(self, name) is None:
+                raise SettingsError(f"{name.upper()}: not set (required outside `dev`)")
+
+    def require_web_config(self) -> None:
+        self.require_service_config()
+        if self.supabase_jwt_secret is None and self.supabase_url is None:
+            raise SettingsError(
+                "SUPABASE_JWT_SECRET: not set, and neither is SUPABASE_URL (one is required to "
+                "verify access tokens)"
+            )
+        if self.preview_token_secret is None:
+            raise SettingsError("PREVIEW_TOKEN_SECRET: not set (signs session tokens)")
+        if self.preview_default_template not in self.templates:
+            raise SettingsError("PREVIEW_DEFAULT_TEMPLATE: not one of PREVIEW_TEMPLATES")
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]).upper() if error["loc"] else "configuration"
+        raise SettingsError(f"{name}: {error['msg']}") from None
+    if settings.preview_pool_min > settings.preview_pool_max:
+        raise SettingsError("PREVIEW_POOL_MIN: greater than PREVIEW_POOL_MAX")
+    return settings

@@ -1,0 +1,200 @@
+"""The pool's inventory in Redis: which machines exist per (template, region) and in what state.
+
+Leasing lives in pool.leasing; this module covers everything around it: registering machines as
+they boot and become ready, draining surplus, forgetting dead machines, and the counts and demand
+figures the sizing policy and operators read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from pool.leasing import DEFAULT_PREFIX
+from pool.redis_errors import translated_redis_errors
+from pool.scripts import Scripts
+from pool.states import PoolState
+
+DEMAND_BUCKET_SECONDS = 10
+
+
+@dataclass(frozen=True, order=True)
+class PoolKey:
+    template: str
+    region: str
+
+    def __str__(self) -> str:
+        return f"{self.template}:{self.region}"
+
+    @classmethod
+    def parse(cls, text: str) -> PoolKey:
+        template, _, region = text.partition(":")
+        return cls(template, region)
+
+
+@dataclass(frozen=True)
+class MachineRecord:
+    id: str
+    state: PoolState
+    epoch: int
+    template: str
+    region: str
+    address: str
+    session_id: str | None
+    user_id: str | None
+    booting_at: float | None
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    ready: int = 0
+    booting: int = 0
+    pending: int = 0
+    leased: int = 0
+    recycling: int = 0
+    draining: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.ready + self.booting + self.pending + self.leased + self.recycling + self.draining
+        )
+
+
+class Inventory:
+    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self._redis = redis
+        self._scripts = Scripts(redis)
+        self._p = prefix
+
+    async def mark_booting(self, machine_id: str, pool: PoolKey) -> None:
+        """Record a machine the moment its creation is requested, so reconcile never mistakes
+        it for an orphan and the sizing policy counts it as supply."""
+        async with translated_redis_errors(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                f"{self._p}m:{machine_id}",
+                mapping={
+                    "state": PoolState.BOOTING.value,
+                    "template": pool.template,
+                    "region": pool.region,
+                    "booting_at": time.time(),
+                },
+            )
+            pipe.sadd(f"{self._p}machines:{pool}", machine_id)
+            pipe.sadd(f"{self._p}pools", str(pool))
+            await pipe.execute()
+
+    async def make_ready(
+        self,
+        machine_id: str,
+        pool: PoolKey,
+        address: str,
+        *,
+        from_state: PoolState | None = None,
+        from_epoch: int | None = None,
+    ) -> int | None:
+        """Put a machine in the ready list. A new machine needs no expectations; a recycled one
+        must still be in `from_state` at `from_epoch`. Returns the new epoch, or None when the
+        machine moved on meanwhile (a duplicate delivery of the same job)."""
+        async with translated_redis_errors():
+            epoch = int(
+                await self._scripts.run(
+                    "make_ready",
+                    self._p,
+                    machine_id,
+                    pool.template,
+                    pool.region,
+                    address,
+                    from_state.value if from_state else "",
+                    "" if from_epoch is None else from_epoch,
+                )
+            )
+        return None if epoch < 0 else epoch
+
+    async def claim_leased(
+        self, machine_id: str, pool: PoolKey, address: str, session_id: str, user_id: str
+    ) -> int | None:
+        async with translated_redis_errors():
+            epoch = int(
+                await self._scripts.run(
+                    "claim_leased",
+                    self._p,
+                    machine_id,
+                    pool.template,
+                    pool.region,
+                    address,
+                    session_id,
+                    user_id,
+                )
+            )
+        return None if epoch < 0 else epoch
+
+    async def drain(self, pool: PoolKey, count: int) -> list[str]:
+        if count <= 0:
+            return []
+        async with translated_redis_errors():
+            taken = await self._scripts.run("drain", self._p, pool.template, pool.region, count)
+        return [str(m) for m in taken]
+
+    async def forget(self, machine_id: str) -> str:
+        async with translated_redis_errors():
+            return str(await self._scripts.run("forget_machine", self._p, machine_id))
+
+    async def machine(self, machine_id: str) -> MachineRecord | None:
+        async with translated_redis_errors():
+            fields = await self._redis.hgetall(f"{self._p}m:{machine_id}")
+        return _record(machine_id, fields) if fields else None
+
+    async def machines(self, pool: PoolKey) -> list[MachineRecord]:
+        async with translated_redis_errors():
+            ids = sorted(await self._redis.smembers(f"{self._p}machines:{pool}"))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for machine_id in ids:
+                    pipe.hgetall(f"{self._p}m:{machine_id}")
+                rows = await pipe.execute()
+        return [_record(m, f) for m, f in zip(ids, rows, strict=True) if f]
+
+    async def pools(self) -> list[PoolKey]:
+        async with translated_redis_errors():
+            members = await self._redis.smembers(f"{self._p}pools")
+        return sorted(PoolKey.parse(m) for m in members)
+
+    async def add_pool(self, pool: PoolKey) -> None:
+        async with translated_redis_errors():
+            await self._redis.sadd(f"{self._p}pools", str(pool))
+
+    async def counts(self, pool: PoolKey) -> PoolCounts:
+        states = Counter(m.state.value for m in await self.machines(pool))
+        return PoolCounts(**states)
+
+    async def demand(self, pool: PoolKey, window_seconds: int) -> int:
+        """Lease attempts (hits, misses and on-demand boots) in the last `window_seconds`."""
+        async with translated_redis_errors():
+            seconds, _ = await self._redis.time()
+            newest = seconds // DEMAND_BUCKET_SECONDS
+            buckets = range(newest - window_seconds // DEMAND_BUCKET_SECONDS + 1, newest + 1)
+            values = await self._redis.mget([f"{self._p}demand:{pool}:{b}" for b in buckets])
+        return sum(int(v) for v in values if v)
+
+    async def hit_stats(self, pool: PoolKey) -> tuple[int, int]:
+        async with translated_redis_errors():
+            hits, misses = await self._redis.hmget(f"{self._p}stats:{pool}", ["hits", "misses"])
+        return int(hits or 0), int(misses or 0)
+
+
+def _record(machine_id: str, fields: dict[str, str]) -> MachineRecord:
+    booting_at = fields.get("booting_at")
+    return MachineRecord(
+        id=machine_id,
+        state=PoolState(fields.get("state", PoolState.BOOTING.value)),
+        epoch=int(fields.get("epoch", 0)),
+        template=fields.get("template", ""),
+        region=fields.get("region", ""),
+        address=fields.get("address", ""),
+        session_id=fields.get("session"),
+        user_id=fields.get("user"),
+        booting_at=float(booting_at) if booting_at else None,
+    )

@@ -1,0 +1,17 @@
+-- Record a machine created on demand for one session, directly as leased to it.
+-- ARGV: prefix, machine_id, template, region, address, session, user
+-- Returns the epoch, or -1 when the session's boot slot is gone (the session was ended or the
+-- boot already claimed), in which case nothing is written.
+local p, machine_id, template, region = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local address, session, user = ARGV[5], ARGV[6], ARGV[7]
+local boot_key = p .. 'booting-sessions:' .. template .. ':' .. region
+if redis.call('ZREM', boot_key, session) == 0 then
+  return -1
+end
+local key = p .. 'm:' .. machine_id
+local epoch = redis.call('HINCRBY', key, 'epoch', 1)
+redis.call('HSET', key, 'state', 'leased', 'template', template, 'region', region,
+           'address', address, 'session', session, 'user', user)
+redis.call('SADD', p .. 'machines:' .. template .. ':' .. region, machine_id)
+redis.call('SADD', p .. 'pools', template .. ':' .. region)
+return epoch

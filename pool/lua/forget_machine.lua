@@ -1,0 +1,16 @@
+-- Remove every trace of a machine from the pool (it was destroyed or is dead).
+-- ARGV: prefix, machine_id
+-- Returns the state it was in ('' when unknown).
+local p, machine_id = ARGV[1], ARGV[2]
+local key = p .. 'm:' .. machine_id
+local fields = redis.call('HMGET', key, 'state', 'template', 'region', 'session', 'user')
+if not fields[1] then return '' end
+local pool = fields[2] .. ':' .. fields[3]
+redis.call('LREM', p .. 'ready:' .. pool, 0, machine_id)
+redis.call('SREM', p .. 'machines:' .. pool, machine_id)
+redis.call('ZREM', p .. 'pending', machine_id)
+if fields[4] and fields[5] then
+  redis.call('SREM', p .. 'user:' .. fields[5], fields[4])
+end
+redis.call('DEL', key)
+return fields[1]

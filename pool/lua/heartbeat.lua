@@ -1,0 +1,11 @@
+-- Record that the lease holder is alive. A stale holder (older epoch) changes nothing.
+-- ARGV: prefix, machine_id, epoch
+local p, machine_id, epoch = ARGV[1], ARGV[2], ARGV[3]
+local key = p .. 'm:' .. machine_id
+local fields = redis.call('HMGET', key, 'state', 'epoch')
+if fields[2] ~= epoch or fields[1] ~= 'leased' then
+  return 0
+end
+local t = redis.call('TIME')
+redis.call('HSET', key, 'heartbeat_at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+return 1

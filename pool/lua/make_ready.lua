@@ -1,0 +1,23 @@
+-- Put a machine into the pool: a new one that finished booting, or a recycled one.
+-- ARGV: prefix, machine_id, template, region, address, expected_state, expected_epoch
+-- expected_state '' means a new machine (no record yet, or a record still 'booting').
+-- Returns the new epoch, or -1 when the machine is not in the expected state/epoch (someone
+-- else already moved it), so a duplicate job delivery does nothing twice.
+local p, machine_id, template, region, address = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local expected_state, expected_epoch = ARGV[6], ARGV[7]
+local key = p .. 'm:' .. machine_id
+local fields = redis.call('HMGET', key, 'state', 'epoch')
+if expected_state == '' then
+  if fields[1] and fields[1] ~= 'booting' then return -1 end
+else
+  if fields[1] ~= expected_state or fields[2] ~= expected_epoch then return -1 end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = redis.call('HINCRBY', key, 'epoch', 1)
+redis.call('HSET', key, 'state', 'ready', 'template', template, 'region', region,
+           'address', address, 'ready_at', now)
+redis.call('SADD', p .. 'machines:' .. template .. ':' .. region, machine_id)
+redis.call('SADD', p .. 'pools', template .. ':' .. region)
+redis.call('LPUSH', p .. 'ready:' .. template .. ':' .. region, machine_id)
+return epoch

@@ -1,0 +1,27 @@
+-- End a lease: the machine goes to 'recycling' (a used machine is never handed out unreset),
+-- or, with return_to_ready = 1, straight back to the pool (only for a pending lease that no
+-- user ever saw: a failed commit or a reclaim). The epoch is bumped either way, so the old
+-- holder is fenced off.
+-- ARGV: prefix, machine_id, epoch, return_to_ready
+-- Returns 'ok', or 'stale' when epoch is not the machine's current one.
+local p, machine_id, epoch, return_to_ready = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local key = p .. 'm:' .. machine_id
+local fields = redis.call('HMGET', key, 'state', 'epoch', 'session', 'user', 'template', 'region')
+local state, current, session, user = fields[1], fields[2], fields[3], fields[4]
+if current ~= epoch or (state ~= 'pending' and state ~= 'leased') then
+  return 'stale'
+end
+if session then
+  redis.call('SREM', p .. 'user:' .. user, session)
+end
+redis.call('ZREM', p .. 'pending', machine_id)
+redis.call('HINCRBY', key, 'epoch', 1)
+redis.call('HDEL', key, 'session', 'user', 'pending_until', 'leased_at', 'heartbeat_at')
+if return_to_ready == '1' and state == 'pending' then
+  redis.call('HSET', key, 'state', 'ready')
+  -- RPUSH: it was warm a moment ago, so it goes to the front of the queue (lease pops RPOP).
+  redis.call('RPUSH', p .. 'ready:' .. fields[5] .. ':' .. fields[6], machine_id)
+else
+  redis.call('HSET', key, 'state', 'recycling')
+end
+return 'ok'

@@ -1,0 +1,65 @@
+"""On-demand boots: the pool was empty, the session was answered 202 'booting', and this makes
+a machine for it. If the session ended meanwhile, the fresh (unused) machine joins the pool."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from psycopg_pool import AsyncConnectionPool
+
+from pool.errors import ProviderError
+from pool.inventory import Inventory, PoolKey
+from pool.leasing import LeaseBroker
+from pool.lifecycle import EnqueueRecycle, release_session_machine
+from pool.metrics import Metrics
+from pool.provider import MachineProvider
+from pool.refill import RefillSettings, create_and_wait
+from sql import sessions
+from sql.states import SessionStatus
+
+log = logging.getLogger(__name__)
+
+
+async def boot_for_session(
+    db: AsyncConnectionPool,
+    broker: LeaseBroker,
+    inventory: Inventory,
+    provider: MachineProvider,
+    session_id: uuid.UUID,
+    settings: RefillSettings,
+    enqueue_recycle: EnqueueRecycle,
+    metrics: Metrics,
+) -> str:
+    async with db.connection() as conn:
+        session = await sessions.get_session(conn, session_id)
+    if session is None or session.status != SessionStatus.BOOTING:
+        return "skipped"
+    pool = PoolKey(session.template, session.region)
+    try:
+        machine = await create_and_wait(inventory, provider, pool, settings)
+    except ProviderError as exc:
+        log.warning("on-demand boot for %s failed: %s", session_id, exc)
+        async with db.connection() as conn:
+            ended = await sessions.end_session(
+                conn, session_id, reason="boot_failed", status=SessionStatus.FAILED
+            )
+        if ended is not None:
+            await release_session_machine(broker, ended, enqueue_recycle)
+        metrics.incr("ondemand.failed")
+        return "failed"
+    epoch = await inventory.claim_leased(
+        machine.id, pool, machine.address, str(session_id), str(session.user_id)
+    )
+    if epoch is None:
+        # The session was ended while we booted: the machine is fresh, so the pool takes it.
+        await inventory.make_ready(machine.id, pool, machine.address)
+        return "pooled"
+    async with db.connection() as conn:
+        attached = await sessions.attach_machine(conn, session_id, machine.id, epoch)
+    if attached is None:
+        if await broker.release(machine.id, epoch):
+            await enqueue_recycle(machine.id, epoch + 1)
+        return "released"
+    metrics.incr("ondemand.booted")
+    return "attached"

@@ -1,0 +1,80 @@
+"""The interface every machine provider implements (local processes, Fly Machines).
+
+A provider knows how to make, start, stop and destroy machines and how to list the ones it
+owns. It knows nothing of leases, sessions or Redis: the pool manager decides, the provider does.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class MachineState(enum.StrEnum):
+    """Provider-level lifecycle, named after Fly's machine states."""
+
+    CREATED = "created"
+    STARTING = "starting"
+    STARTED = "started"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    DESTROYED = "destroyed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """What to create: a template in a region, with its guest size."""
+
+    template: str
+    region: str
+    cpus: int = 1
+    memory_mb: int = 1024
+
+
+@dataclass(frozen=True)
+class Machine:
+    id: str
+    template: str
+    region: str
+    state: MachineState
+    # Where the orchestrator reaches the machine (http://host:port locally, the 6PN address on Fly).
+    address: str
+    created_at: float
+    healthy: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class MachineProvider(Protocol):
+    """Create, start, stop, destroy, get, list and wait for machines.
+
+    Every method is safe to call twice: destroying a destroyed machine or starting a started one
+    is not an error, since the arq jobs that call these are delivered at least once.
+    """
+
+    name: str
+
+    async def create(self, spec: MachineSpec) -> Machine: ...
+
+    async def start(self, machine_id: str) -> Machine: ...
+
+    async def stop(self, machine_id: str) -> Machine: ...
+
+    async def destroy(self, machine_id: str) -> None: ...
+
+    async def get(self, machine_id: str) -> Machine: ...
+
+    async def list(self) -> list[Machine]: ...
+
+    async def wait(self, machine_id: str, state: MachineState, timeout: float) -> Machine:
+        """Wait until the machine reaches `state` (and, for STARTED, reports healthy)."""
+        ...
+
+    async def reset(self, machine_id: str) -> Machine:
+        """Return a used machine to a clean state: no files, processes or tokens of its last
+        session survive. Locally: stop, wipe the workspace, start. On Fly: stop + start boots
+        from the image again."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,308 @@
+"""Local machines: each one a process group on this host running the placeholder agent.
+
+Cross-process design. The web process and the worker process each build their own provider on
+the same base directory, and a machine created by one is stopped, reset or destroyed by the
+other. So a provider instance holds nothing about its machines: everything lives in the
+machine's directory (see local_records), in a JSON record with port, pid and process group that
+is replaced atomically, and every mutation holds a flock on that directory. Instances can be
+created and dropped freely, and machines outlive them.
+
+What is true right now is probed on every read, never trusted from the record: a record saying
+STARTING or STARTED whose pid is gone reads as FAILED, and `healthy` means /healthz answered
+200 with this machine's id (a restarted machine may land on a port another one used before).
+The record's state moves from STARTING to STARTED the first time a health check passes, so a
+machine that later turns unhealthy is told apart from one that never came up.
+
+The one piece of per-instance state is the set of pids this instance spawned: posix_spawn makes
+us their parent, and we reap them so they do not linger as zombies (see local_process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from pool.errors import MachineNotFound, ProviderError
+from pool.provider import Machine, MachineSpec, MachineState
+from pool.providers import local_process
+from pool.providers.local_records import MachineRecord, MachineStore
+
+# pool may not import sandbox (import-linter), so the agent is located on disk: the directory
+# that holds the `pool` package holds `sandbox` too, in a checkout and in site-packages alike.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+AGENT_MODULE = "sandbox.placeholder"
+
+HEALTH_TIMEOUT = 0.5
+STOP_GRACE = 2.0
+LOCK_TIMEOUT = 30.0
+WAIT_POLL = 0.1
+RUNNING = frozenset({MachineState.STARTING, MachineState.STARTED})
+
+
+def observed_state(
+    record: MachineRecord, *, alive: bool, healthy: bool, now: float, start_timeout: float
+) -> MachineState:
+    """The state to report for a record, given what probing its process just found."""
+    if record.state not in RUNNING:
+        return record.state
+    if not alive:
+        return MachineState.FAILED
+    if healthy:
+        return MachineState.STARTED
+    started_at = record.started_at if record.started_at is not None else record.created_at
+    if record.state is MachineState.STARTING and now - started_at > start_timeout:
+        # Alive but never answered: hung, and waiting longer will not help.
+        return MachineState.FAILED
+    return record.state
+
+
+class LocalProvider:
+    """Machines as local process groups, shared through `base_dir` by every process."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        base_dir: Path,
+        python: str = sys.executable,
+        host: str = "127.0.0.1",
+        start_timeout: float = 10.0,
+    ) -> None:
+        self._store = MachineStore(base_dir)
+        self._python = python
+        self._host = host
+        self._start_timeout = start_timeout
+        self._children: set[int] = set()
+        # No keep-alive: a pooled connection to a machine that has since been stopped is only
+        # a source of spurious errors. No trust_env: a proxy must not see loopback requests.
+        self._http = httpx.AsyncClient(
+            timeout=HEALTH_TIMEOUT,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+
+    async def create(self, spec: MachineSpec) -> Machine:
+        machine_id = f"loc-{secrets.token_hex(6)}"
+        self._store.make_dirs(machine_id)
+        record = MachineRecord(
+            id=machine_id,
+            template=spec.template,
+            region=spec.region,
+            state=MachineState.CREATED,
+            created_at=time.time(),
+            metadata={
+                "token": _new_token(),
+                "cpus": str(spec.cpus),
+                "memory_mb": str(spec.memory_mb),
+            },
+        )
+        self._store.write(record)
+        self._spawn(record)
+        return self._machine(record, MachineState.STARTING, healthy=False)
+
+    async def start(self, machine_id: str) -> Machine:
+        async with self._store.machine_lock(machine_id, LOCK_TIMEOUT):
+            record = self._store.read(machine_id)
+            if not (record.state in RUNNING and record.pid and self._alive(record.pid)):
+                # Clears whatever a crashed machine left of its process group.
+                await self._stop_locked(record)
+                self._spawn(record)
+        return await self._observe(record)
+
+    async def stop(self, machine_id: str) -> Machine:
+        async with self._store.machine_lock(machine_id, LOCK_TIMEOUT):
+            record = self._store.read(machine_id)
+            await self._stop_locked(record)
+        return self._machine(record, record.state, healthy=False)
+
+    async def destroy(self, machine_id: str) -> None:
+        try:
+            async with self._store.machine_lock(machine_id, LOCK_TIMEOUT):
+                try:
+                    record = self._store.read(machine_id)
+                except MachineNotFound:
+                    pass  # a create that died before writing its record: clear the directory
+                else:
+                    await self._stop_locked(record)
+                self._store.remove(machine_id)
+        except MachineNotFound:
+            return
+
+    async def reset(self, machine_id: str) -> Machine:
+        async with self._store.machine_lock(machine_id, LOCK_TIMEOUT):
+            record = self._store.read(machine_id)
+            await self._stop_locked(record)
+            self._store.wipe_workspace(machine_id)
+            record.metadata["token"] = _new_token()
+            self._spawn(record)
+        return self._machine(record, MachineState.STARTING, healthy=False)
+
+    async def get(self, machine_id: str) -> Machine:
+        self._reap_children()
+        return await self._observe(self._store.read(machine_id))
+
+    async def list(self) -> list[Machine]:
+        self._reap_children()
+        records = self._store.records()
+        return builtins.list(await asyncio.gather(*(self._observe(r) for r in records)))
+
+    async def wait(self, machine_id: str, state: MachineState, timeout: float) -> Machine:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._reap_children()
+            try:
+                record = self._store.read(machine_id)
+            except MachineNotFound:
+                if state is MachineState.DESTROYED:
+                    return _tombstone(machine_id)
+                raise
+            machine = await self._observe(record)
+            if machine.state is state and (state is not MachineState.STARTED or machine.healthy):
+                return machine
+            if state is MachineState.STARTED and machine.state is MachineState.FAILED:
+                raise ProviderError(
+                    f"machine {machine_id} failed to start: {self._store.log_tail(machine_id)}"
+                )
+            if time.monotonic() >= deadline:
+                raise ProviderError(
+                    f"machine {machine_id} is {machine.state}, not {state}, after {timeout}s"
+                )
+            await asyncio.sleep(WAIT_POLL)
+
+    async def aclose(self) -> None:
+        # Machines are deliberately left running: they belong to the base directory, not to
+        # this instance.
+        await self._http.aclose()
+
+    def _spawn(self, record: MachineRecord) -> None:
+        taken = {
+            other.port
+            for other in self._store.records(exclude=record.id)
+            if other.port is not None and other.state is not MachineState.STOPPED
+        }
+        # A minimal environment: the orchestrator's secrets (database URL, Fly token) must not
+        # reach a machine that runs user code.
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "PYTHONPATH": str(SOURCE_ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        try:
+            port = local_process.free_port(self._host, record.port, taken)
+            argv = [
+                self._python, "-m", AGENT_MODULE,
+                "--port", str(port),
+                "--workspace", str(self._store.workspace(record.id)),
+                "--token", record.metadata["token"],
+                "--host", self._host,
+                "--machine-id", record.id,
+            ]  # fmt: skip
+            pid = local_process.spawn(argv, env, self._store.log_path(record.id))
+        except OSError as exc:
+            raise ProviderError(f"could not start machine {record.id}: {exc}") from exc
+        self._children.add(pid)
+        record.port, record.pid, record.pgid = port, pid, pid
+        record.state, record.started_at = MachineState.STARTING, time.time()
+        self._store.write(record)
+
+    async def _stop_locked(self, record: MachineRecord) -> None:
+        if record.state is MachineState.STOPPED:
+            return
+        if record.pid is not None:
+            record.state = MachineState.STOPPING
+            self._store.write(record)
+            pgid = record.pgid if record.pgid is not None else record.pid
+            await local_process.terminate_group(record.pid, pgid, STOP_GRACE, self._children)
+        # Forget the pid so a later stop can never signal whoever reuses it.
+        record.state, record.pid, record.pgid = MachineState.STOPPED, None, None
+        self._store.write(record)
+
+    async def _observe(self, record: MachineRecord) -> Machine:
+        alive = record.pid is not None and self._alive(record.pid)
+        healthy = alive and await self._probe_health(record)
+        state = observed_state(
+            record,
+            alive=alive,
+            healthy=healthy,
+            now=time.time(),
+            start_timeout=self._start_timeout,
+        )
+        if state is MachineState.STARTED and record.state is MachineState.STARTING:
+            await self._mark_started(record)
+        return self._machine(record, state, healthy)
+
+    async def _mark_started(self, record: MachineRecord) -> None:
+        # Opportunistic: if someone holds the lock they are changing the machine anyway.
+        try:
+            async with self._store.machine_lock(record.id, timeout=0):
+                current = self._store.read(record.id)
+                if current.state is MachineState.STARTING and current.pid == record.pid:
+                    current.state = MachineState.STARTED
+                    self._store.write(current)
+        except ProviderError:
+            pass
+
+    async def _probe_health(self, record: MachineRecord) -> bool:
+        try:
+            response = await self._http.get(f"{self._address(record)}/healthz")
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return (
+            response.status_code == 200
+            and isinstance(body, dict)
+            and body.get("machine") == record.id
+        )
+
+    def _alive(self, pid: int) -> bool:
+        if pid in self._children and local_process.reap(pid):
+            self._children.discard(pid)
+        return local_process.is_alive(pid)
+
+    def _reap_children(self) -> None:
+        # Machines this instance spawned may have been stopped by another process.
+        for pid in builtins.list(self._children):
+            if local_process.reap(pid):
+                self._children.discard(pid)
+
+    def _address(self, record: MachineRecord) -> str:
+        return f"http://{self._host}:{record.port}" if record.port is not None else ""
+
+    def _machine(self, record: MachineRecord, state: MachineState, healthy: bool) -> Machine:
+        metadata = dict(record.metadata)
+        metadata["workspace"] = str(self._store.workspace(record.id))
+        if record.pid is not None:
+            metadata["pid"] = str(record.pid)
+        return Machine(
+            id=record.id,
+            template=record.template,
+            region=record.region,
+            state=state,
+            address=self._address(record),
+            created_at=record.created_at,
+            healthy=healthy,
+            metadata=metadata,
+        )
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _tombstone(machine_id: str) -> Machine:
+    # What wait(DESTROYED) returns once the record is gone and nothing else is known.
+    return Machine(
+        id=machine_id,
+        template="",
+        region="",
+        state=MachineState.DESTROYED,
+        address="",
+        created_at=0.0,
+    )

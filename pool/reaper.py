@@ -1,0 +1,72 @@
+"""The reaper: leases that never committed, and sessions past their idle timeout, their
+maximum duration, or stuck booting.
+
+A pending lease whose deadline passed is settled in Postgres first: the reaper inserts a fence
+row for (machine, epoch). If the API's commit is already there, the lease is real and the
+reaper promotes it (the API died after committing); otherwise the fence makes any late commit
+fail, and the machine — which no user ever saw — goes straight back to ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from pool.leasing import LeaseBroker
+from pool.lifecycle import EnqueueRecycle, release_session_machine
+from pool.metrics import Metrics
+from sql import sessions
+from sql.states import SessionStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReapReport:
+    reclaimed: int = 0
+    promoted: int = 0
+    ended: int = 0
+
+
+async def reap(
+    db: AsyncConnectionPool,
+    broker: LeaseBroker,
+    enqueue_recycle: EnqueueRecycle,
+    metrics: Metrics,
+    *,
+    booting_grace_seconds: int = 180,
+) -> ReapReport:
+    reclaimed = promoted = 0
+    for pending in await broker.expired_pending():
+        async with db.connection() as conn:
+            fenced = await sessions.fence_lease(
+                conn, pending.machine_id, pending.epoch, pending.template, pending.region
+            )
+        if fenced:
+            if await broker.release(pending.machine_id, pending.epoch, return_to_ready=True):
+                reclaimed += 1
+                log.info("reclaimed uncommitted lease of %s", pending.machine_id)
+        else:
+            if await broker.promote(
+                pending.machine_id, pending.epoch, uuid.UUID(pending.session_id)
+            ):
+                promoted += 1
+
+    ended = 0
+    async with db.connection() as conn:
+        due = await sessions.find_sessions_to_reap(
+            conn, booting_grace_seconds=booting_grace_seconds
+        )
+    for session_id, reason in due:
+        status = SessionStatus.FAILED if reason == "boot_timeout" else SessionStatus.ENDED
+        async with db.connection() as conn:
+            done = await sessions.end_session(conn, session_id, reason=reason, status=status)
+        if done is not None:
+            await release_session_machine(broker, done, enqueue_recycle)
+            ended += 1
+    metrics.incr("reaper.reclaimed", reclaimed)
+    metrics.incr("reaper.ended", ended)
+    return ReapReport(reclaimed=reclaimed, promoted=promoted, ended=ended)

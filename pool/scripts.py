@@ -1,0 +1,49 @@
+"""The Lua scripts of the pool's Redis data model, loaded once per client.
+
+Keys (all under one prefix, `po:` by default):
+
+    m:{machine}                 hash: state, epoch, template, region, address, session, user, ...
+    ready:{template}:{region}   list of ready machine ids; LPUSH new, RPOP to lease (FIFO)
+    machines:{template}:{region} set of every machine id the pool knows for that pool
+    pools                       set of "{template}:{region}" seen
+    pending                     zset machine id -> pending deadline (ms): leases not yet committed
+    user:{user}                 set of the user's live session ids (the concurrent-session gate)
+    rate:{user}                 GCRA theoretical arrival time (ms) for session creation
+    booting-sessions:{t}:{r}    zset session id -> start (ms): on-demand boots in flight
+    stats:{t}:{r}               hash: hits, misses
+    demand:{t}:{r}:{bucket}     counter of lease attempts per 10 s bucket (expires after 15 min)
+
+Every script reads the clock with Redis TIME, so all instances agree on it.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+_NAMES = (
+    "lease",
+    "promote",
+    "release",
+    "heartbeat",
+    "make_ready",
+    "drain",
+    "claim_leased",
+    "forget_session",
+    "forget_machine",
+)
+
+
+class Scripts:
+    def __init__(self, redis: Redis) -> None:
+        folder = resources.files("pool").joinpath("lua")
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(folder.joinpath(f"{name}.lua").read_text())
+            for name in _NAMES
+        }
+
+    async def run(self, name: str, *args: str | int) -> Any:
+        return await self._scripts[name](keys=[], args=list(args))

@@ -1,0 +1,323 @@
+"""Queries on preview sessions and the machine ledger.
+
+Every function takes a connection from the caller (who owns the pool and the transaction scope)
+and translates psycopg errors into `sql.errors`. The lease is written in one transaction: the
+session, its ledger row and its first timeline event, under a per-user advisory lock that makes
+the concurrent-session count exact under concurrency.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from sql.errors import DatabaseUnavailable, LeaseConflict
+from sql.states import SessionStatus
+
+Connection = AsyncConnection[Any]
+
+
+class ConcurrentLimitReached(RuntimeError):
+    """The user already has as many live sessions as the plan allows."""
+
+
+@dataclass
+class SessionRow:
+    id: uuid.UUID
+    project_id: uuid.UUID
+    user_id: uuid.UUID
+    container_id: str | None
+    status: str
+    created_at: datetime
+    last_activity: datetime
+    config: dict[str, Any]
+    template: str
+    region: str
+    device_type: str
+    lease_epoch: int | None
+    expires_at: datetime
+    idle_timeout_seconds: int
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+@dataclass(frozen=True)
+class NewSession:
+    id: uuid.UUID
+    project_id: uuid.UUID
+    user_id: uuid.UUID
+    template: str
+    region: str
+    device_type: str
+    config: dict[str, Any]
+    max_session_seconds: int
+    idle_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    machine_id: str | None
+    epoch: int | None
+    template: str
+    region: str
+
+
+_SESSION_COLUMNS = """id, project_id, user_id, container_id, status, created_at, last_activity,
+    config, template, region, device_type, lease_epoch, expires_at, idle_timeout_seconds,
+    ended_at, end_reason"""
+
+
+@asynccontextmanager
+async def translated_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        raise LeaseConflict(str(exc)) from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+
+
+async def record_session(
+    conn: Connection,
+    new: NewSession,
+    *,
+    max_concurrent: int,
+    machine_id: str | None,
+    epoch: int | None,
+) -> SessionRow:
+    """Insert a session (active with its ledger row when a machine was leased, booting without
+    one) after checking the user's live-session count under a per-user transaction lock.
+
+    Raises ConcurrentLimitReached, or LeaseConflict when the ledger already holds that
+    (machine, epoch) — the reaper fenced it because this commit came too late.
+    """
+    status = SessionStatus.ACTIVE if machine_id is not None else SessionStatus.BOOTING
+    async with translated_errors(), conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (str(new.user_id),)
+        )
+        cursor = await conn.execute(
+            "SELECT count(*) FROM preview_sessions "
+            "WHERE user_id = %s AND status IN ('booting', 'active')",
+            (new.user_id,),
+        )
+        row = await cursor.fetchone()
+        if row is not None and row[0] >= max_concurrent:
+            raise ConcurrentLimitReached(f"{row[0]} live sessions, plan allows {max_concurrent}")
+        insert = conn.cursor(row_factory=class_row(SessionRow))
+        await insert.execute(
+            f"""INSERT INTO preview_sessions (id, project_id, user_id, container_id, status,
+                    config, template, region, device_type, lease_epoch, expires_at,
+                    idle_timeout_seconds)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                        now() + make_interval(secs => %s), %s)
+                RETURNING {_SESSION_COLUMNS}""",
+            (
+                new.id,
+                new.project_id,
+                new.user_id,
+                machine_id,
+                status.value,
+                Jsonb(new.config),
+                new.template,
+                new.region,
+                new.device_type,
+                epoch,
+                new.max_session_seconds,
+                new.idle_timeout_seconds,
+            ),
+        )
+        session = await insert.fetchone()
+        assert session is not None
+        if machine_id is not None and epoch is not None:
+            await _insert_lease(conn, session, machine_id, epoch)
+        await add_event(conn, new.id, "created", {"status": status.value, "machine": machine_id})
+    return session
+
+
+async def attach_machine(
+    conn: Connection, session_id: uuid.UUID, machine_id: str, epoch: int
+) -> SessionRow | None:
+    """Give a booting session the machine created for it; None when the session is no longer
+    booting (deleted or failed meanwhile), in which case nothing is written."""
+    async with translated_errors(), conn.transaction():
+        cursor = conn.cursor(row_factory=class_row(SessionRow))
+        await cursor.execute(
+            f"""UPDATE preview_sessions
+                SET status = 'active', container_id = %s, lease_epoch = %s,
+                    last_activity = now()
+                WHERE id = %s AND status = 'booting'
+                RETURNING {_SESSION_COLUMNS}""",
+            (machine_id, epoch, session_id),
+        )
+        session = await cursor.fetchone()
+        if session is None:
+            return None
+        await _insert_lease(conn, session, machine_id, epoch)
+        await add_event(conn, session_id, "machine_attached", {"machine": machine_id})
+    return session
+
+
+async def _insert_lease(conn: Connection, session: SessionRow, machine_id: str, epoch: int) -> None:
+    await conn.execute(
+        """INSERT INTO machine_leases (machine_id, epoch, session_id, template, region)
+           VALUES (%s, %s, %s, %s, %s)""",
+        (machine_id, epoch, session.id, session.template, session.region),
+    )
+
+
+async def fence_lease(
+    conn: Connection, machine_id: str, epoch: int, template: str, region: str
+) -> bool:
+    """Claim (machine, epoch) for the reaper. True: no lease committed, the reaper owns the
+    reclaim and any later commit of that lease fails. False: the lease did commit."""
+    async with translated_errors():
+        cursor = await conn.execute(
+            """INSERT INTO machine_leases (machine_id, epoch, kind, template, region,
+                                           released_at, release_reason)
+               VALUES (%s, %s, 'fence', %s, %s, now(), 'never committed')
+               ON CONFLICT (machine_id, epoch) DO NOTHING
+               RETURNING id""",
+            (machine_id, epoch, template, region),
+        )
+        return await cursor.fetchone() is not None
+
+
+async def get_session(
+    conn: Connection, session_id: uuid.UUID, user_id: uuid.UUID | None = None
+) -> SessionRow | None:
+    """A session by id; with `user_id`, only if it belongs to that user."""
+    cursor = conn.cursor(row_factory=class_row(SessionRow))
+    async with translated_errors():
+        await cursor.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM preview_sessions "
+            "WHERE id = %s AND (%s::uuid IS NULL OR user_id = %s)",
+            (session_id, user_id, user_id),
+        )
+        return await cursor.fetchone()
+
+
+async def list_sessions(
+    conn: Connection, user_id: uuid.UUID, project_id: uuid.UUID | None, limit: int = 100
+) -> list[SessionRow]:
+    cursor = conn.cursor(row_factory=class_row(SessionRow))
+    async with translated_errors():
+        await cursor.execute(
+            f"""SELECT {_SESSION_COLUMNS} FROM preview_sessions
+                WHERE user_id = %s AND (%s::uuid IS NULL OR project_id = %s)
+                ORDER BY created_at DESC LIMIT %s""",
+            (user_id, project_id, project_id, limit),
+        )
+        return await cursor.fetchall()
+
+
+async def touch_session(conn: Connection, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    """Record activity on a live session of this user; False when there is none."""
+    async with translated_errors():
+        cursor = await conn.execute(
+            """UPDATE preview_sessions SET last_activity = now()
+               WHERE id = %s AND user_id = %s AND status IN ('booting', 'active')""",
+            (session_id, user_id),
+        )
+        return cursor.rowcount == 1
+
+
+async def end_session(
+    conn: Connection,
+    session_id: uuid.UUID,
+    *,
+    reason: str,
+    user_id: uuid.UUID | None = None,
+    status: SessionStatus = SessionStatus.ENDED,
+) -> EndedSession | None:
+    """End a live session and release its ledger row in one transaction. Returns what the
+    caller must release in Redis, or None when the session was not live (already ended, or not
+    this user's): ending is idempotent."""
+    sources = SessionStatus.sources_of(status)
+    async with translated_errors(), conn.transaction():
+        cursor = await conn.execute(
+            """UPDATE preview_sessions
+               SET status = %s, ended_at = now(), end_reason = %s
+               WHERE id = %s AND status = ANY(%s) AND (%s::uuid IS NULL OR user_id = %s)
+               RETURNING id, user_id, container_id, lease_epoch, template, region""",
+            (status.value, reason, session_id, list(sources), user_id, user_id),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        ended = EndedSession(
+            id=row[0],
+            user_id=row[1],
+            machine_id=row[2],
+            epoch=row[3],
+            template=row[4],
+            region=row[5],
+        )
+        await conn.execute(
+            """UPDATE machine_leases SET released_at = now(), release_reason = %s
+               WHERE session_id = %s AND released_at IS NULL""",
+            (reason, session_id),
+        )
+        await add_event(conn, session_id, status.value, {"reason": reason})
+    return ended
+
+
+async def find_sessions_to_reap(
+    conn: Connection, *, booting_grace_seconds: int
+) -> list[tuple[uuid.UUID, str]]:
+    """Live sessions past their idle timeout, their maximum duration, or stuck booting."""
+    async with translated_errors():
+        cursor = await conn.execute(
+            """SELECT id, CASE
+                   WHEN expires_at <= now() THEN 'max_duration'
+                   WHEN status = 'booting' THEN 'boot_timeout'
+                   ELSE 'idle_timeout' END
+               FROM preview_sessions
+               WHERE status IN ('booting', 'active') AND (
+                   expires_at <= now()
+                   OR (status = 'active'
+                       AND last_activity < now() - make_interval(secs => idle_timeout_seconds))
+                   OR (status = 'booting'
+                       AND created_at < now() - make_interval(secs => %s)))
+               LIMIT 500""",
+            (booting_grace_seconds,),
+        )
+        return [(r[0], r[1]) for r in await cursor.fetchall()]
+
+
+async def active_leases(conn: Connection) -> list[tuple[str, int, uuid.UUID]]:
+    """(machine_id, epoch, session_id) of every unreleased lease."""
+    async with translated_errors():
+        cursor = await conn.execute(
+            "SELECT machine_id, epoch, session_id FROM machine_leases WHERE released_at IS NULL"
+        )
+        return [(r[0], r[1], r[2]) for r in await cursor.fetchall()]
+
+
+async def live_session_ids(conn: Connection, user_id: uuid.UUID) -> set[uuid.UUID]:
+    async with translated_errors():
+        cursor = await conn.execute(
+            "SELECT id FROM preview_sessions WHERE user_id = %s AND status IN ('booting', 'active')",
+            (user_id,),
+        )
+        return {r[0] for r in await cursor.fetchall()}
+
+
+async def add_event(
+    conn: Connection, session_id: uuid.UUID, kind: str, detail: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO session_events (session_id, kind, detail) VALUES (%s, %s, %s)",
+        (session_id, kind, Jsonb(detail)),
+    )

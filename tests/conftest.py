@@ -1,0 +1,130 @@
+"""Shared fixtures: a fresh Postgres database per test run and a Redis database flushed per
+test, both on the real servers this machine runs (never mocks of them).
+
+TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres) names a server where
+the tests may create and drop databases; TEST_REDIS_URL (default redis://127.0.0.1:6379/11) a
+Redis database they may flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from app.auth import mint_hs256_token
+from app.settings import Settings, load_settings
+from sql.migrate import apply_migrations
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+JWT_SECRET = "test-jwt-secret-" + "x" * 32
+TOKEN_SECRET = "test-session-token-secret-" + "y" * 32
+
+
+def _database_url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"po_test_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _database_url(name)
+    asyncio.run(apply_migrations(url))
+    yield url
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def clean_stores(database_url: str) -> Iterator[None]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE session_events, machine_leases, preview_sessions, user_quotas, "
+            "pool_targets, project_members, projects, auth.users CASCADE"
+        )
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+    yield
+
+
+@pytest.fixture
+def settings(database_url: str, clean_stores: None, tmp_path: Path) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        supabase_jwt_secret=JWT_SECRET,
+        preview_token_secret=TOKEN_SECRET,
+        preview_data_dir=tmp_path / "data",
+        preview_public_url="http://localhost:8000",
+    )
+
+
+@dataclass(frozen=True)
+class User:
+    id: uuid.UUID
+    project_id: uuid.UUID
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def make_user(
+    database_url: str,
+    *,
+    admin: bool = False,
+    max_concurrent: int | None = None,
+    per_minute: int | None = None,
+    burst: int | None = None,
+) -> User:
+    user_id, project_id = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO auth.users (id, email) VALUES (%s, %s)",
+                     (user_id, f"{user_id.hex[:8]}@example.test"))
+        conn.execute("INSERT INTO projects (id, owner_id, name) VALUES (%s, %s, 'p')",
+                     (project_id, user_id))
+        if max_concurrent is not None or per_minute is not None or burst is not None:
+            conn.execute(
+                """INSERT INTO user_quotas (user_id, plan, max_concurrent_sessions,
+                       creations_per_minute, creation_burst) VALUES (%s, 'free', %s, %s, %s)""",
+                (user_id, max_concurrent, per_minute, burst),
+            )
+    token = mint_hs256_token(JWT_SECRET, user_id=user_id, admin=admin)
+    return User(user_id, project_id, token)
+
+
+def fill_pool(count: int, template: str = "react-web", region: str = "local") -> list[str]:
+    """Register `count` ready machines directly in Redis (the lease path never calls the
+    provider, so these need no processes)."""
+    from pool.inventory import Inventory, PoolKey
+
+    async def fill() -> list[str]:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        try:
+            inventory = Inventory(client)
+            ids = [f"test-{uuid.uuid4().hex[:10]}" for _ in range(count)]
+            for machine_id in ids:
+                await inventory.mark_booting(machine_id, PoolKey(template, region))
+                await inventory.make_ready(machine_id, PoolKey(template, region),
+                                           f"http://127.0.0.1:1/{machine_id}")
+            return ids
+        finally:
+            await client.aclose()
+
+    return asyncio.run(fill())

@@ -1,0 +1,27 @@
+"""What a worker needs, built by the entry point (app.cli) from the validated settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pool.inventory import PoolKey
+from pool.provider import MachineProvider
+from pool.refill import RefillSettings
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    database_url: str
+    redis_url: str
+    provider_factory: Callable[[], MachineProvider]
+    default_pools: list[PoolKey]
+    default_bounds: tuple[int, int]
+    refill: RefillSettings
+    pending_ttl_ms: int
+    ondemand_max: int
+    reap_interval_seconds: int = 5
+    resize_interval_seconds: int = 5
+    reconcile_interval_seconds: int = 30
+    statsd: tuple[str | None, int, str] = (None, 8125, "preview")
+    extra: dict[str, str] = field(default_factory=dict)

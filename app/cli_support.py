@@ -14,7 +14,8 @@ preview orchestrator is up at {base}
   API document   {base}/api/openapi.json
   readiness      {base}/readyz
   try it:
-    TOKEN=$(curl -s -X POST {base}/api/dev/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
+    TOKEN=$(curl -s -X POST {base}/api/dev/token \\
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
     curl -s -X POST {base}/api/preview/sessions -H "Authorization: Bearer $TOKEN" \\
          -H 'content-type: application/json' -d '{{"projectId": "{DEMO_PROJECT_ID}"}}'
   provider: {settings.preview_provider}; data in {settings.preview_data_dir.resolve()}

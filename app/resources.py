@@ -16,6 +16,7 @@ from app.settings import Settings
 from pool.inventory import Inventory
 from pool.leasing import LeaseBroker
 from pool.metrics import Metrics, make_metrics
+from pool.queue import JobQueue
 from sql.database import open_pool
 
 
@@ -25,6 +26,7 @@ class Resources:
     db: AsyncConnectionPool
     redis: Redis
     arq: ArqRedis
+    jobs: JobQueue
     broker: LeaseBroker
     inventory: Inventory
     verifier: TokenVerifier
@@ -48,6 +50,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             db=db,
             redis=redis,
             arq=arq,
+            jobs=JobQueue(arq),
             broker=LeaseBroker(
                 redis,
                 pending_ttl_ms=int(settings.preview_pending_ttl_seconds * 1000),

@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     if settings.preview_dev_mode:
         routes.extend(dev.ROUTES)
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.openapi = build_openapi()
     app.add_middleware(RequestContext)
     return app

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from pool.leasing import DEFAULT_PREFIX
-from pool.redis_errors import translated_redis_errors
+from pool.redis_errors import resolved, translated_redis_errors
 from pool.scripts import Scripts
 from pool.states import PoolState
 
@@ -145,12 +145,12 @@ class Inventory:
 
     async def machine(self, machine_id: str) -> MachineRecord | None:
         async with translated_redis_errors():
-            fields = await self._redis.hgetall(f"{self._p}m:{machine_id}")
+            fields = await resolved(self._redis.hgetall(f"{self._p}m:{machine_id}"))
         return _record(machine_id, fields) if fields else None
 
     async def machines(self, pool: PoolKey) -> list[MachineRecord]:
         async with translated_redis_errors():
-            ids = sorted(await self._redis.smembers(f"{self._p}machines:{pool}"))
+            ids = sorted(await resolved(self._redis.smembers(f"{self._p}machines:{pool}")))
             async with self._redis.pipeline(transaction=False) as pipe:
                 for machine_id in ids:
                     pipe.hgetall(f"{self._p}m:{machine_id}")
@@ -159,12 +159,12 @@ class Inventory:
 
     async def pools(self) -> list[PoolKey]:
         async with translated_redis_errors():
-            members = await self._redis.smembers(f"{self._p}pools")
+            members = await resolved(self._redis.smembers(f"{self._p}pools"))
         return sorted(PoolKey.parse(m) for m in members)
 
     async def add_pool(self, pool: PoolKey) -> None:
         async with translated_redis_errors():
-            await self._redis.sadd(f"{self._p}pools", str(pool))
+            await resolved(self._redis.sadd(f"{self._p}pools", str(pool)))
 
     async def counts(self, pool: PoolKey) -> PoolCounts:
         states = Counter(m.state.value for m in await self.machines(pool))
@@ -181,7 +181,9 @@ class Inventory:
 
     async def hit_stats(self, pool: PoolKey) -> tuple[int, int]:
         async with translated_redis_errors():
-            hits, misses = await self._redis.hmget(f"{self._p}stats:{pool}", ["hits", "misses"])
+            hits, misses = await resolved(
+                self._redis.hmget(f"{self._p}stats:{pool}", ["hits", "misses"])
+            )
         return int(hits or 0), int(misses or 0)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from pool.redis_errors import translated_redis_errors
+from pool.redis_errors import resolved, translated_redis_errors
 from pool.scripts import Scripts
 
 DEFAULT_PREFIX = "po:"
@@ -154,9 +154,11 @@ class LeaseBroker:
             )
             found = []
             for machine_id in machine_ids:
-                state, epoch, session, template, region = await self._redis.hmget(
-                    f"{self._prefix}m:{machine_id}",
-                    ["state", "epoch", "session", "template", "region"],
+                state, epoch, session, template, region = await resolved(
+                    self._redis.hmget(
+                        f"{self._prefix}m:{machine_id}",
+                        ["state", "epoch", "session", "template", "region"],
+                    )
                 )
                 if state != "pending":
                     await self._redis.zrem(f"{self._prefix}pending", machine_id)
@@ -168,13 +170,13 @@ class LeaseBroker:
 
     async def live_sessions_of(self, user_id: uuid.UUID) -> set[str]:
         async with translated_redis_errors():
-            members = await self._redis.smembers(f"{self._prefix}user:{user_id}")
+            members = await resolved(self._redis.smembers(f"{self._prefix}user:{user_id}"))
         return {str(m) for m in members}
 
     async def drop_user_sessions(self, user_id: uuid.UUID, session_ids: set[str]) -> None:
         if session_ids:
             async with translated_redis_errors():
-                await self._redis.srem(f"{self._prefix}user:{user_id}", *session_ids)
+                await resolved(self._redis.srem(f"{self._prefix}user:{user_id}", *session_ids))
 
     async def users_with_sessions(self) -> list[uuid.UUID]:
         users = []

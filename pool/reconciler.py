@@ -22,7 +22,7 @@ from pool.inventory import Inventory, MachineRecord
 from pool.leasing import LeaseBroker
 from pool.lifecycle import EnqueueRecycle, release_session_machine
 from pool.metrics import Metrics
-from pool.provider import MachineProvider, MachineState
+from pool.provider import Machine, MachineProvider, MachineState
 from pool.refill import destroy_machine
 from pool.states import PoolState
 from sql import sessions
@@ -69,39 +69,14 @@ async def reconcile(
 
     dropped = failed = 0
     for record in records.values():
-        machine = provided.get(record.id)
-        stuck_booting = (
-            record.state == PoolState.BOOTING
-            and record.booting_at is not None
-            and now - record.booting_at > boot_timeout
-        )
-        dead = machine is None or machine.state in _DEAD
-        if record.state == PoolState.BOOTING and not stuck_booting:
-            continue  # the creating job owns it until the boot timeout
-        if dead or stuck_booting:
+        if _is_dead(record, provided.get(record.id), now, boot_timeout):
             await destroy_machine(inventory, provider, record.id)
             dropped += 1
             if record.session_id:
                 failed += await _fail_session(db, broker, record.session_id, enqueue_recycle)
 
-    # Ledger rows whose machine Redis no longer knows (Redis lost it, or it was just dropped).
-    async with db.connection() as conn:
-        leases = await sessions.active_leases(conn)
-    for machine_id, _epoch, session_id in leases:
-        if machine_id not in records or records[machine_id].state not in (
-            PoolState.LEASED,
-            PoolState.PENDING,
-        ):
-            failed += await _fail_session(db, broker, str(session_id), enqueue_recycle)
-
-    entries = 0
-    for user_id in await broker.users_with_sessions():
-        async with db.connection() as conn:
-            live = {str(s) for s in await sessions.live_session_ids(conn, user_id)}
-        pending = {r.session_id for r in records.values() if r.state == PoolState.PENDING}
-        stale = await broker.live_sessions_of(user_id) - live - pending
-        await broker.drop_user_sessions(user_id, stale)
-        entries += len(stale)
+    failed += await _fail_unbacked_leases(db, broker, records, enqueue_recycle)
+    entries = await _drop_stale_user_entries(db, broker, records)
 
     report = ReconcileReport(orphans, dropped, failed, entries)
     metrics.incr("reconcile.orphans_destroyed", orphans)
@@ -109,6 +84,49 @@ async def reconcile(
     if orphans or dropped or failed:
         log.warning("reconcile found drift: %s", report)
     return report
+
+
+def _is_dead(
+    record: MachineRecord, machine: Machine | None, now: float, boot_timeout: float
+) -> bool:
+    if record.state == PoolState.BOOTING:
+        # The creating job owns a booting machine until the boot timeout.
+        return record.booting_at is not None and now - record.booting_at > boot_timeout
+    return machine is None or machine.state in _DEAD
+
+
+async def _fail_unbacked_leases(
+    db: AsyncConnectionPool,
+    broker: LeaseBroker,
+    records: dict[str, MachineRecord],
+    enqueue: EnqueueRecycle,
+) -> int:
+    """Ledger rows whose machine Redis no longer holds as leased (Redis lost it, or reconcile
+    just dropped it): the session cannot be served, so it fails."""
+    async with db.connection() as conn:
+        leases = await sessions.active_leases(conn)
+    failed = 0
+    for machine_id, _epoch, session_id in leases:
+        record = records.get(machine_id)
+        if record is None or record.state not in (PoolState.LEASED, PoolState.PENDING):
+            failed += await _fail_session(db, broker, str(session_id), enqueue)
+    return failed
+
+
+async def _drop_stale_user_entries(
+    db: AsyncConnectionPool, broker: LeaseBroker, records: dict[str, MachineRecord]
+) -> int:
+    """The Redis concurrent-session gate holds session ids; drop those Postgres no longer has
+    live (a pending lease mid-commit is not stale)."""
+    pending = {r.session_id for r in records.values() if r.state == PoolState.PENDING}
+    dropped = 0
+    for user_id in await broker.users_with_sessions():
+        async with db.connection() as conn:
+            live = {str(s) for s in await sessions.live_session_ids(conn, user_id)}
+        stale = await broker.live_sessions_of(user_id) - live - pending
+        await broker.drop_user_sessions(user_id, stale)
+        dropped += len(stale)
+    return dropped
 
 
 async def _fail_session(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import redis.exceptions
 
 from pool.errors import PoolUnavailable
+
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -16,3 +20,11 @@ async def translated_redis_errors() -> AsyncIterator[None]:
         yield
     except redis.exceptions.RedisError as exc:
         raise PoolUnavailable(f"Redis: {exc}") from exc
+
+
+async def resolved(value: Awaitable[T] | T) -> T:
+    """redis-py types its async commands as `Awaitable[X] | X` (one signature shared with the
+    sync client); this narrows them for the type checker at no cost."""
+    if inspect.isawaitable(value):
+        return await value
+    return value

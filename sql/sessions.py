@@ -308,7 +308,8 @@ async def active_leases(conn: Connection) -> list[tuple[str, int, uuid.UUID]]:
 async def live_session_ids(conn: Connection, user_id: uuid.UUID) -> set[uuid.UUID]:
     async with translated_errors():
         cursor = await conn.execute(
-            "SELECT id FROM preview_sessions WHERE user_id = %s AND status IN ('booting', 'active')",
+            "SELECT id FROM preview_sessions "
+            "WHERE user_id = %s AND status IN ('booting', 'active')",
             (user_id,),
         )
         return {r[0] for r in await cursor.fetchall()}

@@ -12,6 +12,7 @@ from pool.inventory import Inventory
 from pool.leasing import LeaseBroker
 from pool.metrics import Metrics, make_metrics
 from pool.provider import MachineProvider
+from pool.queue import JobQueue
 from sql.database import open_pool
 from workers.config import WorkerConfig
 
@@ -28,9 +29,7 @@ class WorkerContext:
     metrics: Metrics
 
     async def enqueue_recycle(self, machine_id: str, epoch: int) -> None:
-        await self.arq.enqueue_job(
-            "recycle", machine_id, epoch, _job_id=f"recycle:{machine_id}:{epoch}"
-        )
+        await JobQueue(self.arq).recycle(machine_id, epoch)
 
     @classmethod
     async def open(cls, config: WorkerConfig, arq: ArqRedis) -> WorkerContext:

@@ -11,7 +11,6 @@ from starlette.routing import Route
 
 from app.auth import Principal
 from app.errors import bad_request, forbidden
-from app.leases import RESIZE_JOB
 from app.routes.common import authenticate, resources
 from app.schemas import NAME_PATTERN, PoolBoundsBody, parse_body, read_json
 from pool.inventory import PoolKey
@@ -54,7 +53,7 @@ async def put_pool(request: Request) -> Response:
     async with res.db.connection() as conn:
         await set_target(conn, PoolTarget(template, region, body.min, body.max), principal.user_id)
     await res.inventory.add_pool(PoolKey(template, region))
-    await res.arq.enqueue_job(RESIZE_JOB, template, region, _job_id=f"resize:{template}:{region}")
+    await res.jobs.resize(template, region)
     return JSONResponse({"template": template, "region": region, "min": body.min, "max": body.max})
 
 

@@ -1,0 +1,33 @@
+"""Enqueueing the pool's arq jobs: names and job ids in one place.
+
+Job ids make duplicates collapse while a job is queued: one resize per pool, one recycle per
+(machine, epoch), one boot per session. The jobs themselves live in workers/.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from arq.connections import ArqRedis
+
+RESIZE_JOB = "resize"
+RECYCLE_JOB = "recycle"
+BOOT_SESSION_JOB = "boot_session"
+
+
+class JobQueue:
+    def __init__(self, arq: ArqRedis) -> None:
+        self._arq = arq
+
+    async def resize(self, template: str, region: str) -> None:
+        await self._arq.enqueue_job(
+            RESIZE_JOB, template, region, _job_id=f"resize:{template}:{region}"
+        )
+
+    async def recycle(self, machine_id: str, epoch: int) -> None:
+        await self._arq.enqueue_job(
+            RECYCLE_JOB, machine_id, epoch, _job_id=f"recycle:{machine_id}:{epoch}"
+        )
+
+    async def boot_session(self, session_id: uuid.UUID) -> None:
+        await self._arq.enqueue_job(BOOT_SESSION_JOB, str(session_id), _job_id=f"boot:{session_id}")

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: creates .venv if needed, installs the project with its dev tools, runs the
+# static checks (ruff, mypy strict, import-linter layer contracts) and the whole test suite
+# against the real Postgres (127.0.0.1:5432) and Redis (127.0.0.1:6379) of this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+echo "== ruff";          .venv/bin/ruff check .
+echo "== ruff format";   .venv/bin/ruff format --check .
+echo "== mypy (strict)"; .venv/bin/mypy
+echo "== import-linter"; .venv/bin/lint-imports
+echo "== pytest";        .venv/bin/pytest "$@"

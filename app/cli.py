@@ -221,7 +221,7 @@ def make_provider(settings: Settings) -> MachineProvider:
         raise SettingsError(
             "PREVIEW_PROVIDER: 'fly' is not available in this build yet; use 'local'"
         )
-    return LocalProvider(settings.preview_data_dir.resolve() / "machines")
+    return LocalProvider(settings.preview_data_dir.resolve())
 
 
 if __name__ == "__main__":

@@ -51,3 +51,18 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await worker_task
         await worker.close()
+        await _destroy_local_machines(settings)
+
+
+async def _destroy_local_machines(settings: Settings) -> None:
+    """`dev` owns its machines: the embedded Valkey forgets the pool on restart, so machines
+    left running would only become orphans for the next run's reconcile."""
+    from app.cli import make_provider
+
+    provider = make_provider(settings)
+    try:
+        machines = await provider.list()
+        await asyncio.gather(*(provider.destroy(m.id) for m in machines))
+        print(f"stopped {len(machines)} local preview machine(s)", flush=True)
+    finally:
+        await provider.aclose()

@@ -200,7 +200,9 @@ class LocalProvider:
                 self._python, "-m", AGENT_MODULE,
                 "--port", str(port),
                 "--workspace", str(self._store.workspace(record.id)),
-                "--token", record.metadata["token"],
+                # "=" form: a urlsafe token may start with "-", which argparse would take
+                # for an option.
+                f"--token={record.metadata['token']}",
                 "--host", self._host,
                 "--machine-id", record.id,
             ]  # fmt: skip

@@ -1,0 +1,761 @@
+"""Lease benchmark (issue 2): the lease path through the real HTTP API, Postgres and Redis.
+
+    .venv/bin/python -m tests.bench.lease_bench            # the full run: 2,000 leases per phase
+    .venv/bin/python -m tests.bench.lease_bench --quick    # a smoke run (200 leases, 5 boots)
+
+What it does, on the local servers (never mocks):
+
+  * creates a fresh database on BENCH_POSTGRES_URL's server (default
+    postgresql://postgres@127.0.0.1:5432/postgres), applies the migrations, and drops it at the
+    end; uses the Redis database BENCH_REDIS_URL (default redis://127.0.0.1:6379/12), flushed
+    before each phase and at the end;
+  * starts ONE web process (`preview-orchestrator web`) as a subprocess;
+  * creates users with quotas high enough that no lease is refused;
+  * phase 1 (warm, latency): registers ready machines directly in Redis (the lease path never
+    calls the provider, so records with fake addresses are a sufficient "lightweight provider"),
+    then makes N leases from 10 concurrent clients and reports p50 / p99 per request;
+  * phase 2 (warm, throughput): refills, N leases from 50 concurrent clients: leases/s;
+  * phase 3 (on-demand baseline): empty pool, a worker process with the local provider and
+    pool bounds 0/0; each lease is timed from the POST (202 booting) until GET shows the session
+    active, one at a time; the ratio on-demand p50 / warm p50 is printed.
+
+Before each timed phase a few unmeasured leases warm the connections. The bench client runs on
+the same machine as the server, Postgres and Redis, so its CPU counts against them; the table
+shows how busy each was. Not collected by pytest (the name does not match test_*.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+import redis.asyncio as aioredis
+
+from app.auth import mint_hs256_token
+from pool.inventory import Inventory, PoolKey
+from sql.migrate import apply_migrations
+
+ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+JWT_SECRET = "bench-jwt-secret-" + "x" * 32
+TOKEN_SECRET = "bench-session-token-secret-" + "y" * 32
+TEMPLATE, REGION = "react-web", "local"
+SESSIONS = "/api/preview/sessions"
+
+P50_TARGET_MS = 15.0
+P99_TARGET_MS = 50.0
+THROUGHPUT_TARGET = 500.0
+
+BOOT_POLL_SECONDS = 0.02
+BOOT_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class User:
+    id: uuid.UUID
+    project_id: uuid.UUID
+    headers: dict[str, str]
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    clients: int
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    wall_seconds: float = 0.0
+    web_cpu_seconds: float = 0.0
+    bench_cpu_seconds: float = 0.0
+    system_busy: float = 0.0  # fraction of all cores busy during the phase
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies_ms)
+
+    def percentile(self, p: float) -> float:
+        return percentile(self.latencies_ms, p)
+
+    @property
+    def throughput(self) -> float:
+        return self.count / self.wall_seconds if self.wall_seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.name,
+            "clients": self.clients,
+            "count": self.count,
+            "errors": dict(self.errors),
+            "p50_ms": round(self.percentile(50), 2),
+            "p90_ms": round(self.percentile(90), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "max_ms": round(max(self.latencies_ms, default=math.nan), 2),
+            "wall_s": round(self.wall_seconds, 3),
+            "per_second": round(self.throughput, 1),
+            "web_cpu_pct": round(100 * self.web_cpu_seconds / self.wall_seconds, 1)
+            if self.wall_seconds
+            else None,
+            "bench_cpu_pct": round(100 * self.bench_cpu_seconds / self.wall_seconds, 1)
+            if self.wall_seconds
+            else None,
+            "system_busy_pct": round(100 * self.system_busy, 1),
+        }
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# --- the machine ------------------------------------------------------------------------------
+
+
+def machine_description() -> dict[str, Any]:
+    model = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg": os.getloadavg(),
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _system_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values) - idle, sum(values)
+
+
+class CpuMeter:
+    def __init__(self, web_pid: int) -> None:
+        self.web_pid = web_pid
+
+    def __enter__(self) -> CpuMeter:
+        self._web = _cpu_seconds(self.web_pid)
+        self._bench = time.process_time()
+        self._busy, self._total = _system_ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.web = _cpu_seconds(self.web_pid) - self._web
+        self.bench = time.process_time() - self._bench
+        busy, total = _system_ticks()
+        self.system = (busy - self._busy) / (total - self._total) if total > self._total else 0.0
+
+
+# --- stores -------------------------------------------------------------------------------------
+
+
+def _database_url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    name = f"po_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = _database_url(name)
+        asyncio.run(apply_migrations(url))
+        yield url
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def flush_redis() -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def server_versions(database_url: str) -> dict[str, str]:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
+    finally:
+        client.close()
+    return {
+        "postgres": str(row[0]) if row else "?",
+        "redis": str(info.get("redis_version") or info.get("valkey_version") or "?"),
+    }
+
+
+def make_users(database_url: str, count: int) -> list[User]:
+    """Users, each owning one project, with quotas no benchmark run reaches."""
+    users = [User(uuid.uuid4(), uuid.uuid4(), {}) for _ in range(count)]
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO auth.users (id, email) VALUES (%s, %s)",
+            [(u.id, f"{u.id.hex[:12]}@bench.test") for u in users],
+        )
+        cur.executemany(
+            "INSERT INTO projects (id, owner_id, name) VALUES (%s, %s, 'bench')",
+            [(u.project_id, u.id) for u in users],
+        )
+        cur.executemany(
+            """INSERT INTO user_quotas (user_id, plan, max_concurrent_sessions,
+                   creations_per_minute, creation_burst)
+               VALUES (%s, 'free', 1000000, 1000000, 1000000)""",
+            [(u.id,) for u in users],
+        )
+    return [
+        User(
+            u.id,
+            u.project_id,
+            {"Authorization": f"Bearer {mint_hs256_token(JWT_SECRET, user_id=u.id, ttl=7200)}"},
+        )
+        for u in users
+    ]
+
+
+async def fill_pool(count: int) -> None:
+    """Register `count` ready machines directly in Redis: fake addresses, no processes."""
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        inventory = Inventory(client)
+        pool = PoolKey(TEMPLATE, REGION)
+
+        async def one(machine_id: str) -> None:
+            await inventory.mark_booting(machine_id, pool)
+            await inventory.make_ready(machine_id, pool, f"http://127.0.0.1:1/{machine_id}")
+
+        ids = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(count)]
+        for start in range(0, count, 200):
+            await asyncio.gather(*(one(m) for m in ids[start : start + 200]))
+    finally:
+        await client.aclose()
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("preview-orchestrator")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+
+
+class Service:
+    """A `preview-orchestrator` subprocess in its own process group, its output in a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [*_command(), *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self._log.close()
+
+
+def service_env(database_url: str, data_dir: Path, ondemand_max: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREVIEW_", "SUPABASE_"))}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_URL,
+        SUPABASE_JWT_SECRET=JWT_SECRET,
+        PREVIEW_TOKEN_SECRET=TOKEN_SECRET,
+        PREVIEW_LOG_LEVEL="warning",
+        PREVIEW_PROVIDER="local",
+        PREVIEW_DATA_DIR=str(data_dir),
+        PREVIEW_POOL_MIN="0",
+        PREVIEW_POOL_MAX="0",
+        PREVIEW_ONDEMAND_MAX=str(ondemand_max),
+        PREVIEW_DEFAULT_TEMPLATE=TEMPLATE,
+        PREVIEW_DEFAULT_REGION=REGION,
+    )
+    return env
+
+
+async def wait_healthy(base_url: str, service: Service, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if not service.alive():
+                raise RuntimeError(f"the web process exited:\n{service.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"the web process did not answer /healthz in {timeout}s")
+
+
+class Profiler:
+    """py-spy attached to the web process for the warm phases (--profile-web)."""
+
+    def __init__(self, output: Path, pid: int, rate: int) -> None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            raise SystemExit("--profile-web needs py-spy: .venv/bin/pip install py-spy")
+        fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(output.suffix, "raw")
+        self.process = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                str(rate),
+                "--format",
+                fmt,
+                "--output",
+                str(output),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.output = output
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        print(f"profile written to {self.output}", flush=True)
+
+
+# --- the phases ---------------------------------------------------------------------------------
+
+
+def _client(base_url: str, connections: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        trust_env=False,
+        timeout=30.0,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
+
+
+def _error_key(response: httpx.Response) -> str:
+    try:
+        code = response.json().get("error", "")
+    except ValueError:
+        code = ""
+    return f"{response.status_code} {code}".strip()
+
+
+async def run_leases(
+    client: httpx.AsyncClient,
+    users: list[User],
+    count: int,
+    clients: int,
+    result: PhaseResult,
+    created: list[tuple[User, str]],
+) -> None:
+    """`count` leases from `clients` concurrent clients sharing one connection pool; each
+    request is timed on its own, the phase as a whole for throughput."""
+    counter = itertools.count()
+    offset = secrets.randbelow(len(users))
+
+    async def client_loop() -> None:
+        while (i := next(counter)) < count:
+            user = users[(offset + i) % len(users)]
+            started = time.perf_counter()
+            response = await client.post(
+                SESSIONS, json={"projectId": str(user.project_id)}, headers=user.headers
+            )
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code == 201:
+                result.latencies_ms.append(elapsed)
+                created.append((user, response.json()["id"]))
+            else:
+                result.errors[_error_key(response)] += 1
+                if response.status_code == 202:  # the pool ran dry: an on-demand boot was queued
+                    created.append((user, response.json()["id"]))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(clients)))
+    result.wall_seconds = time.perf_counter() - started
+
+
+async def end_sessions(
+    client: httpx.AsyncClient, sessions: list[tuple[User, str]], clients: int
+) -> int:
+    """DELETE every session; returns how many deletes failed."""
+    queue = iter(sessions)
+    failed = 0
+
+    async def loop() -> None:
+        nonlocal failed
+        for user, session_id in queue:
+            response = await client.delete(f"{SESSIONS}/{session_id}", headers=user.headers)
+            if response.status_code != 204:
+                failed += 1
+
+    await asyncio.gather(*(loop() for _ in range(clients)))
+    return failed
+
+
+async def warm_phase(
+    base_url: str,
+    users: list[User],
+    *,
+    name: str,
+    leases: int,
+    clients: int,
+    warmup: int,
+    web_pid: int,
+) -> PhaseResult:
+    flush_redis()
+    await fill_pool(leases + warmup + clients)
+    result = PhaseResult(name, clients)
+    created: list[tuple[User, str]] = []
+    async with _client(base_url, clients) as client:
+        # Unmeasured: opens the database pool's connections and the HTTP keep-alive ones.
+        await run_leases(client, users, warmup, clients, PhaseResult("warmup", clients), created)
+        with CpuMeter(web_pid) as cpu:
+            await run_leases(client, users, leases, clients, result, created)
+        result.web_cpu_seconds, result.bench_cpu_seconds = cpu.web, cpu.bench
+        result.system_busy = cpu.system
+        failed = await end_sessions(client, created, min(clients, 10))
+    if failed:
+        result.errors["end failed"] += failed
+    return result
+
+
+async def ondemand_phase(
+    base_url: str, users: list[User], *, boots: int, web_pid: int
+) -> PhaseResult:
+    """One lease at a time on an empty pool: POST (202 booting) until GET shows it active."""
+    result = PhaseResult("on-demand", 1)
+    created: list[tuple[User, str]] = []
+    async with _client(base_url, 2) as client:
+        try:
+            # Unmeasured: the worker process is still starting up.
+            await _time_to_machine(client, users[0], created, PhaseResult("warmup", 1))
+            with CpuMeter(web_pid) as cpu:
+                started = time.perf_counter()
+                for i in range(1, boots + 1):
+                    elapsed = await _time_to_machine(client, users[i % len(users)], created, result)
+                    if elapsed is not None:
+                        result.latencies_ms.append(elapsed)
+                result.wall_seconds = time.perf_counter() - started
+            result.web_cpu_seconds, result.bench_cpu_seconds = cpu.web, cpu.bench
+            result.system_busy = cpu.system
+        finally:
+            failed = await end_sessions(client, created, 2)
+            if failed:
+                result.errors["end failed"] += failed
+    return result
+
+
+async def _time_to_machine(
+    client: httpx.AsyncClient,
+    user: User,
+    created: list[tuple[User, str]],
+    result: PhaseResult,
+) -> float | None:
+    started = time.perf_counter()
+    response = await client.post(
+        SESSIONS, json={"projectId": str(user.project_id)}, headers=user.headers
+    )
+    if response.status_code not in (201, 202):
+        result.errors[_error_key(response)] += 1
+        return None
+    session_id = response.json()["id"]
+    created.append((user, session_id))
+    if response.status_code == 201:
+        result.errors["201 warm machine (pool not empty)"] += 1
+        return None
+    deadline = started + BOOT_TIMEOUT_SECONDS
+    while time.perf_counter() < deadline:
+        got = await client.get(f"{SESSIONS}/{session_id}", headers=user.headers)
+        status = got.json().get("status") if got.status_code == 200 else None
+        if status == "active":
+            return (time.perf_counter() - started) * 1000
+        if status in ("ended", "failed"):
+            result.errors[f"boot {status}"] += 1
+            return None
+        await asyncio.sleep(BOOT_POLL_SECONDS)
+    result.errors["boot timeout"] += 1
+    return None
+
+
+async def destroy_local_machines(base_dir: Path) -> int:
+    from pool.providers.local import LocalProvider
+
+    if not base_dir.exists():
+        return 0
+    provider = LocalProvider(base_dir)
+    try:
+        machines = await provider.list()
+        for machine in machines:
+            await provider.destroy(machine.id)
+        return len(machines)
+    finally:
+        await provider.aclose()
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report(
+    machine: dict[str, Any],
+    versions: dict[str, str],
+    phases: list[PhaseResult],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    latency, throughput, ondemand = phases[0], phases[1], phases[2] if len(phases) > 2 else None
+    print()
+    print(
+        f"lease benchmark: {machine['cores']} cores ({machine['usable_cores']} usable), "
+        f"{machine['cpu']}; Python {machine['python']}, Postgres {versions['postgres']}, "
+        f"Redis {versions['redis']}; load average at start "
+        f"{' '.join(f'{x:.2f}' for x in machine['loadavg'])}"
+    )
+    print(f"one web process; {args.users} users; {args.leases} leases per warm phase")
+    print()
+    header = (
+        f"{'phase':<26}{'clients':>8}{'count':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
+        f"{'max ms':>9}{'per s':>8}{'web cpu':>9}{'bench cpu':>10}{'all cores':>10}{'errors':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for phase in phases:
+        d = phase.as_dict()
+        print(
+            f"{phase.name:<26}{phase.clients:>8}{phase.count:>7}{d['p50_ms']:>9.1f}"
+            f"{d['p90_ms']:>9.1f}{d['p99_ms']:>9.1f}{d['max_ms']:>9.1f}{d['per_second']:>8.1f}"
+            f"{d['web_cpu_pct']:>8.0f}%{d['bench_cpu_pct']:>9.0f}%{d['system_busy_pct']:>9.0f}%"
+            f"{sum(phase.errors.values()):>8}"
+        )
+    for phase in phases:
+        if phase.errors:
+            print(f"  {phase.name} errors: {dict(phase.errors)}")
+    print("  (on-demand: time from POST to GET showing 'active', polled every 20 ms)")
+    print()
+    checks = [
+        (
+            f"p50 at {latency.clients} clients <= {P50_TARGET_MS:g} ms",
+            f"{latency.percentile(50):.1f} ms",
+            latency.percentile(50) <= P50_TARGET_MS,
+        ),
+        (
+            f"p99 at {latency.clients} clients <= {P99_TARGET_MS:g} ms",
+            f"{latency.percentile(99):.1f} ms",
+            latency.percentile(99) <= P99_TARGET_MS,
+        ),
+        (
+            f"throughput at {throughput.clients} clients >= {THROUGHPUT_TARGET:g}/s",
+            f"{throughput.throughput:.0f}/s",
+            throughput.throughput >= THROUGHPUT_TARGET,
+        ),
+        ("no failed requests", "", not any(p.errors for p in phases)),
+    ]
+    print(f"{'target':<40}{'measured':>12}  result")
+    for name, figure, ok in checks:
+        print(f"{name:<40}{figure:>12}  {_verdict(ok)}")
+    ratio = None
+    if ondemand is not None and ondemand.count:
+        ratio = ondemand.percentile(50) / latency.percentile(50)
+        print()
+        print(
+            f"on-demand p50 {ondemand.percentile(50):.0f} ms / warm p50 "
+            f"{latency.percentile(50):.1f} ms = {ratio:.0f}x faster from the warm pool"
+        )
+    return {
+        "machine": machine,
+        "versions": versions,
+        "phases": [p.as_dict() for p in phases],
+        "checks": {name: ok for name, _, ok in checks},
+        "ratio": round(ratio, 1) if ratio else None,
+    }
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace, database_url: str, work_dir: Path) -> dict[str, Any]:
+    machine = machine_description()
+    versions = server_versions(database_url)
+    users = make_users(database_url, args.users)
+    port = args.port or _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    data_dir = work_dir / "data"
+    env = service_env(database_url, data_dir, ondemand_max=max(100, args.boots * 2))
+    flush_redis()
+    services: list[Service] = []
+    phases: list[PhaseResult] = []
+    try:
+        web = Service("web", ["web", "--host", "127.0.0.1", "--port", str(port)], env, work_dir)
+        services.append(web)
+        await wait_healthy(base_url, web)
+        profiler = (
+            Profiler(args.profile_web, web.pid, args.profile_rate) if args.profile_web else None
+        )
+        try:
+            for name, clients in (("warm pool: latency", 10), ("warm pool: throughput", 50)):
+                print(f"{name}: {args.leases} leases from {clients} clients ...", flush=True)
+                phases.append(
+                    await warm_phase(
+                        base_url,
+                        users,
+                        name=name,
+                        leases=args.leases,
+                        clients=clients,
+                        warmup=args.warmup,
+                        web_pid=web.pid,
+                    )
+                )
+        finally:
+            if profiler is not None:
+                profiler.stop()
+        if args.boots:
+            print(f"on-demand: {args.boots} boots, one at a time (local provider) ...", flush=True)
+            flush_redis()
+            worker = Service("worker", ["worker"], env, work_dir)
+            services.append(worker)
+            try:
+                phases.append(
+                    await ondemand_phase(base_url, users, boots=args.boots, web_pid=web.pid)
+                )
+            finally:
+                worker.stop()
+                destroyed = await destroy_local_machines(data_dir.resolve() / "machines")
+                print(f"destroyed {destroyed} local machine(s)", flush=True)
+        if not web.alive():
+            print(f"the web process exited early:\n{web.log_tail()}", file=sys.stderr)
+    finally:
+        for service in reversed(services):
+            service.stop()
+        flush_redis()
+    return report(machine, versions, phases, args)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.lease_bench", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--leases", type=int, help="leases per warm phase (default 2000)")
+    parser.add_argument("--boots", type=int, help="on-demand boots, 0 to skip (default 20)")
+    parser.add_argument("--users", type=int, help="distinct users leasing (default 200)")
+    parser.add_argument("--warmup", type=int, help="unmeasured leases per phase (default 50)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 200 leases, 5 boots")
+    parser.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--profile-web",
+        type=Path,
+        help="attach py-spy to the web process during the warm phases (.svg flamegraph, "
+        ".json speedscope, otherwise raw collapsed stacks)",
+    )
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples/s")
+    args = parser.parse_args(argv)
+    defaults = {"leases": 2000, "boots": 20, "users": 200, "warmup": 50}
+    if args.quick:
+        defaults = {"leases": 200, "boots": 5, "users": 50, "warmup": 20}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.leases < 1 or args.users < 1:
+        parser.error("--leases and --users must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with (
+        tempfile.TemporaryDirectory(prefix="lease-bench-") as tmp,
+        fresh_database() as database_url,
+    ):
+        summary = asyncio.run(run(args, database_url, Path(tmp)))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return 0 if all(summary["checks"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

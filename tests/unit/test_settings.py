@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import SettingsError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PREVIEW_POOL_MIN": "many"}, "PREVIEW_POOL_MIN"),
+        ({"PREVIEW_POOL_MIN": "-1"}, "PREVIEW_POOL_MIN"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"PREVIEW_PROVIDER": "docker"}, "PREVIEW_PROVIDER"),
+        ({"SUPABASE_URL": "ftp://x"}, "SUPABASE_URL"),
+        ({"PREVIEW_TEMPLATES": "Bad Name"}, "PREVIEW_TEMPLATES"),
+        ({"PREVIEW_POOL_MIN": "5", "PREVIEW_POOL_MAX": "2"}, "PREVIEW_POOL_MIN"),
+    ],
+)
+def test_a_malformed_value_is_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError, match=f"^{named}: "):
+        load_settings()
+
+
+def test_web_requires_its_stores_and_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("DATABASE_URL", "REDIS_URL", "SUPABASE_JWT_SECRET", "SUPABASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(SettingsError, match="^DATABASE_URL: not set"):
+        load_settings().require_web_config()
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x/y")
+    monkeypatch.setenv("REDIS_URL", "redis://x")
+    with pytest.raises(SettingsError, match="^SUPABASE_JWT_SECRET: "):
+        load_settings().require_web_config()
+
+
+def test_the_cli_stops_with_one_line_naming_the_variable() -> None:
+    env = {**os.environ, "PREVIEW_REAP_INTERVAL_SECONDS": "soon"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "migrate"], env=env, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PREVIEW_REAP_INTERVAL_SECONDS" in lines[0]

@@ -47,9 +47,32 @@ class CreateSessionBody(_Body):
     @field_validator("options")
     @classmethod
     def _small_options(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value)) > 4096:
+        # Postgres jsonb refuses what json.dumps would write for inf/nan (1e400 parses as inf)
+        # and NUL characters: refuse them here, not as a 500 after a machine was taken.
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (ValueError, RecursionError):
+            raise ValueError("options must be finite JSON of bounded depth") from None
+        if len(text) > 4096:
             raise ValueError("at most 4 KiB of options")
+        if _contains_nul(value):
+            raise ValueError("options must not contain NUL characters")
         return value
+
+
+def _contains_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class PoolBoundsBody(_Body):
@@ -77,7 +100,7 @@ class SessionView(BaseModel):
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     """The request body as JSON, refusing oversized bodies before reading them whole."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json")
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
@@ -88,9 +111,15 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         if len(body) > max_bytes:
             raise ApiError(413, "payload_too_large", f"the body is limited to {max_bytes} bytes")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        # NaN and Infinity are not JSON; nesting deeper than the parser's recursion limit is
+        # refused as malformed rather than failing with a 500.
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise bad_request("the body is not valid JSON", "malformed_json") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def parse_body(model: type[BodyT], payload: Any) -> BodyT:

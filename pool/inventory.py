@@ -7,11 +7,15 @@ figures the sizing policy and operators read.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import LockError
 
 from pool.leasing import DEFAULT_PREFIX
 from pool.redis_errors import resolved, translated_redis_errors
@@ -178,6 +182,21 @@ class Inventory:
             buckets = range(newest - window_seconds // DEMAND_BUCKET_SECONDS + 1, newest + 1)
             values = await self._redis.mget([f"{self._p}demand:{pool}:{b}" for b in buckets])
         return sum(int(v) for v in values if v)
+
+    @asynccontextmanager
+    async def exclusive(self, pool: PoolKey, *, ttl: float = 120.0) -> AsyncIterator[bool]:
+        """A per-pool lock for resizing: two resizes of one pool at once would both read the
+        same counts and overshoot. Yields False (without waiting) when another holder has it;
+        the lock expires after `ttl` should its holder die."""
+        lock = self._redis.lock(f"{self._p}lock:resize:{pool}", timeout=ttl, blocking=False)
+        async with translated_redis_errors():
+            acquired = bool(await lock.acquire())
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                with contextlib.suppress(LockError):
+                    await lock.release()
 
     async def hit_stats(self, pool: PoolKey) -> tuple[int, int]:
         async with translated_redis_errors():

@@ -56,6 +56,25 @@ async def resize_pool(
     bounds: PoolBounds,
     settings: RefillSettings,
     metrics: Metrics,
+) -> RefillPlan | None:
+    """Carry out the policy's plan for one pool; None when another resize holds the pool."""
+    async with inventory.exclusive(pool) as mine:
+        if not mine:
+            return None
+        plan = await _carry_out(inventory, provider, pool, bounds, settings, metrics)
+    counts = await inventory.counts(pool)
+    metrics.gauge(f"pool.{pool.template}.{pool.region}.ready", counts.ready)
+    metrics.gauge(f"pool.{pool.template}.{pool.region}.target", plan.target)
+    return plan
+
+
+async def _carry_out(
+    inventory: Inventory,
+    provider: MachineProvider,
+    pool: PoolKey,
+    bounds: PoolBounds,
+    settings: RefillSettings,
+    metrics: Metrics,
 ) -> RefillPlan:
     plan = await plan_for(inventory, pool, bounds, settings)
     if plan.create:
@@ -72,9 +91,6 @@ async def resize_pool(
         for machine_id in await inventory.drain(pool, plan.destroy):
             await destroy_machine(inventory, provider, machine_id)
         metrics.incr("pool.drained", plan.destroy)
-    counts = await inventory.counts(pool)
-    metrics.gauge(f"pool.{pool.template}.{pool.region}.ready", counts.ready)
-    metrics.gauge(f"pool.{pool.template}.{pool.region}.target", plan.target)
     return plan
 
 

@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from sql.errors import DatabaseUnavailable, LeaseConflict
+from sql.errors import DatabaseUnavailable, DataError, LeaseConflict
 from sql.states import SessionStatus
 
 Connection = AsyncConnection[Any]
@@ -86,6 +86,9 @@ async def translated_errors() -> AsyncIterator[None]:
         raise LeaseConflict(str(exc)) from exc
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(str(exc)) from exc
+    except psycopg.Error as exc:
+        # Anything else Postgres refuses: callers release what they hold on DataError.
+        raise DataError(str(exc)) from exc
 
 
 async def record_session(

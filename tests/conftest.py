@@ -93,10 +93,13 @@ def make_user(
 ) -> User:
     user_id, project_id = uuid.uuid4(), uuid.uuid4()
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO auth.users (id, email) VALUES (%s, %s)",
-                     (user_id, f"{user_id.hex[:8]}@example.test"))
-        conn.execute("INSERT INTO projects (id, owner_id, name) VALUES (%s, %s, 'p')",
-                     (project_id, user_id))
+        conn.execute(
+            "INSERT INTO auth.users (id, email) VALUES (%s, %s)",
+            (user_id, f"{user_id.hex[:8]}@example.test"),
+        )
+        conn.execute(
+            "INSERT INTO projects (id, owner_id, name) VALUES (%s, %s, 'p')", (project_id, user_id)
+        )
         if max_concurrent is not None or per_minute is not None or burst is not None:
             conn.execute(
                 """INSERT INTO user_quotas (user_id, plan, max_concurrent_sessions,
@@ -121,8 +124,9 @@ def fill_pool(count: int, template: str = "react-web", region: str = "local") ->
             ids = [f"test-{uuid.uuid4().hex[:10]}" for _ in range(count)]
             for machine_id in ids:
                 await inventory.mark_booting(machine_id, PoolKey(template, region))
-                await inventory.make_ready(machine_id, PoolKey(template, region),
-                                           f"http://127.0.0.1:1/{machine_id}")
+                await inventory.make_ready(
+                    machine_id, PoolKey(template, region), f"http://127.0.0.1:1/{machine_id}"
+                )
             return ids
         finally:
             await client.aclose()

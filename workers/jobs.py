@@ -37,7 +37,7 @@ async def resize(
     pools = set(targets) | set(deps.config.default_pools) | set(await deps.inventory.pools())
     if template is not None and region is not None:
         pools = {PoolKey(template, region)}
-    plans = {}
+    plans: dict[str, Any] = {}
     for pool in sorted(pools, key=str):
         low, high = targets.get(pool, deps.config.default_bounds)
         plan = await resize_pool(
@@ -48,7 +48,11 @@ async def resize(
             deps.config.refill,
             deps.metrics,
         )
-        plans[str(pool)] = {"target": plan.target, "create": plan.create, "destroy": plan.destroy}
+        plans[str(pool)] = (
+            {"target": plan.target, "create": plan.create, "destroy": plan.destroy}
+            if plan is not None
+            else "busy: another resize holds this pool"
+        )
     return plans
 
 

@@ -43,7 +43,8 @@ async def put_pool(request: Request) -> Response:
     principal = await _require_admin(request)
     res = resources(request)
     template, region = request.path_params["template"], request.path_params["region"]
-    if not re.match(NAME_PATTERN, template) or not re.match(NAME_PATTERN, region):
+    # fullmatch: with re.match, "$" also matches before a trailing newline ("local\n").
+    if not re.fullmatch(NAME_PATTERN, template) or not re.fullmatch(NAME_PATTERN, region):
         raise bad_request("template and region are lowercase names", "invalid_pool")
     if template not in res.settings.templates:
         raise bad_request(f"unknown template {template!r}", "unknown_template")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 
 from app.auth import AuthError, Principal
 from app.errors import unauthorized
@@ -13,6 +15,19 @@ from app.resources import Resources
 from app.schemas import SessionView
 from app.session_tokens import mint_session_token
 from sql.sessions import SessionRow
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def by_method(**handlers: Endpoint) -> Endpoint:
+    """One endpoint per path serving several methods, so a 405 names every allowed method in
+    its Allow header (separate Routes per method would each name only their own)."""
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return endpoint
 
 
 def resources(conn: HTTPConnection) -> Resources:

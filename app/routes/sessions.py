@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from app import leases
 from app.errors import ApiError, bad_request, not_found
-from app.routes.common import authenticate, resources, session_view
+from app.routes.common import authenticate, by_method, resources, session_view
 from app.schemas import CreateSessionBody, parse_body, parse_uuid, read_json
 from pool import logs
 from sql import sessions
@@ -86,9 +86,15 @@ async def heartbeat(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/api/preview/sessions", create_session, methods=["POST"]),
-    Route("/api/preview/sessions", list_sessions, methods=["GET"]),
-    Route("/api/preview/sessions/{session_id}", get_session, methods=["GET"]),
-    Route("/api/preview/sessions/{session_id}", delete_session, methods=["DELETE"]),
+    Route(
+        "/api/preview/sessions",
+        by_method(POST=create_session, GET=list_sessions),
+        methods=["POST", "GET"],
+    ),
+    Route(
+        "/api/preview/sessions/{session_id}",
+        by_method(GET=get_session, DELETE=delete_session),
+        methods=["GET", "DELETE"],
+    ),
     Route("/api/preview/sessions/{session_id}/heartbeat", heartbeat, methods=["POST"]),
 ]

@@ -44,12 +44,11 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import redis
 import redis.asyncio as aioredis
@@ -89,6 +88,8 @@ class PhaseResult:
     wall_seconds: float = 0.0
     web_cpu_seconds: float = 0.0
     bench_cpu_seconds: float = 0.0
+    postgres_cpu_seconds: float = 0.0
+    redis_cpu_seconds: float = 0.0
     system_busy: float = 0.0  # fraction of all cores busy during the phase
 
     @property
@@ -102,6 +103,10 @@ class PhaseResult:
     def throughput(self) -> float:
         return self.count / self.wall_seconds if self.wall_seconds else 0.0
 
+    def _share(self, cpu_seconds: float) -> float:
+        """CPU seconds as a percentage of one core over the phase."""
+        return round(100 * cpu_seconds / self.wall_seconds, 1) if self.wall_seconds else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "phase": self.name,
@@ -114,12 +119,21 @@ class PhaseResult:
             "max_ms": round(max(self.latencies_ms, default=math.nan), 2),
             "wall_s": round(self.wall_seconds, 3),
             "per_second": round(self.throughput, 1),
-            "web_cpu_pct": round(100 * self.web_cpu_seconds / self.wall_seconds, 1)
-            if self.wall_seconds
-            else None,
-            "bench_cpu_pct": round(100 * self.bench_cpu_seconds / self.wall_seconds, 1)
-            if self.wall_seconds
-            else None,
+            "web_cpu_pct": self._share(self.web_cpu_seconds),
+            "bench_cpu_pct": self._share(self.bench_cpu_seconds),
+            "postgres_cpu_pct": self._share(self.postgres_cpu_seconds),
+            "redis_cpu_pct": self._share(self.redis_cpu_seconds),
+            # Everything else on the machine (other tenants, the kernel), in % of one core.
+            "other_cpu_pct": round(
+                100 * self.system_busy * (os.cpu_count() or 1)
+                - self._share(
+                    self.web_cpu_seconds
+                    + self.bench_cpu_seconds
+                    + self.postgres_cpu_seconds
+                    + self.redis_cpu_seconds
+                ),
+                1,
+            ),
             "system_busy_pct": round(100 * self.system_busy, 1),
         }
 
@@ -173,21 +187,55 @@ def _system_ticks() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
+def _cpu_by_name(names: frozenset[str]) -> float:
+    """CPU time of every process whose name is in `names` (all Postgres backends, say)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.find("(") + 1 : text.rfind(")")]
+        if name in names:
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+POSTGRES, REDIS = frozenset({"postgres"}), frozenset({"redis-server", "valkey-server"})
+
+
 class CpuMeter:
+    """CPU used during a phase by the web process, this process, Postgres (every backend on
+    the server, so other users of it count too), Redis, and the machine as a whole."""
+
     def __init__(self, web_pid: int) -> None:
         self.web_pid = web_pid
 
+    def _sample(self) -> tuple[float, float, float, float, tuple[int, int]]:
+        return (
+            _cpu_seconds(self.web_pid),
+            time.process_time(),
+            _cpu_by_name(POSTGRES),
+            _cpu_by_name(REDIS),
+            _system_ticks(),
+        )
+
     def __enter__(self) -> CpuMeter:
-        self._web = _cpu_seconds(self.web_pid)
-        self._bench = time.process_time()
-        self._busy, self._total = _system_ticks()
+        self._start = self._sample()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.web = _cpu_seconds(self.web_pid) - self._web
-        self.bench = time.process_time() - self._bench
-        busy, total = _system_ticks()
-        self.system = (busy - self._busy) / (total - self._total) if total > self._total else 0.0
+        self._end = self._sample()
+
+    def record(self, result: PhaseResult) -> None:
+        (w0, b0, p0, r0, (busy0, total0)), (w1, b1, p1, r1, (busy1, total1)) = (
+            self._start,
+            self._end,
+        )
+        result.web_cpu_seconds, result.bench_cpu_seconds = w1 - w0, b1 - b0
+        result.postgres_cpu_seconds, result.redis_cpu_seconds = p1 - p0, r1 - r0
+        result.system_busy = (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
 
 
 # --- stores -------------------------------------------------------------------------------------
@@ -353,16 +401,20 @@ def service_env(database_url: str, data_dir: Path, ondemand_max: int) -> dict[st
     return env
 
 
-async def wait_healthy(base_url: str, service: Service, timeout: float = 30.0) -> None:
+async def wait_healthy(port: int, service: Service, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if not service.alive():
-                raise RuntimeError(f"the web process exited:\n{service.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise RuntimeError(f"the web process exited:\n{service.log_tail()}")
+        connection = Connection("127.0.0.1", port)
+        try:
+            if (await connection.request("GET", "/healthz", {})).status == 200:
+                return
+        except TransportError:
+            pass
+        finally:
+            connection.close()
+        await asyncio.sleep(0.1)
     raise RuntimeError(f"the web process did not answer /healthz in {timeout}s")
 
 
@@ -406,156 +458,238 @@ class Profiler:
 # --- the phases ---------------------------------------------------------------------------------
 
 
-def _client(base_url: str, connections: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=base_url,
-        trust_env=False,
-        timeout=30.0,
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-    )
+class TransportError(Exception):
+    """The connection failed or the server closed it mid-request."""
 
 
-def _error_key(response: httpx.Response) -> str:
-    try:
-        code = response.json().get("error", "")
-    except ValueError:
-        code = ""
-    return f"{response.status_code} {code}".strip()
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    def error_key(self) -> str:
+        try:
+            body = self.json()
+        except ValueError:
+            body = None
+        code = body.get("error", "") if isinstance(body, dict) else ""
+        return f"{self.status} {code}".strip()
+
+
+class Connection:
+    """One HTTP/1.1 keep-alive connection: the bench's client.
+
+    Deliberately minimal (Content-Length bodies only, which is all this API sends): the client
+    shares the server's two cores, and httpx.AsyncClient cost 4 ms of CPU per request at 10
+    concurrent clients and 12 ms at 50 here — more than the server it measures, which made the
+    figures a measurement of the client. This one costs a few tens of microseconds.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host, self._port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+    ) -> Reply:
+        if self._reader is None or self._writer is None:
+            try:
+                self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+            except OSError as exc:
+                raise TransportError(f"connect: {exc}") from exc
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}"]
+        lines.extend(f"{name}: {value}" for name, value in headers.items())
+        if body is not None:
+            lines.append("Content-Type: application/json")
+        lines.append(f"Content-Length: {len(body or b'')}")
+        try:
+            self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+            head = await self._reader.readuntil(b"\r\n\r\n")
+            status, length, close = _parse_head(head)
+            data = await self._reader.readexactly(length) if length else b""
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            self.close()
+            raise TransportError(type(exc).__name__) from exc
+        if close:
+            self.close()
+        return Reply(status, data)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+def _parse_head(head: bytes) -> tuple[int, int, bool]:
+    status_line, *header_lines = head.rstrip(b"\r\n").split(b"\r\n")
+    status = int(status_line.split(b" ", 2)[1])
+    length, close = 0, False
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            raise TransportError("chunked responses are not supported")
+        elif name == b"connection" and value.strip().lower() == b"close":
+            close = True
+    return status, length, close
+
+
+def _lease_body(user: User) -> bytes:
+    return json.dumps({"projectId": str(user.project_id)}).encode()
 
 
 async def run_leases(
-    client: httpx.AsyncClient,
+    connections: list[Connection],
     users: list[User],
     count: int,
-    clients: int,
     result: PhaseResult,
     created: list[tuple[User, str]],
 ) -> None:
-    """`count` leases from `clients` concurrent clients sharing one connection pool; each
-    request is timed on its own, the phase as a whole for throughput."""
+    """`count` leases from one concurrent client per connection; each request is timed on its
+    own, the phase as a whole for throughput."""
     counter = itertools.count()
     offset = secrets.randbelow(len(users))
 
-    async def client_loop() -> None:
+    async def client_loop(connection: Connection) -> None:
         while (i := next(counter)) < count:
             user = users[(offset + i) % len(users)]
+            body = _lease_body(user)
             started = time.perf_counter()
-            response = await client.post(
-                SESSIONS, json={"projectId": str(user.project_id)}, headers=user.headers
-            )
+            try:
+                reply = await connection.request("POST", SESSIONS, user.headers, body)
+            except TransportError as exc:
+                result.errors[str(exc)] += 1
+                continue
             elapsed = (time.perf_counter() - started) * 1000
-            if response.status_code == 201:
+            if reply.status == 201:
                 result.latencies_ms.append(elapsed)
-                created.append((user, response.json()["id"]))
+                created.append((user, reply.json()["id"]))
             else:
-                result.errors[_error_key(response)] += 1
-                if response.status_code == 202:  # the pool ran dry: an on-demand boot was queued
-                    created.append((user, response.json()["id"]))
+                result.errors[reply.error_key()] += 1
+                if reply.status == 202:  # the pool ran dry: an on-demand boot was queued
+                    created.append((user, reply.json()["id"]))
 
     started = time.perf_counter()
-    await asyncio.gather(*(client_loop() for _ in range(clients)))
+    await asyncio.gather(*(client_loop(c) for c in connections))
     result.wall_seconds = time.perf_counter() - started
 
 
-async def end_sessions(
-    client: httpx.AsyncClient, sessions: list[tuple[User, str]], clients: int
-) -> int:
+async def end_sessions(connections: list[Connection], sessions: list[tuple[User, str]]) -> int:
     """DELETE every session; returns how many deletes failed."""
     queue = iter(sessions)
     failed = 0
 
-    async def loop() -> None:
+    async def loop(connection: Connection) -> None:
         nonlocal failed
         for user, session_id in queue:
-            response = await client.delete(f"{SESSIONS}/{session_id}", headers=user.headers)
-            if response.status_code != 204:
+            try:
+                reply = await connection.request("DELETE", f"{SESSIONS}/{session_id}", user.headers)
+            except TransportError:
+                failed += 1
+                continue
+            if reply.status != 204:
                 failed += 1
 
-    await asyncio.gather(*(loop() for _ in range(clients)))
+    await asyncio.gather(*(loop(c) for c in connections))
     return failed
 
 
+def _connections(port: int, count: int) -> list[Connection]:
+    return [Connection("127.0.0.1", port) for _ in range(count)]
+
+
 async def warm_phase(
-    base_url: str,
+    port: int,
     users: list[User],
     *,
     name: str,
     leases: int,
     clients: int,
     warmup: int,
-    web_pid: int,
+    meter: CpuMeter,
 ) -> PhaseResult:
     flush_redis()
     await fill_pool(leases + warmup + clients)
     result = PhaseResult(name, clients)
     created: list[tuple[User, str]] = []
-    async with _client(base_url, clients) as client:
-        # Unmeasured: opens the database pool's connections and the HTTP keep-alive ones.
-        await run_leases(client, users, warmup, clients, PhaseResult("warmup", clients), created)
-        with CpuMeter(web_pid) as cpu:
-            await run_leases(client, users, leases, clients, result, created)
-        result.web_cpu_seconds, result.bench_cpu_seconds = cpu.web, cpu.bench
-        result.system_busy = cpu.system
-        failed = await end_sessions(client, created, min(clients, 10))
+    connections = _connections(port, clients)
+    try:
+        # Unmeasured: opens the keep-alive connections and the database pool's.
+        await run_leases(connections, users, max(warmup, clients), PhaseResult("", 0), created)
+        with meter:
+            await run_leases(connections, users, leases, result, created)
+        meter.record(result)
+        failed = await end_sessions(connections[:10], created)
+    finally:
+        for connection in connections:
+            connection.close()
     if failed:
         result.errors["end failed"] += failed
     return result
 
 
 async def ondemand_phase(
-    base_url: str, users: list[User], *, boots: int, web_pid: int
+    port: int, users: list[User], *, boots: int, meter: CpuMeter
 ) -> PhaseResult:
     """One lease at a time on an empty pool: POST (202 booting) until GET shows it active."""
     result = PhaseResult("on-demand", 1)
     created: list[tuple[User, str]] = []
-    async with _client(base_url, 2) as client:
-        try:
-            # Unmeasured: the worker process is still starting up.
-            await _time_to_machine(client, users[0], created, PhaseResult("warmup", 1))
-            with CpuMeter(web_pid) as cpu:
-                started = time.perf_counter()
-                for i in range(1, boots + 1):
-                    elapsed = await _time_to_machine(client, users[i % len(users)], created, result)
-                    if elapsed is not None:
-                        result.latencies_ms.append(elapsed)
-                result.wall_seconds = time.perf_counter() - started
-            result.web_cpu_seconds, result.bench_cpu_seconds = cpu.web, cpu.bench
-            result.system_busy = cpu.system
-        finally:
-            failed = await end_sessions(client, created, 2)
-            if failed:
-                result.errors["end failed"] += failed
+    connection = Connection("127.0.0.1", port)
+    try:
+        # Unmeasured: the worker process is still starting up.
+        await _time_to_machine(connection, users[0], created, PhaseResult("", 0))
+        with meter:
+            started = time.perf_counter()
+            for i in range(1, boots + 1):
+                elapsed = await _time_to_machine(connection, users[i % len(users)], created, result)
+                if elapsed is not None:
+                    result.latencies_ms.append(elapsed)
+            result.wall_seconds = time.perf_counter() - started
+        meter.record(result)
+    finally:
+        failed = await end_sessions([connection], created)
+        if failed:
+            result.errors["end failed"] += failed
+        connection.close()
     return result
 
 
 async def _time_to_machine(
-    client: httpx.AsyncClient,
+    connection: Connection,
     user: User,
     created: list[tuple[User, str]],
     result: PhaseResult,
 ) -> float | None:
     started = time.perf_counter()
-    response = await client.post(
-        SESSIONS, json={"projectId": str(user.project_id)}, headers=user.headers
-    )
-    if response.status_code not in (201, 202):
-        result.errors[_error_key(response)] += 1
-        return None
-    session_id = response.json()["id"]
-    created.append((user, session_id))
-    if response.status_code == 201:
-        result.errors["201 warm machine (pool not empty)"] += 1
-        return None
-    deadline = started + BOOT_TIMEOUT_SECONDS
-    while time.perf_counter() < deadline:
-        got = await client.get(f"{SESSIONS}/{session_id}", headers=user.headers)
-        status = got.json().get("status") if got.status_code == 200 else None
-        if status == "active":
-            return (time.perf_counter() - started) * 1000
-        if status in ("ended", "failed"):
-            result.errors[f"boot {status}"] += 1
+    try:
+        reply = await connection.request("POST", SESSIONS, user.headers, _lease_body(user))
+        if reply.status not in (201, 202):
+            result.errors[reply.error_key()] += 1
             return None
-        await asyncio.sleep(BOOT_POLL_SECONDS)
+        session_id = reply.json()["id"]
+        created.append((user, session_id))
+        if reply.status == 201:
+            result.errors["201 warm machine (pool not empty)"] += 1
+            return None
+        deadline = started + BOOT_TIMEOUT_SECONDS
+        while time.perf_counter() < deadline:
+            got = await connection.request("GET", f"{SESSIONS}/{session_id}", user.headers)
+            status = got.json().get("status") if got.status == 200 else None
+            if status == "active":
+                return (time.perf_counter() - started) * 1000
+            if status in ("ended", "failed"):
+                result.errors[f"boot {status}"] += 1
+                return None
+            await asyncio.sleep(BOOT_POLL_SECONDS)
+    except TransportError as exc:
+        result.errors[str(exc)] += 1
+        return None
     result.errors["boot timeout"] += 1
     return None
 
@@ -599,23 +733,28 @@ def report(
     print(f"one web process; {args.users} users; {args.leases} leases per warm phase")
     print()
     header = (
-        f"{'phase':<26}{'clients':>8}{'count':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
-        f"{'max ms':>9}{'per s':>8}{'web cpu':>9}{'bench cpu':>10}{'all cores':>10}{'errors':>8}"
+        f"{'phase':<23}{'clients':>8}{'count':>6}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}"
+        f"{'max ms':>8}{'per s':>7}{'errors':>7}   cpu: {'web':>5}{'bench':>6}{'pg':>5}"
+        f"{'redis':>6}{'other':>6}{'all':>5}"
     )
     print(header)
     print("-" * len(header))
     for phase in phases:
         d = phase.as_dict()
         print(
-            f"{phase.name:<26}{phase.clients:>8}{phase.count:>7}{d['p50_ms']:>9.1f}"
-            f"{d['p90_ms']:>9.1f}{d['p99_ms']:>9.1f}{d['max_ms']:>9.1f}{d['per_second']:>8.1f}"
-            f"{d['web_cpu_pct']:>8.0f}%{d['bench_cpu_pct']:>9.0f}%{d['system_busy_pct']:>9.0f}%"
-            f"{sum(phase.errors.values()):>8}"
+            f"{phase.name:<23}{phase.clients:>8}{phase.count:>6}{d['p50_ms']:>8.1f}"
+            f"{d['p90_ms']:>8.1f}{d['p99_ms']:>8.1f}{d['max_ms']:>8.1f}{d['per_second']:>7.0f}"
+            f"{sum(phase.errors.values()):>7}        {d['web_cpu_pct']:>4.0f}%"
+            f"{d['bench_cpu_pct']:>5.0f}%{d['postgres_cpu_pct']:>4.0f}%{d['redis_cpu_pct']:>5.0f}%"
+            f"{d['other_cpu_pct']:>5.0f}%"
+            f"{d['system_busy_pct']:>4.0f}%"
         )
     for phase in phases:
         if phase.errors:
             print(f"  {phase.name} errors: {dict(phase.errors)}")
-    print("  (on-demand: time from POST to GET showing 'active', polled every 20 ms)")
+    print("  cpu: % of one core during the phase (pg: all Postgres backends); all: % of all cores")
+    if ondemand is not None:
+        print("  on-demand: time from the POST to a GET showing 'active', polled every 20 ms")
     print()
     checks = [
         (
@@ -663,7 +802,6 @@ async def run(args: argparse.Namespace, database_url: str, work_dir: Path) -> di
     versions = server_versions(database_url)
     users = make_users(database_url, args.users)
     port = args.port or _free_port()
-    base_url = f"http://127.0.0.1:{port}"
     data_dir = work_dir / "data"
     env = service_env(database_url, data_dir, ondemand_max=max(100, args.boots * 2))
     flush_redis()
@@ -672,24 +810,30 @@ async def run(args: argparse.Namespace, database_url: str, work_dir: Path) -> di
     try:
         web = Service("web", ["web", "--host", "127.0.0.1", "--port", str(port)], env, work_dir)
         services.append(web)
-        await wait_healthy(base_url, web)
+        await wait_healthy(port, web)
+        meter = CpuMeter(web.pid)
         profiler = (
             Profiler(args.profile_web, web.pid, args.profile_rate) if args.profile_web else None
         )
         try:
-            for name, clients in (("warm pool: latency", 10), ("warm pool: throughput", 50)):
+            for name, clients in (
+                ("warm pool: latency", args.clients[0]),
+                ("warm pool: throughput", args.clients[1]),
+            ):
                 print(f"{name}: {args.leases} leases from {clients} clients ...", flush=True)
                 phases.append(
                     await warm_phase(
-                        base_url,
+                        port,
                         users,
                         name=name,
                         leases=args.leases,
                         clients=clients,
                         warmup=args.warmup,
-                        web_pid=web.pid,
+                        meter=meter,
                     )
                 )
+                if not web.alive():
+                    raise RuntimeError(f"the web process exited:\n{web.log_tail()}")
         finally:
             if profiler is not None:
                 profiler.stop()
@@ -699,9 +843,7 @@ async def run(args: argparse.Namespace, database_url: str, work_dir: Path) -> di
             worker = Service("worker", ["worker"], env, work_dir)
             services.append(worker)
             try:
-                phases.append(
-                    await ondemand_phase(base_url, users, boots=args.boots, web_pid=web.pid)
-                )
+                phases.append(await ondemand_phase(port, users, boots=args.boots, meter=meter))
             finally:
                 worker.stop()
                 destroyed = await destroy_local_machines(data_dir.resolve() / "machines")
@@ -723,6 +865,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--boots", type=int, help="on-demand boots, 0 to skip (default 20)")
     parser.add_argument("--users", type=int, help="distinct users leasing (default 200)")
     parser.add_argument("--warmup", type=int, help="unmeasured leases per phase (default 50)")
+    parser.add_argument(
+        "--clients",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[10, 50],
+        help="concurrent clients of the latency and the throughput phase (default 10,50)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 leases, 5 boots")
     parser.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -740,9 +888,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if len(args.clients) != 2 or min(args.clients) < 1:
+        parser.error("--clients takes two positive numbers, as in 10,50")
     if args.leases < 1 or args.users < 1:
         parser.error("--leases and --users must be positive")
     return args
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop for the client too, when installed (uvicorn[standard] brings it)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -751,7 +910,8 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="lease-bench-") as tmp,
         fresh_database() as database_url,
     ):
-        summary = asyncio.run(run(args, database_url, Path(tmp)))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            summary = runner.run(run(args, database_url, Path(tmp)))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return 0 if all(summary["checks"].values()) else 1

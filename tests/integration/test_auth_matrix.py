@@ -19,25 +19,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import psycopg
 import pytest
-import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.testclient import TestClient
 
 from app.server import create_app
-from app.settings import Settings, load_settings
+from app.settings import Settings
 from tests.conftest import (
     JWT_SECRET,
-    REDIS_URL,
-    TOKEN_SECRET,
     User,
     fill_pool,
     make_user,
 )
+from tests.integration.stores import (
+    db_snapshot,
+    emptied_stores_settings,
+    ready_machines,
+    redis_snapshot,
+)
 
-READY_LIST = "po:ready:react-web:local"
 _DROP = object()
 
 
@@ -199,44 +200,6 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
 }
 
 
-# --- store snapshots ----------------------------------------------------------------------
-
-
-def db_snapshot(database_url: str) -> dict[str, Any]:
-    with psycopg.connect(database_url) as conn:
-        return {
-            "sessions": conn.execute(
-                "SELECT id, status, container_id, lease_epoch, last_activity, ended_at "
-                "FROM preview_sessions ORDER BY id"
-            ).fetchall(),
-            "leases": conn.execute(
-                "SELECT id, machine_id, epoch, session_id, released_at FROM machine_leases "
-                "ORDER BY id"
-            ).fetchall(),
-            "events": conn.execute("SELECT count(*) FROM session_events").fetchone(),
-            "targets": conn.execute(
-                "SELECT template, region, min_size, max_size, updated_at FROM pool_targets "
-                "ORDER BY 1, 2"
-            ).fetchall(),
-        }
-
-
-def redis_snapshot() -> dict[bytes, bytes | None]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        return {key: client.dump(key) for key in sorted(client.scan_iter(count=1000))}
-    finally:
-        client.close()
-
-
-def ready_machines() -> list[str]:
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        return sorted(client.lrange(READY_LIST, 0, -1))
-    finally:
-        client.close()
-
-
 @dataclass
 class Env:
     client: TestClient
@@ -263,22 +226,7 @@ def shared_env(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     """One app, user and session for the whole matrix: every request in it must fail and
     change nothing, so the tests cannot disturb one another (each compares its own before and
     after). The function-scoped `settings` fixture would cost a fresh app per case."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "TRUNCATE session_events, machine_leases, preview_sessions, user_quotas, "
-            "pool_targets, project_members, projects, auth.users CASCADE"
-        )
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    client.close()
-    settings = load_settings(
-        database_url=database_url,
-        redis_url=REDIS_URL,
-        supabase_jwt_secret=JWT_SECRET,
-        preview_token_secret=TOKEN_SECRET,
-        preview_data_dir=tmp_path_factory.mktemp("auth-matrix") / "data",
-        preview_public_url="http://localhost:8000",
-    )
+    settings = emptied_stores_settings(database_url, tmp_path_factory.mktemp("auth") / "data")
     with _open_env(settings) as env:
         yield env
 

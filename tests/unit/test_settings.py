@@ -34,18 +34,21 @@ def test_a_malformed_value_is_named(
 def test_web_requires_its_stores_and_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("DATABASE_URL", "REDIS_URL", "SUPABASE_JWT_SECRET", "SUPABASE_URL"):
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(SettingsError, match="^DATABASE_URL: not set"):
+    with pytest.raises(SettingsError, match=r"^DATABASE_URL: not set"):
         load_settings().require_web_config()
     monkeypatch.setenv("DATABASE_URL", "postgresql://x/y")
     monkeypatch.setenv("REDIS_URL", "redis://x")
-    with pytest.raises(SettingsError, match="^SUPABASE_JWT_SECRET: "):
+    with pytest.raises(SettingsError, match=r"^SUPABASE_JWT_SECRET: "):
         load_settings().require_web_config()
 
 
 def test_the_cli_stops_with_one_line_naming_the_variable() -> None:
     env = {**os.environ, "PREVIEW_REAP_INTERVAL_SECONDS": "soon"}
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "migrate"], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "app.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert done.returncode == 2

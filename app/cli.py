@@ -81,6 +81,8 @@ def _run_web(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.preview_log_level)
     uvicorn.run(
         create_app(settings),
+        # A little over the gateway's own 1 MiB frame cap, which closes with 1009 itself.
+        ws_max_size=2 * 1024 * 1024,
         host=args.host,
         port=args.port,
         log_config=None,

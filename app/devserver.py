@@ -35,7 +35,12 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
     worker = build_worker(worker_config(settings))
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host=host, port=port, log_config=None, access_log=False
+            create_app(settings),
+            host=host,
+            port=port,
+            log_config=None,
+            ws_max_size=2 * 1024 * 1024,
+            access_log=False,
         )
     )
     worker_task = asyncio.create_task(worker.async_run(), name="dev-worker")

@@ -12,9 +12,11 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from app.auth import JwksCache, TokenVerifier
+from app.realtime.hub import Hub
 from app.settings import Settings
+from pool.edit_log import EditLog
 from pool.inventory import Inventory
-from pool.leasing import LeaseBroker
+from pool.leasing import DEFAULT_PREFIX, LeaseBroker
 from pool.metrics import Metrics, make_metrics
 from pool.queue import JobQueue
 from sql.database import open_pool
@@ -32,6 +34,10 @@ class Resources:
     verifier: TokenVerifier
     metrics: Metrics
     token_secret: bytes
+    edits: EditLog
+    hub: Hub
+    # For the preview reverse proxy (local provider): many concurrent module requests.
+    http: httpx.AsyncClient
 
 
 @asynccontextmanager
@@ -42,6 +48,13 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     redis: Redis = Redis.from_url(settings.redis_url, decode_responses=True)
     arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     http = httpx.AsyncClient(timeout=5.0)
+    proxy_http = httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        follow_redirects=False,
+    )
+    hub = Hub(redis, prefix=DEFAULT_PREFIX)
+    await hub.start()
     try:
         jwks = JwksCache(settings.jwks_url, http) if settings.jwks_url else None
         secret = settings.supabase_jwt_secret
@@ -66,9 +79,14 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 settings.preview_statsd_prefix,
             ),
             token_secret=settings.preview_token_secret.get_secret_value().encode(),
+            edits=EditLog(redis),
+            hub=hub,
+            http=proxy_http,
         )
     finally:
+        await hub.stop()
         await http.aclose()
+        await proxy_http.aclose()
         await arq.aclose()
         await redis.aclose()
         await db.close()

@@ -11,11 +11,14 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import EXCEPTION_HANDLERS
 from app.openapi import build_openapi
+from app.preview_proxy import PreviewRouter
+from app.realtime.editor import editor_socket
+from app.realtime.sandbox import sandbox_socket
 from app.resources import open_resources
 from app.routes import admin, dev, health, sessions
 from app.settings import Settings
@@ -79,10 +82,13 @@ def create_app(settings: Settings) -> Starlette:
         *admin.ROUTES,
         *health.ROUTES,
         Route("/api/openapi.json", openapi, methods=["GET"]),
+        WebSocketRoute("/api/preview/sessions/{session_id}/ws", editor_socket),
+        WebSocketRoute("/api/sandbox/ws", sandbox_socket),
     ]
     if settings.preview_dev_mode:
         routes.extend(dev.ROUTES)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.openapi = build_openapi()
+    app.add_middleware(PreviewRouter, domain=settings.preview_domain)
     app.add_middleware(RequestContext)
     return app

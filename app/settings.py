@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     preview_log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Only `dev` sets this: it enables the demo login route.
     preview_dev_mode: bool = False
+    # Browser origins allowed on the editor socket (comma-separated), besides the public URL's.
+    preview_allowed_origins: str = ""
+    # Production previews live at https://{session}.{PREVIEW_DOMAIN}/ (wildcard certificate);
+    # without it, http://{session}.preview.localhost:{port}/ (development).
+    preview_domain: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -86,6 +91,11 @@ class Settings(BaseSettings):
     @property
     def templates(self) -> tuple[str, ...]:
         return tuple(self.preview_templates.split(","))
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        listed = [o.strip().rstrip("/") for o in self.preview_allowed_origins.split(",")]
+        return (self.preview_public_url, *[o for o in listed if o])
 
     @property
     def jwks_url(self) -> str | None:

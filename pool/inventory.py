@@ -8,6 +8,7 @@ figures the sizing policy and operators read.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -197,6 +198,20 @@ class Inventory:
             if acquired:
                 with contextlib.suppress(LockError):
                     await lock.release()
+
+    async def set_token(self, machine_id: str, token: str | None) -> None:
+        """Keep the SHA-256 of the machine's token, which its agent presents when it connects
+        (the token itself never reaches Redis)."""
+        if not token:
+            return
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        async with translated_redis_errors():
+            await resolved(self._redis.hset(f"{self._p}m:{machine_id}", "token_sha256", digest))
+
+    async def token_hash(self, machine_id: str) -> str | None:
+        async with translated_redis_errors():
+            value = await resolved(self._redis.hget(f"{self._p}m:{machine_id}", "token_sha256"))
+        return str(value) if value else None
 
     async def hit_stats(self, pool: PoolKey) -> tuple[int, int]:
         async with translated_redis_errors():

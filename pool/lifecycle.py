@@ -58,7 +58,9 @@ async def recycle_machine(
         metrics.incr("pool.recycle.destroyed")
         return "destroyed"
     try:
-        await provider.reset(machine_id)
+        reset = await provider.reset(machine_id)
+        # A reset issues a new machine token; the old session's token must stop working.
+        await inventory.set_token(machine_id, reset.metadata.get("token"))
         machine = await provider.wait(machine_id, MachineState.STARTED, boot_timeout)
     except ProviderError as exc:
         log.warning("reset of %s failed, destroying it: %s", machine_id, exc)

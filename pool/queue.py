@@ -13,6 +13,7 @@ from arq.connections import ArqRedis
 RESIZE_JOB = "resize"
 RECYCLE_JOB = "recycle"
 BOOT_SESSION_JOB = "boot_session"
+HYDRATE_JOB = "hydrate_machine"
 
 
 class JobQueue:
@@ -27,6 +28,11 @@ class JobQueue:
     async def recycle(self, machine_id: str, epoch: int) -> None:
         await self._arq.enqueue_job(
             RECYCLE_JOB, machine_id, epoch, _job_id=f"recycle:{machine_id}:{epoch}"
+        )
+
+    async def hydrate_machine(self, session_id: str, machine_id: str) -> None:
+        await self._arq.enqueue_job(
+            HYDRATE_JOB, session_id, machine_id, _job_id=f"hydrate:{session_id}:{machine_id}"
         )
 
     async def boot_session(self, session_id: uuid.UUID) -> None:

@@ -107,6 +107,7 @@ async def create_and_wait(
 ) -> MachineSnapshot:
     machine = await provider.create(MachineSpec(pool.template, pool.region))
     await inventory.mark_booting(machine.id, pool)
+    await inventory.set_token(machine.id, machine.metadata.get("token"))
     try:
         started = await provider.wait(machine.id, MachineState.STARTED, settings.boot_timeout)
     except ProviderError:

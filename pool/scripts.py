@@ -12,6 +12,11 @@ Keys (all under one prefix, `po:` by default):
     booting-sessions:{t}:{r}    zset session id -> start (ms): on-demand boots in flight
     stats:{t}:{r}               hash: hits, misses
     demand:{t}:{r}:{bucket}     counter of lease attempts per 10 s bucket (expires after 15 min)
+    edits:{session}             stream of patches, entry id = "{seq}-0", bounded (MAXLEN ~)
+    snap:{session}              hash path -> content: every file at the stream's head
+    snapmeta:{session}          hash: head (seq), bytes; applied (seq the machine acked), status
+    ch:session:{session}        pub/sub channel: patches, applied, status, logs of a session
+    ch:machine:{machine}        pub/sub channel: assign and hydrate for a machine's agent
 
 Every script reads the clock with Redis TIME, so all instances agree on it.
 """
@@ -34,6 +39,7 @@ _NAMES = (
     "claim_leased",
     "forget_session",
     "forget_machine",
+    "append_patch",
 )
 
 

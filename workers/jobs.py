@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from pool.edit_log import EditLog, push_snapshot
 from pool.inventory import PoolKey
 from pool.lifecycle import recycle_machine
 from pool.ondemand import boot_for_session
@@ -102,3 +103,9 @@ async def reconcile(ctx: Ctx) -> dict[str, int]:
         deps.db, deps.broker, deps.inventory, deps.provider, deps.enqueue_recycle, deps.metrics
     )
     return report.__dict__
+
+
+async def hydrate_machine(ctx: Ctx, session_id: str, machine_id: str) -> int:
+    """Push the session's snapshot to its (new or replaced) machine."""
+    deps = _deps(ctx)
+    return await push_snapshot(EditLog(deps.redis), session_id, machine_id)

@@ -36,6 +36,7 @@ def build_worker(
         func(jobs.resize, keep_result=0, timeout=120),
         func(jobs.recycle, keep_result=0, timeout=120, max_tries=3),
         func(jobs.boot_session, keep_result=0, timeout=180, max_tries=2),
+        func(jobs.hydrate_machine, keep_result=0, timeout=60, max_tries=3),
     ]
     cron_jobs = [
         # unique=True (arq's default) gives each run a job id from its scheduled time, so with

@@ -46,17 +46,25 @@ async def authenticate(conn: HTTPConnection) -> Principal:
         raise unauthorized("the access token is invalid or expired") from None
 
 
+def preview_origin(res: Resources, session_id: object) -> str:
+    """The session's own origin: https://{id}.{PREVIEW_DOMAIN} in production, otherwise
+    http://{id}.preview.localhost:{port} (Chromium resolves *.localhost to loopback)."""
+    if res.settings.preview_domain:
+        return f"https://{session_id}.{res.settings.preview_domain}"
+    public = urlsplit(res.settings.preview_public_url)
+    port = f":{public.port}" if public.port else ""
+    return f"{public.scheme}://{session_id}.preview.localhost{port}"
+
+
 def session_view(res: Resources, row: SessionRow) -> SessionView:
     public = urlsplit(res.settings.preview_public_url)
-    host = public.hostname or "localhost"
-    port = f":{public.port}" if public.port else ""
-    preview_host = "preview.localhost" if host in ("localhost", "127.0.0.1") else f"preview.{host}"
     ws_scheme = "wss" if public.scheme == "https" else "ws"
     expires = int(
         min(
             row.expires_at.timestamp(), time.time() + res.settings.preview_session_token_ttl_seconds
         )
     )
+    token = mint_session_token(res.token_secret, row.id, expires)
     return SessionView(
         id=row.id,
         status=row.status,
@@ -65,9 +73,10 @@ def session_view(res: Resources, row: SessionRow) -> SessionView:
         region=row.region,
         device_type=row.device_type,
         machine_id=row.container_id,
-        preview_url=f"{public.scheme}://{row.id}.{preview_host}{port}/",
+        # The first load carries the token; the preview origin swaps it for a cookie.
+        preview_url=f"{preview_origin(res, row.id)}/?token={token}",
         ws_url=f"{ws_scheme}://{public.netloc}/api/preview/sessions/{row.id}/ws",
-        token=mint_session_token(res.token_secret, row.id, expires),
+        token=token,
         expires_at=row.expires_at,
         created_at=row.created_at,
         last_activity=row.last_activity,

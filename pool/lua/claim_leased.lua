@@ -14,4 +14,6 @@ redis.call('HSET', key, 'state', 'leased', 'template', template, 'region', regio
            'address', address, 'session', session, 'user', user)
 redis.call('SADD', p .. 'machines:' .. template .. ':' .. region, machine_id)
 redis.call('SADD', p .. 'pools', template .. ':' .. region)
+redis.call('PUBLISH', p .. 'ch:machine:' .. machine_id,
+           cjson.encode({kind = 'assign', session = session}))
 return epoch

@@ -11,6 +11,9 @@ if fields[1] == 'pending' then
   redis.call('HSET', key, 'state', 'leased')
   redis.call('HDEL', key, 'pending_until')
   redis.call('ZREM', p .. 'pending', machine_id)
+  -- The gateway instance holding this machine's agent socket hears it here.
+  redis.call('PUBLISH', p .. 'ch:machine:' .. machine_id,
+             cjson.encode({kind = 'assign', session = session}))
   return 1
 end
 if fields[1] == 'leased' then

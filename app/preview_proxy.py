@@ -1,0 +1,275 @@
+"""Preview routing: one origin per session, routed by `Host`.
+
+`{session}.preview.localhost[:port]` (development) or `{session}.{PREVIEW_DOMAIN}` (production)
+is the user's app, served by the session's machine. A separate origin per session keeps the
+user's code away from other previews' storage and from the API's origin.
+
+Access needs the session token: `?token=` on the first load, which becomes an HttpOnly cookie
+on that origin (then a redirect drops it from the URL). Another session's token → 403.
+
+With the local provider this process reverse-proxies HTTP and the dev server's HMR WebSocket to
+the machine. With Fly it answers with a `fly-replay` header naming the machine, and Fly's proxy
+delivers the request to the machine directly.
+
+Every module Vite serves is a request through here, so the session → machine lookup is cached
+per process for a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+import uuid
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+import websockets
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.resources import Resources
+from app.session_tokens import InvalidSessionToken, verify_session_token
+from sql import sessions
+
+COOKIE = "preview_token"
+CACHE_SECONDS = 2.0
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
+
+
+def preview_host_pattern(domain: str | None) -> re.Pattern[str]:
+    suffix = re.escape(domain) if domain else r"preview\.localhost"
+    return re.compile(rf"^(?P<session>{_UUID})\.{suffix}(?::\d+)?$")
+
+
+class PreviewRouter:
+    """ASGI middleware in front of the API: preview hosts go to the machine, the rest to `app`."""
+
+    def __init__(self, app: ASGIApp, *, domain: str | None) -> None:
+        self.app = app
+        self.pattern = preview_host_pattern(domain)
+        self._machines: dict[uuid.UUID, tuple[float, str | None, str | None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+        match = self.pattern.match(host)
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        # Starlette puts itself in the scope before its middleware stack runs.
+        res: Resources = scope["app"].state.resources
+        await self._serve(res, uuid.UUID(match["session"]), scope, receive, send)
+
+    async def _serve(
+        self, res: Resources, session_id: uuid.UUID, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        token = query.pop("token", None) or _cookie(scope)
+        try:
+            verify_session_token(res.token_secret, token or "", session_id, time.time())
+        except InvalidSessionToken:
+            await _refuse(scope, send, 403 if token else 401, "a valid preview token is required")
+            return
+        if "token" in dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))):
+            await _redirect_with_cookie(scope, send, token or "", urlencode(query))
+            return
+        machine_id, address = await self._lookup(res, session_id)
+        if machine_id is None or address is None:
+            await _refuse(scope, send, 503, "the preview machine is not ready yet")
+            return
+        if res.settings.preview_provider == "fly":
+            await _replay(scope, send, machine_id)
+        elif scope["type"] == "websocket":
+            await _proxy_websocket(scope, receive, send, address)
+        else:
+            await _proxy_http(res.http, scope, receive, send, address)
+
+    async def _lookup(self, res: Resources, session_id: uuid.UUID) -> tuple[str | None, str | None]:
+        cached = self._machines.get(session_id)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
+        async with res.db.connection() as conn:
+            row = await sessions.get_session(conn, session_id)
+        machine_id = row.container_id if row is not None and row.status == "active" else None
+        record = await res.inventory.machine(machine_id) if machine_id else None
+        address = record.address if record is not None else None
+        self._machines[session_id] = (now + CACHE_SECONDS, machine_id, address)
+        if len(self._machines) > 10_000:
+            self._machines.clear()
+        return machine_id, address
+
+
+def _cookie(scope: Scope) -> str | None:
+    raw = dict(scope["headers"]).get(b"cookie", b"").decode("latin-1")
+    morsel = SimpleCookie(raw).get(COOKIE)
+    return morsel.value if morsel is not None else None
+
+
+def _upstream_headers(scope: Scope) -> list[tuple[str, str]]:
+    headers = []
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").lower()
+        if key in _HOP_BY_HOP or key.startswith("sec-websocket"):
+            continue
+        if key == "cookie":
+            # The preview token is ours; the user's dev server never sees it.
+            jar = SimpleCookie(value.decode("latin-1"))
+            jar.pop(COOKIE, None)
+            rest = "; ".join(f"{k}={m.value}" for k, m in jar.items())
+            if rest:
+                headers.append(("cookie", rest))
+            continue
+        headers.append((key, value.decode("latin-1")))
+    return headers
+
+
+async def _proxy_http(
+    client: httpx.AsyncClient, scope: Scope, receive: Receive, send: Send, address: str
+) -> None:
+    body = bytearray()
+    while True:
+        message = await receive()
+        body.extend(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
+    url = f"{address}{path}" + (f"?{query}" if query else "")
+    request = client.build_request(
+        scope["method"], url, headers=_upstream_headers(scope), content=bytes(body)
+    )
+    try:
+        upstream = await client.send(request, stream=True)
+    except httpx.HTTPError:
+        await _refuse(scope, send, 502, "the preview machine did not answer")
+        return
+    try:
+        headers = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in upstream.headers.multi_items()
+            if k.lower() not in _HOP_BY_HOP
+        ]
+        await send(
+            {"type": "http.response.start", "status": upstream.status_code, "headers": headers}
+        )
+        async for chunk in upstream.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        await upstream.aclose()
+
+
+async def _proxy_websocket(scope: Scope, receive: Receive, send: Send, address: str) -> None:
+    """Bridge the browser's socket (Vite's HMR client) to the machine's dev server."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
+    url = "ws" + address.removeprefix("http") + path + (f"?{query}" if query else "")
+    protocols = list(scope.get("subprotocols", []))
+    try:
+        upstream = await websockets.connect(
+            url,
+            subprotocols=protocols or None,
+            open_timeout=5,
+            max_size=2**22,
+        )
+    except (OSError, websockets.WebSocketException, TimeoutError):
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+
+    async def browser_to_machine() -> None:
+        while True:
+            incoming: Message = await receive()
+            if incoming["type"] == "websocket.disconnect":
+                return
+            data = incoming.get("text")
+            await upstream.send(data if data is not None else incoming.get("bytes") or b"")
+
+    async def machine_to_browser() -> None:
+        async for data in upstream:
+            key = "text" if isinstance(data, str) else "bytes"
+            await send({"type": "websocket.send", key: data})
+
+    tasks = [
+        asyncio.ensure_future(browser_to_machine()),
+        asyncio.ensure_future(machine_to_browser()),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await upstream.close()
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": 1000})
+
+
+async def _replay(scope: Scope, send: Send, machine_id: str) -> None:
+    headers = [(b"fly-replay", f"instance={machine_id}".encode()), (b"content-length", b"0")]
+    await _respond(scope, send, 307, headers, b"")
+
+
+async def _redirect_with_cookie(scope: Scope, send: Send, token: str, query: str) -> None:
+    location = scope["path"] + (f"?{query}" if query else "")
+    cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax"
+    if scope.get("scheme") in ("https", "wss"):
+        cookie += "; Secure"
+    if scope["type"] == "websocket":
+        await _refuse(scope, send, 400, "pass the token once over HTTP, then use the cookie")
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 302,
+            "headers": [
+                (b"location", location.encode("latin-1")),
+                (b"set-cookie", cookie.encode("latin-1")),
+                (b"content-length", b"0"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
+    body = f"{status}: {message}\n".encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await _respond(scope, send, status, headers, body)
+
+
+async def _respond(
+    scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        # The denial-response extension: a plain HTTP answer to the upgrade request.
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})

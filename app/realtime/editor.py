@@ -1,0 +1,176 @@
+"""The editor socket: hello, numbered patches, ping; everything the machine reports, back.
+
+Three things run per socket: this reader loop, a relay task turning pub/sub envelopes of the
+session into frames, and the one lock that serialises sends between them. The editor's
+position (`known`) is the last seq it is known to have; a gap in what the relay sees, or a
+`resync` from the hub, is filled from the edit stream (or with a snapshot when the stream no
+longer holds it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.websockets import WebSocket
+
+from app.realtime.frames import EditorHello, EditorPatch, FrameError, frame, parse_editor_frame
+from app.realtime.guard import CLOSE_POLICY, Guard, run_until_either_ends
+from app.resources import Resources
+from app.session_tokens import InvalidSessionToken, verify_session_token
+from pool.edit_log import Appended, Change, Conflict, EditLog, session_channel
+from sql import sessions
+
+log = logging.getLogger(__name__)
+
+
+class EditorConnection:
+    def __init__(self, websocket: WebSocket, edits: EditLog, session_id: str) -> None:
+        self.websocket = websocket
+        self.edits = edits
+        self.session_id = session_id
+        self.socket_id = uuid.uuid4().hex[:12]
+        self.known = 0
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, text: str) -> None:
+        async with self._send_lock:
+            await self.websocket.send_text(text)
+
+    async def catch_up(self) -> None:
+        patches = await self.edits.since(self.session_id, self.known)
+        if patches is None:
+            snapshot = await self.edits.snapshot(self.session_id)
+            await self.send(frame("snapshot", seq=snapshot.seq, files=snapshot.files))
+            self.known = snapshot.seq
+            return
+        for patch in patches:
+            await self.send(frame("patch", seq=patch.seq, changes=patch.changes))
+            self.known = patch.seq
+
+    async def on_hello(self, hello: EditorHello) -> None:
+        head = await self.edits.head(self.session_id)
+        state, detail = await self.edits.status(self.session_id)
+        await self.send(
+            frame(
+                "welcome",
+                sessionId=self.session_id,
+                head=head,
+                applied=await self.edits.applied(self.session_id),
+                state=state,
+                detail=detail,
+            )
+        )
+        self.known = min(hello.lastSeq, head)
+        await self.catch_up()
+
+    async def on_patch(self, patch: EditorPatch) -> None:
+        changes = [Change(c.path, c.content) for c in patch.changes]
+        envelope = {
+            "kind": "patch",
+            "seq": patch.seq,
+            "changes": [c.as_json() for c in changes],
+            "origin": self.socket_id,
+        }
+        outcome = await self.edits.append(self.session_id, patch.seq, changes, envelope)
+        match outcome:
+            case Appended(seq=seq):
+                self.known = max(self.known, seq)
+                await self.send(frame("ack", seq=seq))
+            case Conflict(head=head):
+                await self.send(
+                    frame(
+                        "error",
+                        code="seq_conflict",
+                        message=f"the next seq is {head + 1}",
+                        head=head,
+                        seq=patch.seq,
+                    )
+                )
+            case _:
+                await self.send(
+                    frame(
+                        "error",
+                        code="too_large",
+                        message="the session's files exceed the cap",
+                        seq=patch.seq,
+                    )
+                )
+
+    async def relay(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            envelope = await queue.get()
+            kind = envelope.get("kind")
+            if kind == "resync":
+                await self.catch_up()
+            elif kind == "patch":
+                if envelope.get("origin") == self.socket_id or envelope["seq"] <= self.known:
+                    continue
+                if envelope["seq"] > self.known + 1:
+                    await self.catch_up()
+                    continue
+                await self.send(frame("patch", seq=envelope["seq"], changes=envelope["changes"]))
+                self.known = envelope["seq"]
+            elif kind in ("applied", "status", "log", "buildError", "error"):
+                fields = {k: v for k, v in envelope.items() if k != "kind"}
+                await self.send(frame(kind, **fields))
+
+
+def allowed_origin(origin: str | None, allowed: tuple[str, ...], dev_mode: bool) -> bool:
+    """No Origin: not a browser, and the session token is the credential. A browser's Origin
+    must be listed; in dev mode any localhost origin is fine."""
+    if origin is None:
+        return True
+    if origin in allowed:
+        return True
+    host = urlsplit(origin).hostname or ""
+    return dev_mode and (host == "localhost" or host.endswith(".localhost") or host == "127.0.0.1")
+
+
+async def editor_socket(websocket: WebSocket) -> None:
+    res: Resources = websocket.app.state.resources
+    try:
+        session_id = uuid.UUID(websocket.path_params["session_id"])
+        verify_session_token(
+            res.token_secret, websocket.query_params.get("token", ""), session_id, time.time()
+        )
+    except (ValueError, InvalidSessionToken):
+        await websocket.close(code=CLOSE_POLICY, reason="a valid session token is required")
+        return
+    if not allowed_origin(
+        websocket.headers.get("origin"), res.settings.allowed_origins, res.settings.preview_dev_mode
+    ):
+        await websocket.close(code=CLOSE_POLICY, reason="origin not allowed")
+        return
+    async with res.db.connection() as conn:
+        row = await sessions.get_session(conn, session_id)
+    if row is None or row.status not in ("booting", "active"):
+        await websocket.close(code=CLOSE_POLICY, reason="the session has ended")
+        return
+    await websocket.accept()
+    connection = EditorConnection(websocket, res.edits, str(session_id))
+    guard = Guard(websocket)
+    async with res.hub.subscribe(session_channel(res.edits.prefix, str(session_id))) as queue:
+        await run_until_either_ends(
+            _read_loop(guard, connection), connection.relay(queue), f"editor-{session_id}"
+        )
+
+
+async def _read_loop(guard: Guard, connection: EditorConnection) -> None:
+    while True:
+        text = await guard.receive()
+        try:
+            message = parse_editor_frame(text)
+        except FrameError as exc:
+            await connection.send(frame("error", code=exc.code, message=exc.message))
+            continue
+        if isinstance(message, EditorHello):
+            await connection.on_hello(message)
+        elif isinstance(message, EditorPatch):
+            await connection.on_patch(message)
+        else:
+            await connection.send(frame("pong"))

@@ -1,0 +1,168 @@
+"""Frames of protocol version 1 (docs/protocol.md), validated at the socket boundary.
+
+Paths are checked here before anything is appended: relative, at most 256 bytes of UTF-8, no
+`..` segment, no backslash or NUL, no empty or `.` segments. The agent checks again on the
+machine (it trusts nothing), and also refuses symlink escapes, which only it can see.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+PROTOCOL_VERSION = 1
+MAX_FILE_BYTES = 512 * 1024
+MAX_CHANGES = 2000
+MAX_PATH_BYTES = 256
+
+
+class FrameError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    v: Literal[1]
+
+
+def check_path(path: str) -> str:
+    encoded = path.encode("utf-8", errors="strict")
+    if not path or len(encoded) > MAX_PATH_BYTES:
+        raise ValueError("a path is 1 to 256 bytes")
+    if path.startswith("/") or "\\" in path or "\x00" in path:
+        raise ValueError("paths are relative, without backslashes or NUL")
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise ValueError("paths have no empty, '.' or '..' segments")
+    return path
+
+
+class FileChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    path: str
+    content: str | None = None
+    delete: Literal[True] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_path(value)
+
+    @field_validator("content")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if (
+            value is not None
+            and len(value.encode("utf-8", errors="surrogatepass")) > MAX_FILE_BYTES
+        ):
+            raise ValueError(f"a file is at most {MAX_FILE_BYTES} bytes")
+        if value is not None and "\x00" in value:
+            raise ValueError("file content must not contain NUL")
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        if (self.content is None) == (self.delete is None):
+            raise ValueError("a change has either content or delete: true")
+
+
+class EditorHello(_Frame):
+    type: Literal["hello"]
+    lastSeq: int = Field(ge=0)
+
+
+class EditorPatch(_Frame):
+    type: Literal["patch"]
+    seq: int = Field(ge=1)
+    changes: list[FileChange] = Field(min_length=1, max_length=MAX_CHANGES)
+
+
+class Ping(_Frame):
+    type: Literal["ping"]
+
+
+EditorFrame = Annotated[EditorHello | EditorPatch | Ping, Field(discriminator="type")]
+
+
+class AgentHello(_Frame):
+    type: Literal["hello"]
+    machineId: str = Field(max_length=64)
+    session: str | None = Field(default=None, max_length=64)
+    appliedSeq: int = Field(default=0, ge=0)
+
+
+class AgentApplied(_Frame):
+    type: Literal["applied"]
+    seq: int = Field(ge=0)
+
+
+class AgentStatus(_Frame):
+    type: Literal["status"]
+    state: Literal["booting", "ready", "building", "error"]
+    detail: str = Field(default="", max_length=2000)
+
+
+class AgentBuildError(_Frame):
+    type: Literal["buildError"]
+    message: str = Field(max_length=20_000)
+    file: str | None = Field(default=None, max_length=512)
+    line: int | None = None
+    column: int | None = None
+
+
+class AgentLog(_Frame):
+    type: Literal["log"]
+    level: Literal["debug", "info", "log", "warn", "error"]
+    message: str = Field(max_length=20_000)
+    source: Literal["page", "devserver"] = "devserver"
+
+
+class AgentRejected(_Frame):
+    type: Literal["rejected"]
+    seq: int = Field(ge=0)
+    code: str = Field(max_length=64)
+    message: str = Field(max_length=2000)
+
+
+AgentFrame = Annotated[
+    AgentHello | AgentApplied | AgentStatus | AgentBuildError | AgentLog | AgentRejected | Ping,
+    Field(discriminator="type"),
+]
+
+_EDITOR = TypeAdapter(EditorFrame)
+_AGENT = TypeAdapter(AgentFrame)
+
+
+def _parse(adapter: TypeAdapter[Any], text: str) -> Any:
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise FrameError("malformed", "the frame is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise FrameError("malformed", "a frame is a JSON object")
+    if payload.get("v") != PROTOCOL_VERSION:
+        raise FrameError("unsupported_version", f"protocol version {PROTOCOL_VERSION} expected")
+    try:
+        return adapter.validate_python(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "frame"
+        raise FrameError("invalid_frame", f"{where}: {first['msg']}") from None
+
+
+def parse_editor_frame(text: str) -> EditorHello | EditorPatch | Ping:
+    frame: EditorHello | EditorPatch | Ping = _parse(_EDITOR, text)
+    return frame
+
+
+def parse_agent_frame(text: str) -> Any:
+    return _parse(_AGENT, text)
+
+
+def frame(kind: str, **fields: Any) -> str:
+    return json.dumps({"v": PROTOCOL_VERSION, "type": kind, **fields}, separators=(",", ":"))

@@ -1,0 +1,116 @@
+"""What every socket enforces on what it receives: frame size, message rate, idleness.
+
+The rate limit is a token bucket (pure, clock passed in): `rate` frames per second on average
+with bursts up to `burst`. Violations close the socket with the codes of RFC 6455: 1009 for a
+frame too big, 1008 (policy) for a flood, 1001 (going away) for an idle socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 1024 * 1024
+IDLE_SECONDS = 60.0
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+CLOSE_IDLE = 1001
+
+
+@dataclass
+class TokenBucket:
+    rate: float
+    burst: float
+    tokens: float = field(init=False)
+    stamp: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+
+    def take(self, now: float) -> bool:
+        if self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class SocketClosed(Exception):
+    """The peer went away or was closed by a guard; the handler just returns."""
+
+
+@dataclass
+class Guard:
+    websocket: WebSocket
+    rate: float = 200.0
+    burst: float = 400.0
+    idle_seconds: float = IDLE_SECONDS
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    bucket: TokenBucket = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bucket = TokenBucket(self.rate, self.burst)
+
+    async def receive(self) -> str:
+        """The next text frame, or SocketClosed after closing the socket for a violation."""
+        try:
+            message = await asyncio.wait_for(self.websocket.receive(), self.idle_seconds)
+        except TimeoutError:
+            await self.close(CLOSE_IDLE, "idle")
+            raise SocketClosed from None
+        if message["type"] == "websocket.disconnect":
+            raise SocketClosed
+        text = message.get("text")
+        if text is None:
+            data = message.get("bytes") or b""
+            if len(data) > self.max_frame_bytes:
+                await self.close(CLOSE_TOO_BIG, "frame too big")
+                raise SocketClosed
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                text = ""  # not JSON either: the parser refuses it
+        elif len(text) > self.max_frame_bytes:
+            await self.close(CLOSE_TOO_BIG, "frame too big")
+            raise SocketClosed
+        if not self.bucket.take(time.monotonic()):
+            await self.close(CLOSE_POLICY, "too many messages")
+            raise SocketClosed
+        return text
+
+    async def close(self, code: int, reason: str) -> None:
+        try:
+            await self.websocket.close(code=code, reason=reason)
+        except (RuntimeError, WebSocketDisconnect):
+            pass  # already closed
+
+
+async def run_until_either_ends(reader: Awaitable[None], relay: Awaitable[None], name: str) -> None:
+    """Run a socket's reader and relay together; when either ends (disconnect, guard close, an
+    error in the relay) the other is cancelled and awaited, so no task outlives its socket."""
+    tasks = [
+        asyncio.ensure_future(reader),
+        asyncio.ensure_future(relay),
+    ]
+    tasks[0].set_name(f"{name}-reader")
+    tasks[1].set_name(f"{name}-relay")
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception) and not isinstance(
+            result, SocketClosed | WebSocketDisconnect | RuntimeError
+        ):
+            log.warning("%s ended with %r", name, result)

@@ -1,0 +1,135 @@
+"""One Redis pub/sub connection per web process, shared by every socket it serves.
+
+Sockets subscribe to channels (a session's, a machine's) with a bounded queue; the hub's single
+reader task parses each message once and puts it on the queues of that channel's listeners. A
+listener that cannot keep up is not allowed to block the others: its queue overflows into a
+`resync` marker, and the socket catches up from the edit stream, which is the source of truth.
+Pub/sub is at-most-once, so after a reconnect to Redis every listener gets `resync` too.
+
+Concurrency: subscribe/unsubscribe only send commands (the reader task is the only one reading
+the connection), serialised by a lock and reference-counted per channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+RESYNC: dict[str, Any] = {"kind": "resync"}
+QUEUE_SIZE = 1024
+
+
+class Hub:
+    def __init__(self, redis: Redis, *, prefix: str) -> None:
+        self._redis = redis
+        self._pubsub: PubSub = redis.pubsub(ignore_subscribe_messages=True)
+        self._listeners: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self._lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+        # A channel nobody publishes on keeps the connection subscribed while no socket is.
+        self._keepalive = f"{prefix}ch:hub"
+
+    async def start(self) -> None:
+        await self._pubsub.subscribe(self._keepalive)
+        self._reader = asyncio.create_task(self._read_forever(), name="realtime-hub")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *channels: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        await self._add(queue, channels)
+        try:
+            yield queue
+        finally:
+            await self._remove(queue, channels)
+
+    async def add_channel(self, queue: asyncio.Queue[dict[str, Any]], channel: str) -> None:
+        """Subscribe an existing listener to one more channel (an agent learning its session)."""
+        await self._add(queue, (channel,))
+
+    async def remove_channel(self, queue: asyncio.Queue[dict[str, Any]], channel: str) -> None:
+        await self._remove(queue, (channel,))
+
+    async def _add(self, queue: asyncio.Queue[dict[str, Any]], channels: tuple[str, ...]) -> None:
+        async with self._lock:
+            new = [c for c in channels if c not in self._listeners]
+            for channel in channels:
+                self._listeners.setdefault(channel, set()).add(queue)
+            if new:
+                await self._pubsub.subscribe(*new)
+
+    async def _remove(
+        self, queue: asyncio.Queue[dict[str, Any]], channels: tuple[str, ...]
+    ) -> None:
+        async with self._lock:
+            gone = []
+            for channel in channels:
+                listeners = self._listeners.get(channel)
+                if listeners is None:
+                    continue
+                listeners.discard(queue)
+                if not listeners:
+                    del self._listeners[channel]
+                    gone.append(channel)
+            if gone:
+                with contextlib.suppress(RedisError):
+                    await self._pubsub.unsubscribe(*gone)
+
+    async def _read_forever(self) -> None:
+        failing = False
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                if not failing:
+                    log.warning("realtime hub lost Redis: %s", exc)
+                failing = True
+                await asyncio.sleep(0.5)
+                continue
+            if failing:
+                # Messages published while we were away are gone: everyone catches up.
+                failing = False
+                self._deliver_all(RESYNC)
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                envelope = json.loads(message["data"])
+            except (TypeError, ValueError):
+                log.warning("dropping a malformed pub/sub message on %s", message.get("channel"))
+                continue
+            self._deliver(str(message["channel"]), envelope)
+
+    def _deliver(self, channel: str, envelope: dict[str, Any]) -> None:
+        for queue in tuple(self._listeners.get(channel, ())):
+            _offer(queue, envelope)
+
+    def _deliver_all(self, envelope: dict[str, Any]) -> None:
+        for listeners in tuple(self._listeners.values()):
+            for queue in tuple(listeners):
+                _offer(queue, envelope)
+
+
+def _offer(queue: asyncio.Queue[dict[str, Any]], envelope: dict[str, Any]) -> None:
+    try:
+        queue.put_nowait(envelope)
+    except asyncio.QueueFull:
+        # Too slow to keep up: drop what is queued and let it catch up from the stream.
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(RESYNC)

@@ -1,0 +1,218 @@
+"""The sandbox socket: the agent of one preview machine.
+
+The agent connects while its machine is warm and unassigned; the socket listens on the
+machine's channel. When the machine is leased, promote.lua (or claim_leased.lua) publishes
+`assign` there; this instance then also listens on the session's channel and relays its
+patches to the agent in order. What the agent missed comes from the edit stream; when that is
+gone, or the machine is new to a session that already has files, the snapshot is pushed by the
+`hydrate_machine` arq job (the heavy part stays off the socket's hot path).
+
+Authentication: the machine token the provider gave the machine, checked against the SHA-256
+kept in the machine's Redis record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from app.realtime.frames import (
+    AgentApplied,
+    AgentBuildError,
+    AgentHello,
+    AgentLog,
+    AgentRejected,
+    AgentStatus,
+    FrameError,
+    frame,
+    parse_agent_frame,
+)
+from app.realtime.guard import CLOSE_POLICY, Guard, run_until_either_ends
+from app.resources import Resources
+from pool.edit_log import EditLog, machine_channel, session_channel
+
+log = logging.getLogger(__name__)
+
+
+class AgentConnection:
+    def __init__(self, websocket: WebSocket, res: Resources, machine_id: str) -> None:
+        self.websocket = websocket
+        self.res = res
+        self.edits: EditLog = res.edits
+        self.machine_id = machine_id
+        self.session: str | None = None
+        self.sent = 0  # the last seq relayed to (or reported applied by) the agent
+        self._send_lock = asyncio.Lock()
+        self.queue: asyncio.Queue[dict[str, Any]] | None = None
+
+    async def send(self, text: str) -> None:
+        async with self._send_lock:
+            await self.websocket.send_text(text)
+
+    async def assign(self, session: str, agent_session: str | None, applied: int) -> None:
+        """Serve `session`: listen on its channel, tell the agent, and bring it up to date."""
+        if self.session != session:
+            if self.session is not None and self.queue is not None:
+                await self.res.hub.remove_channel(
+                    self.queue, session_channel(self.edits.prefix, self.session)
+                )
+            self.session = session
+            assert self.queue is not None
+            await self.res.hub.add_channel(self.queue, session_channel(self.edits.prefix, session))
+        if agent_session != session:
+            await self.send(frame("assign", session=session))
+            applied = 0
+        self.sent = applied
+        await self.catch_up()
+
+    async def catch_up(self) -> None:
+        if self.session is None:
+            return
+        patches = await self.edits.since(self.session, self.sent)
+        if patches is None or (self.sent == 0 and patches and patches[0].seq != 1):
+            await self.res.jobs.hydrate_machine(self.session, self.machine_id)
+            return
+        for patch in patches:
+            await self.send(frame("patch", seq=patch.seq, changes=patch.changes))
+            self.sent = patch.seq
+
+    async def relay(self) -> None:
+        assert self.queue is not None
+        while True:
+            envelope = await self.queue.get()
+            kind = envelope.get("kind")
+            if kind == "assign":
+                await self.assign(str(envelope["session"]), None, 0)
+            elif kind == "hydrate" and envelope.get("session") == self.session:
+                await self.send(
+                    frame(
+                        "hydrate",
+                        session=self.session,
+                        seq=envelope["seq"],
+                        files=envelope["files"],
+                    )
+                )
+                self.sent = max(self.sent, int(envelope["seq"]))
+            elif kind == "resync":
+                await self.catch_up()
+            elif kind == "patch" and self.session is not None:
+                seq = int(envelope["seq"])
+                if seq <= self.sent:
+                    continue
+                if seq > self.sent + 1:
+                    await self.catch_up()
+                    continue
+                await self.send(frame("patch", seq=seq, changes=envelope["changes"]))
+                self.sent = seq
+
+    async def on_frame(self, message: Any) -> None:
+        if isinstance(message, AgentHello):
+            await self.on_hello(message)
+            return
+        if self.session is None:
+            return  # a warm machine's status and logs concern no session yet
+        channel = session_channel(self.edits.prefix, self.session)
+        if isinstance(message, AgentApplied):
+            await self.edits.record_applied(self.session, message.seq)
+            await self.edits.publish(channel, {"kind": "applied", "seq": message.seq})
+        elif isinstance(message, AgentStatus):
+            await self.edits.record_status(self.session, message.state, message.detail)
+            await self.edits.publish(
+                channel, {"kind": "status", "state": message.state, "detail": message.detail}
+            )
+        elif isinstance(message, AgentBuildError):
+            await self.edits.publish(
+                channel,
+                {
+                    "kind": "buildError",
+                    "message": message.message,
+                    "file": message.file,
+                    "line": message.line,
+                    "column": message.column,
+                },
+            )
+        elif isinstance(message, AgentLog):
+            await self.edits.publish(
+                channel,
+                {
+                    "kind": "log",
+                    "level": message.level,
+                    "message": message.message,
+                    "source": message.source,
+                },
+            )
+        elif isinstance(message, AgentRejected):
+            await self.edits.publish(
+                channel,
+                {
+                    "kind": "error",
+                    "code": message.code,
+                    "message": message.message,
+                    "seq": message.seq,
+                },
+            )
+
+    async def on_hello(self, hello: AgentHello) -> None:
+        record = await self.res.inventory.machine(self.machine_id)
+        if (
+            record is None
+            or record.session_id is None
+            or record.state.value
+            not in (
+                "pending",
+                "leased",
+            )
+        ):
+            return  # warm: wait for `assign` on the machine channel
+        await self.assign(record.session_id, hello.session, hello.appliedSeq)
+
+
+def token_matches(token: str, expected_hash: str | None) -> bool:
+    if not expected_hash or not token:
+        return False
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return hmac.compare_digest(digest, expected_hash)
+
+
+async def sandbox_socket(websocket: WebSocket) -> None:
+    res: Resources = websocket.app.state.resources
+    machine_id = websocket.headers.get("x-machine-id", "")[:64]
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    record = await res.inventory.machine(machine_id) if machine_id else None
+    expected = await res.inventory.token_hash(machine_id) if record is not None else None
+    if scheme.lower() != "bearer" or not token_matches(token.strip(), expected):
+        await websocket.close(code=CLOSE_POLICY, reason="a valid machine token is required")
+        return
+    await websocket.accept()
+    connection = AgentConnection(websocket, res, machine_id)
+    guard = Guard(websocket, rate=500, burst=1000)
+    async with res.hub.subscribe(machine_channel(res.edits.prefix, machine_id)) as queue:
+        connection.queue = queue
+        try:
+            await run_until_either_ends(
+                _read_loop(guard, connection), connection.relay(), f"sandbox-{machine_id}"
+            )
+        finally:
+            if connection.session is not None:
+                await res.hub.remove_channel(
+                    queue, session_channel(res.edits.prefix, connection.session)
+                )
+
+
+async def _read_loop(guard: Guard, connection: AgentConnection) -> None:
+    while True:
+        text = await guard.receive()
+        try:
+            message = parse_agent_frame(text)
+        except FrameError as exc:
+            await connection.send(frame("error", code=exc.code, message=exc.message))
+            continue
+        if message.type == "ping":
+            await connection.send(frame("pong"))
+            continue
+        await connection.on_frame(message)

@@ -1,0 +1,190 @@
+"""A session's edits in Redis: the bounded stream that orders them and is the resume point, the
+snapshot of every file at the stream's head, and what the machine has applied.
+
+Appending is one Lua script: the sequence check, the stream entry (id "{seq}-0", so Redis itself
+refuses a duplicate id), the snapshot update and the publish to the session channel all happen
+together or not at all. A resend of an appended patch (same seq, same digest) is recognised and
+acknowledged again, so editors can resend after a lost socket without a second append.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from pool.leasing import DEFAULT_PREFIX
+from pool.redis_errors import resolved, translated_redis_errors
+from pool.scripts import Scripts
+
+STREAM_MAXLEN = 1000
+MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
+MAX_SNAPSHOT_FILES = 2000
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    content: str | None  # None: delete
+
+    def as_json(self) -> dict[str, Any]:
+        if self.content is None:
+            return {"path": self.path, "delete": True}
+        return {"path": self.path, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Appended:
+    seq: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Conflict:
+    head: int
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    bytes: int
+
+
+AppendOutcome = Appended | Conflict | TooLarge
+
+
+@dataclass(frozen=True)
+class Patch:
+    seq: int
+    changes: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    seq: int
+    files: dict[str, str]
+
+
+def session_channel(prefix: str, session_id: str) -> str:
+    return f"{prefix}ch:session:{session_id}"
+
+
+def machine_channel(prefix: str, machine_id: str) -> str:
+    return f"{prefix}ch:machine:{machine_id}"
+
+
+class EditLog:
+    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self._redis = redis
+        self._scripts = Scripts(redis)
+        self.prefix = prefix
+
+    async def append(
+        self, session_id: str, seq: int, changes: list[Change], envelope: dict[str, Any]
+    ) -> AppendOutcome:
+        """Append patch `seq` (it must be head + 1) and publish `envelope` to the session."""
+        changes_json = json.dumps([c.as_json() for c in changes], separators=(",", ":"))
+        digest = hashlib.sha256(changes_json.encode()).hexdigest()
+        async with translated_redis_errors():
+            result = await self._scripts.run(
+                "append_patch",
+                self.prefix,
+                session_id,
+                seq,
+                changes_json,
+                digest,
+                STREAM_MAXLEN,
+                MAX_SNAPSHOT_BYTES,
+                MAX_SNAPSHOT_FILES,
+                json.dumps(envelope, separators=(",", ":")),
+            )
+        match result:
+            case ["ok", appended]:
+                return Appended(int(appended), duplicate=False)
+            case ["dup", appended]:
+                return Appended(int(appended), duplicate=True)
+            case ["conflict", head]:
+                return Conflict(int(head))
+            case ["too_large", size]:
+                return TooLarge(int(size))
+        raise AssertionError(f"unexpected append result {result!r}")
+
+    async def head(self, session_id: str) -> int:
+        async with translated_redis_errors():
+            value = await resolved(self._redis.hget(f"{self.prefix}snapmeta:{session_id}", "head"))
+        return int(value or 0)
+
+    async def since(self, session_id: str, after_seq: int, limit: int = 500) -> list[Patch] | None:
+        """Patches after `after_seq`, in order; None when some of them are no longer in the
+        stream (trimmed), so the caller must send a snapshot instead."""
+        head = await self.head(session_id)
+        if after_seq >= head:
+            return []
+        async with translated_redis_errors():
+            entries = await self._redis.xrange(
+                f"{self.prefix}edits:{session_id}", f"{after_seq + 1}-0", "+", count=limit
+            )
+        patches = [
+            Patch(int(str(entry_id).split("-")[0]), json.loads(fields["changes"]))
+            for entry_id, fields in entries
+        ]
+        if not patches or patches[0].seq != after_seq + 1:
+            return None
+        return patches
+
+    async def snapshot(self, session_id: str) -> Snapshot:
+        async with translated_redis_errors(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(f"{self.prefix}snapmeta:{session_id}", "head")
+            pipe.hgetall(f"{self.prefix}snap:{session_id}")
+            head, files = await pipe.execute()
+        return Snapshot(int(head or 0), dict(files))
+
+    async def record_applied(self, session_id: str, seq: int) -> None:
+        """Remember the highest seq the machine acknowledged (never moves backwards)."""
+        key = f"{self.prefix}snapmeta:{session_id}"
+        async with translated_redis_errors():
+            current = await resolved(self._redis.hget(key, "applied"))
+            if current is None or int(current) < seq:
+                await resolved(self._redis.hset(key, "applied", str(seq)))
+
+    async def applied(self, session_id: str) -> int:
+        async with translated_redis_errors():
+            value = await resolved(
+                self._redis.hget(f"{self.prefix}snapmeta:{session_id}", "applied")
+            )
+        return int(value or 0)
+
+    async def record_status(self, session_id: str, state: str, detail: str) -> None:
+        async with translated_redis_errors():
+            await resolved(
+                self._redis.hset(
+                    f"{self.prefix}snapmeta:{session_id}",
+                    mapping={"status": state, "status_detail": detail},
+                )
+            )
+
+    async def status(self, session_id: str) -> tuple[str, str]:
+        async with translated_redis_errors():
+            state, detail = await resolved(
+                self._redis.hmget(
+                    f"{self.prefix}snapmeta:{session_id}", ["status", "status_detail"]
+                )
+            )
+        return (state or "offline", detail or "")
+
+    async def publish(self, channel: str, envelope: dict[str, Any]) -> None:
+        async with translated_redis_errors():
+            await self._redis.publish(channel, json.dumps(envelope, separators=(",", ":")))
+
+
+async def push_snapshot(edits: EditLog, session_id: str, machine_id: str) -> int:
+    """Publish the session's full file set to the machine's channel, where the gateway instance
+    holding the machine's agent socket relays it as `hydrate`. Returns the snapshot's seq."""
+    snapshot = await edits.snapshot(session_id)
+    await edits.publish(
+        machine_channel(edits.prefix, machine_id),
+        {"kind": "hydrate", "session": session_id, "seq": snapshot.seq, "files": snapshot.files},
+    )
+    return snapshot.seq

@@ -8,19 +8,23 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 from redis.asyncio import Redis
 
 from pool.inventory import Inventory, PoolKey
 from pool.providers.local import LocalProvider
-from tests.conftest import ADMIN_URL
+from tests.conftest import ADMIN_URL, JWT_SECRET, REDIS_URL, TOKEN_SECRET
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("preview-orchestrator")
 POOL = PoolKey("react-web", "local")
+WEB_START_TIMEOUT = 30.0
 
 
 async def fill_ready(redis: Redis, count: int, pool: PoolKey = POOL) -> list[str]:
@@ -81,3 +85,56 @@ def create_database(name: str) -> str:
 def drop_database(name: str) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + WEB_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"web process exited with {process.returncode}:\n{log.read_text()}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=1.0, trust_env=False).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"web process at {url} not healthy in time:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def web_processes(
+    database_url: str, data_dir: Path, count: int, extra_env: dict[str, str] | None = None
+) -> Iterator[list[str]]:
+    """`count` real `preview-orchestrator web` processes sharing the test stores; yields their
+    base URLs and always stops them."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "SUPABASE_JWT_SECRET": JWT_SECRET,
+        "PREVIEW_TOKEN_SECRET": TOKEN_SECRET,
+        "PREVIEW_DATA_DIR": str(data_dir),
+        "PREVIEW_LOG_LEVEL": "warning",
+        **(extra_env or {}),
+    }
+    processes: list[tuple[subprocess.Popen[bytes], str, Path]] = []
+    try:
+        for index in range(count):
+            port = free_port()
+            log = data_dir / f"web{index}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [str(CLI), "web", "--host", "127.0.0.1", "--port", str(port)],
+                    env=env,
+                    cwd=REPO_ROOT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            processes.append((process, f"http://127.0.0.1:{port}", log))
+        for process, url, log in processes:
+            _wait_healthy(process, url, log)
+        yield [url for _, url, _ in processes]
+    finally:
+        for process, _, _ in processes:
+            stop_process(process)

@@ -5,14 +5,9 @@ one Postgres and one Redis: each machine is leased once, quotas hold, the creati
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import subprocess
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -20,8 +15,8 @@ import pytest
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from tests.conftest import JWT_SECRET, REDIS_URL, TOKEN_SECRET, User, make_user
-from tests.integration.helpers import CLI, POOL, REPO_ROOT, fill_ready, free_port, stop_process
+from tests.conftest import REDIS_URL, User, make_user
+from tests.integration.helpers import POOL, fill_ready, web_processes
 
 SESSIONS = "/api/preview/sessions"
 START_TIMEOUT = 30.0
@@ -29,53 +24,14 @@ START_TIMEOUT = 30.0
 pytestmark = pytest.mark.slow
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"web process exited with {process.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/healthz", timeout=1.0, trust_env=False).status_code == 200:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"web process at {url} not healthy after {START_TIMEOUT}s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def web_urls(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """Two web processes on their own ports; terminated (and waited for) whatever happens."""
-    data_dir = tmp_path_factory.mktemp("web")
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
-        "SUPABASE_JWT_SECRET": JWT_SECRET,
-        "PREVIEW_TOKEN_SECRET": TOKEN_SECRET,
-        "PREVIEW_ONDEMAND_MAX": "0",  # an empty pool answers 503, never 202
-        "PREVIEW_DATA_DIR": str(data_dir),
-        "PREVIEW_LOG_LEVEL": "warning",
-    }
-    processes: list[tuple[subprocess.Popen[bytes], str, Path]] = []
-    try:
-        for index in range(2):
-            port = free_port()
-            log = data_dir / f"web{index}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [str(CLI), "web", "--host", "127.0.0.1", "--port", str(port)],
-                    env=env,
-                    cwd=REPO_ROOT,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            processes.append((process, f"http://127.0.0.1:{port}", log))
-        for process, url, log in processes:
-            _wait_healthy(process, url, log)
-        yield [url for _, url, _ in processes]
-    finally:
-        for process, _, _ in processes:
-            stop_process(process)
+    # An empty pool answers 503, never 202.
+    with web_processes(
+        database_url, tmp_path_factory.mktemp("web"), 2, {"PREVIEW_ONDEMAND_MAX": "0"}
+    ) as urls:
+        yield urls
 
 
 @pytest.fixture

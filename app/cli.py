@@ -217,11 +217,18 @@ def worker_config(settings: Settings) -> WorkerConfig:
 
 
 def make_provider(settings: Settings) -> MachineProvider:
+    from pool.providers.fly import FlyProvider
     from pool.providers.local import LocalProvider
 
     if settings.preview_provider == "fly":
-        raise SettingsError(
-            "PREVIEW_PROVIDER: 'fly' is not available in this build yet; use 'local'"
+        settings.require_service_config()
+        assert settings.fly_api_token and settings.fly_preview_app and settings.preview_image
+        regions = [r.strip() for r in settings.preview_regions.split(",") if r.strip()]
+        return FlyProvider(
+            settings.fly_preview_app,
+            settings.fly_api_token.get_secret_value(),
+            settings.preview_image,
+            regions=regions or [settings.preview_default_region],
         )
     return LocalProvider(settings.preview_data_dir.resolve())
 

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     # Production previews live at https://{session}.{PREVIEW_DOMAIN}/ (wildcard certificate);
     # without it, http://{session}.preview.localhost:{port}/ (development).
     preview_domain: str | None = None
+    # PREVIEW_PROVIDER=fly: the app that holds the preview machines, a token for the Machines
+    # API, the preview image, and the regions to try in order (capacity errors fall back).
+    fly_api_token: SecretStr | None = None
+    fly_preview_app: str | None = None
+    preview_image: str | None = None
+    preview_regions: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -106,6 +112,12 @@ class Settings(BaseSettings):
         for name in ("database_url", "redis_url"):
             if getattr(self, name) is None:
                 raise SettingsError(f"{name.upper()}: not set (required outside `dev`)")
+        if self.preview_provider == "fly":
+            for name in ("fly_api_token", "fly_preview_app", "preview_image"):
+                if getattr(self, name) is None:
+                    raise SettingsError(
+                        f"{name.upper()}: not set (required by PREVIEW_PROVIDER=fly)"
+                    )
 
     def require_web_config(self) -> None:
         self.require_service_config()

@@ -1,0 +1,281 @@
+"""Fly Machines as the pool's machines (docs/fly.md tells the whole story, with sources).
+
+One provider instance talks to one Fly app. Every mutation (start, stop, suspend, update,
+destroy) holds the machine's Fly lease for its duration and sends the nonce, so two workers
+never change one machine at once; reads (get, list, wait, exec) take no lease. Rate limiting,
+retries and error translation live in fly_client, shared by every call of this instance.
+
+Create is not idempotent at Fly; fly_create makes it so (create_id in metadata, list before
+retrying) and falls back through the configured regions on capacity errors.
+
+Fly's "suspended" reads as MachineState.STOPPED and "suspending" as STOPPING (fly_models); the
+raw Fly state is in Machine.metadata["fly_state"].
+
+Concurrency: nothing here is shared between calls except the rate limiter's buckets (see
+fly_ratelimit) and the httpx client; any number of calls may run at once on one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import httpx
+
+from pool.errors import MachineNotFound, ProviderError
+from pool.provider import Machine, MachineSpec, MachineState
+from pool.providers.fly_client import FlyAPIError, FlyClient, RetryPolicy
+from pool.providers.fly_create import MachineCreator
+from pool.providers.fly_machines import MAX_WAIT_CALL, PAGE_SIZE, MachinesAPI
+from pool.providers.fly_models import (
+    WAITABLE,
+    ExecResult,
+    FlyMachineDefaults,
+    MachineBody,
+    resized_config,
+    to_machine,
+)
+from pool.providers.fly_ratelimit import FLY_RATES, Rate, RateLimiter
+
+__all__ = ["FlyMachineDefaults", "FlyProvider", "RetryPolicy"]
+
+DEFAULT_BASE_URL = "https://api.machines.dev/v1"
+POLL_INTERVAL = 1.0
+DEFAULT_MACHINE = FlyMachineDefaults()
+DEFAULT_RETRY = RetryPolicy()
+
+
+class FlyProvider:
+    """The MachineProvider over one Fly app; see the module docstring."""
+
+    name = "fly"
+
+    def __init__(
+        self,
+        app_name: str,
+        token: str,
+        image: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+        regions: Sequence[str] = (),
+        pool: str = "preview",
+        defaults: FlyMachineDefaults = DEFAULT_MACHINE,
+        lease_ttl: int = 60,
+        stop_timeout: float = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        rates: Mapping[str, Rate] = FLY_RATES,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+        request_timeout: float = MAX_WAIT_CALL + 15.0,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self._pool = pool
+        self._defaults = defaults
+        self._lease_ttl = lease_ttl
+        self._stop_timeout = stop_timeout
+        self._attempts = retry.attempts
+        self._clock = clock
+        self._sleep = sleep
+        self._client = FlyClient(
+            app_name=app_name,
+            token=token,
+            base_url=base_url,
+            transport=transport,
+            limiter=RateLimiter(clock, sleep, rates),
+            retry=retry,
+            sleep=sleep,
+            rand=rand,
+            timeout=request_timeout,
+        )
+        self._api = MachinesAPI(self._client, page_size)
+        self._creator = MachineCreator(
+            self._api,
+            pool=pool,
+            image=image,
+            defaults=defaults,
+            regions=regions,
+            attempts=retry.attempts,
+            sleep=sleep,
+            backoff=self._client.backoff,
+            destroy=self.destroy,
+        )
+
+    async def create(self, spec: MachineSpec) -> Machine:
+        """Create in spec.region, falling back through `regions` on capacity errors (the
+        machine may land elsewhere: Machine.region says where). See fly_create."""
+        return self._machine(await self._creator.create(spec))
+
+    # -- mutations, each under the machine's lease ---------------------------------------------
+
+    async def start(self, machine_id: str) -> Machine:
+        """Start a stopped or created machine, or resume a suspended one."""
+        return await self._transition(machine_id, "start", {"started", "starting"})
+
+    async def stop(self, machine_id: str) -> Machine:
+        return await self._transition(machine_id, "stop", {"stopped", "stopping", "created"})
+
+    async def suspend(self, machine_id: str) -> Machine:
+        """Snapshot a started machine; `start` resumes it (or cold-boots if it cannot)."""
+        return await self._transition(machine_id, "suspend", {"suspended", "suspending"})
+
+    async def reset(self, machine_id: str) -> Machine:
+        """Stop + start: the machine boots from its image again, with a clean root filesystem.
+        A suspended machine is stopped too, which discards its snapshot (notes section 2)."""
+        async with self._client.lease(machine_id, "reset", self._lease_ttl) as nonce:
+            if (await self._api.get(machine_id)).state not in ("stopped", "created"):
+                await self._act(machine_id, "stop", nonce, {"stopped", "stopping"})
+                deadline = self._clock() + self._stop_timeout
+                await self._wait(machine_id, MachineState.STOPPED, deadline, exact="stopped")
+            await self._act(machine_id, "start", nonce, {"started", "starting"})
+        return await self.get(machine_id)
+
+    async def resize(self, machine_id: str, cpus: int, memory_mb: int) -> Machine:
+        """Change the guest size. The update replaces the whole config, so it sends back all of
+        it, guarded by `current_version`; a running machine reboots (notes section 2)."""
+        async with self._client.lease(machine_id, "resize", self._lease_ttl) as nonce:
+            attempt = 0
+            while True:
+                body = await self._api.get(machine_id)
+                request = {
+                    "config": resized_config(body.config, cpus, memory_mb),
+                    "current_version": body.current_version,
+                }
+                try:
+                    return self._machine(await self._api.update(machine_id, request, nonce))
+                except FlyAPIError as exc:
+                    # 409: the machine changed between our read and our write; read again.
+                    if exc.status != 409 or attempt + 1 >= self._attempts:
+                        raise
+                    attempt += 1
+
+    async def destroy(self, machine_id: str) -> None:
+        """Force-destroy; a machine that is already gone is not an error."""
+        try:
+            async with self._client.lease(machine_id, "destroy", self._lease_ttl) as nonce:
+                await self._api.destroy(machine_id, nonce)
+        except MachineNotFound:
+            return
+
+    async def _transition(self, machine_id: str, verb: str, settled: set[str]) -> Machine:
+        async with self._client.lease(machine_id, verb, self._lease_ttl) as nonce:
+            await self._act(machine_id, verb, nonce, settled)
+        return await self.get(machine_id)
+
+    async def _act(self, machine_id: str, verb: str, nonce: str, settled: set[str]) -> None:
+        try:
+            await self._api.act(machine_id, verb, nonce)
+        except FlyAPIError as exc:
+            # 412: not a state this verb applies to. Already being there is success: the
+            # pool's jobs are delivered at least once.
+            if exc.status != 412 or (await self._api.get(machine_id)).state not in settled:
+                raise
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get(self, machine_id: str) -> Machine:
+        return self._machine(await self._api.get(machine_id))
+
+    async def list(self) -> builtins.list[Machine]:
+        """Every machine of this pool (tagged metadata.pool), across all pages."""
+        return [self._machine(body) for body in await self._api.list({"metadata.pool": self._pool})]
+
+    async def wait(self, machine_id: str, state: MachineState, timeout: float) -> Machine:
+        """Wait until the machine is in `state`; for STARTED, also until it is healthy."""
+        return await self._wait(machine_id, state, self._clock() + timeout)
+
+    async def exec(
+        self, machine_id: str, command: Sequence[str], timeout: int | None = None
+    ) -> ExecResult:
+        """Run a command in the machine. Fly answers 200 whatever the command's exit code, so
+        the result must be read: ExecResult.ok."""
+        return await self._api.exec(machine_id, command, timeout or self._defaults.exec_timeout)
+
+    async def check_health(self, machine_id: str) -> bool:
+        """Run the configured health command; without one, Fly's own view of the machine."""
+        command = self._defaults.health_command
+        if command is None:
+            return (await self.get(machine_id)).healthy
+        try:
+            return (await self.exec(machine_id, command)).ok
+        except FlyAPIError as exc:
+            if exc.status in (408, 412):  # timed out, or not running: not healthy either way
+                return False
+            raise
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _wait(
+        self, machine_id: str, state: MachineState, deadline: float, exact: str | None = None
+    ) -> Machine:
+        """Read the machine; if it is not there yet, block in Fly's wait endpoint (at most 60 s
+        a call; 408 means "not yet") and read again, until the deadline. `exact` demands one
+        Fly state: reset must see "stopped", not "suspended", though both read STOPPED."""
+        while True:
+            try:
+                body = await self._api.get(machine_id)
+            except MachineNotFound:
+                if state is MachineState.DESTROYED:
+                    return _tombstone(machine_id)
+                raise
+            machine = self._machine(body)
+            reached = body.state == exact if exact else machine.state is state
+            if reached and (state is not MachineState.STARTED or await self._healthy(machine)):
+                return machine
+            if _hopeless(machine.state, state):
+                raise ProviderError(f"machine {machine_id} is {body.state}; it will not be {state}")
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise ProviderError(f"machine {machine_id} is {body.state}, not {state}, in time")
+            target = exact or _fly_target(state, body.state)
+            if reached or target is None:  # started but not healthy yet, or not waitable
+                await self._sleep(min(POLL_INTERVAL, remaining))
+            else:
+                # Also wake on the states it cannot come back from, to fail fast.
+                ends = [end for end in ("failed", "destroyed") if end != target]
+                await self._api.wait(machine_id, [target, *ends], remaining)
+
+    async def _healthy(self, machine: Machine) -> bool:
+        if self._defaults.health_command is None:
+            return machine.healthy
+        return machine.healthy and await self.check_health(machine.id)
+
+    def _machine(self, body: MachineBody) -> Machine:
+        return to_machine(
+            body, app_name=self._client.app_name, agent_port=self._defaults.agent_port
+        )
+
+
+def _hopeless(current: MachineState, wanted: MachineState) -> bool:
+    """Whether waiting longer cannot help: destroyed is final, and a failed machine only
+    moves on when someone acts on it (or destroys it)."""
+    if current is MachineState.DESTROYED:
+        return wanted is not MachineState.DESTROYED
+    return current is MachineState.FAILED and wanted not in (current, MachineState.DESTROYED)
+
+
+def _fly_target(state: MachineState, current: str) -> str | None:
+    """The state to ask GET .../wait for; None for states it cannot wait for (polled)."""
+    # A machine that is suspending settles as suspended, which also reads STOPPED.
+    if state is MachineState.STOPPED and current in ("suspending", "suspended"):
+        return "suspended"
+    return WAITABLE.get(state)
+
+
+def _tombstone(machine_id: str) -> Machine:
+    # What wait(DESTROYED) returns once Fly no longer knows the machine at all.
+    return Machine(
+        id=machine_id,
+        template="",
+        region="",
+        state=MachineState.DESTROYED,
+        address="",
+        created_at=0.0,
+    )

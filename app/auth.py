@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -35,6 +36,8 @@ AUDIENCE: Final = "authenticated"
 ROLE: Final = "authenticated"
 # Supabase tokens are ~1 KiB; the cap bounds the work an unauthenticated caller can cause.
 MAX_TOKEN_LENGTH: Final = 8 * 1024
+VERIFIED_CACHE_SECONDS: Final = 60.0
+VERIFIED_CACHE_SIZE: Final = 10_000
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash output. Supabase enforces it too.
 MIN_HS256_SECRET_BYTES: Final = 32
 
@@ -101,6 +104,7 @@ class TokenVerifier:
         hs256_secret: str | None,
         jwks: JwksCache | None,
         leeway: float = 0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if hs256_secret is None and jwks is None:
             raise ValueError("TokenVerifier needs an HS256 secret, a JWKS, or both")
@@ -109,17 +113,33 @@ class TokenVerifier:
         self._hs256_secret = hs256_secret
         self._jwks = jwks
         self._leeway = leeway
+        self._clock = clock
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
     async def verify(self, token: str) -> Principal:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
             raise AuthError("malformed", "empty, not a string, or too long")
+        cached = self._verified.get(token)
+        now = self._clock()
+        if cached is not None and cached[0] > now:
+            return cached[1]
         try:
             header = jwt.get_unverified_header(token)
         except jwt_errors.PyJWTError as exc:
             raise AuthError("malformed", str(exc)) from exc
         key, algorithm = await self._select_key(header.get("kid"))
         claims = self._decode(token, key, algorithm)
-        return _principal_from_claims(claims)
+        principal = _principal_from_claims(claims)
+        # An editor sends the same token with every request; checking an HS256 signature
+        # once a minute is enough (the project secret does not rotate under a running
+        # process). JWKS-verified tokens are checked every time, so a key dropped from the JWKS
+        # stops working at once. Never cached past the token's own expiry; bounded in size.
+        if algorithm == "HS256":
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            expiry = min(float(claims["exp"]), now + VERIFIED_CACHE_SECONDS)
+            self._verified[token] = (expiry, principal)
+        return principal
 
     async def _select_key(self, kid: str | None) -> tuple[PyJWK | str, str]:
         # A kid the JWKS does not know falls through to HS256: Supabase puts a kid on tokens

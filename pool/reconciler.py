@@ -76,6 +76,8 @@ async def reconcile(
                 failed += await _fail_session(db, broker, record.session_id, enqueue_recycle)
 
     failed += await _fail_unbacked_leases(db, broker, records, enqueue_recycle)
+    async with db.connection() as conn:
+        await sessions.repair_live_counts(conn)
     entries = await _drop_stale_user_entries(db, broker, records)
 
     report = ReconcileReport(orphans, dropped, failed, entries)

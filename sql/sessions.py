@@ -100,41 +100,41 @@ async def record_session(
     epoch: int | None,
 ) -> SessionRow:
     """Insert a session (active with its ledger row when a machine was leased, booting without
-    one) after checking the user's live-session count under a per-user transaction lock.
+    one), taking one of the user's live-session slots, in ONE statement (one round trip, its
+    own transaction): the slot is an upsert on the user's counter row that only increments
+    below `max_concurrent` — exact under concurrency, since the row lock serialises writers and
+    the condition is re-checked on the latest row. Nothing is written when no slot is free.
 
     Raises ConcurrentLimitReached, or LeaseConflict when the ledger already holds that
-    (machine, epoch) — the reaper fenced it because this commit came too late.
+    (machine, epoch) — the reaper fenced it because this commit came too late (the whole
+    statement, the slot included, is then rolled back).
     """
     status = SessionStatus.ACTIVE if machine_id is not None else SessionStatus.BOOTING
-    async with translated_errors(), conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (str(new.user_id),)
-        )
-        # The count, the session, its ledger row and its event in one statement (one round
-        # trip instead of four): it runs after the lock is held, so its snapshot sees every
-        # session committed by an earlier holder; nothing is inserted when the count is at
-        # the limit.
+    async with translated_errors():
         cursor = await conn.execute(
             _RECORD_SESSION, _record_params(new, status, max_concurrent, machine_id, epoch)
         )
         row = await cursor.fetchone()
     assert row is not None
     if row[1] is None:
-        raise ConcurrentLimitReached(f"{row[0]} live sessions, plan allows {max_concurrent}")
+        raise ConcurrentLimitReached(f"no free session slot, plan allows {max_concurrent}")
     return SessionRow(*row[1:])
 
 
 _RECORD_SESSION = f"""
-    WITH live AS (
-        SELECT count(*) AS n FROM preview_sessions
-        WHERE user_id = %(user)s AND status IN ('booting', 'active')
+    WITH slot AS (
+        INSERT INTO user_live_sessions AS u (user_id, live)
+        SELECT %(user)s, 1 WHERE %(max_concurrent)s > 0
+        ON CONFLICT (user_id) DO UPDATE SET live = u.live + 1
+            WHERE u.live < %(max_concurrent)s
+        RETURNING u.live
     ), inserted AS (
         INSERT INTO preview_sessions (id, project_id, user_id, container_id, status, config,
             template, region, device_type, lease_epoch, expires_at, idle_timeout_seconds)
         SELECT %(id)s, %(project)s, %(user)s, %(machine)s::text, %(status)s, %(config)s,
             %(template)s, %(region)s, %(device)s, %(epoch)s::bigint,
             now() + make_interval(secs => %(max_seconds)s), %(idle_seconds)s
-        FROM live WHERE live.n < %(max_concurrent)s
+        FROM slot
         RETURNING {_SESSION_COLUMNS}
     ), ledger AS (
         INSERT INTO machine_leases (machine_id, epoch, session_id, template, region)
@@ -146,7 +146,8 @@ _RECORD_SESSION = f"""
         INSERT INTO session_events (session_id, kind, detail)
         SELECT inserted.id, 'created', %(detail)s FROM inserted
     )
-    SELECT live.n, inserted.* FROM live LEFT JOIN inserted ON true"""
+    SELECT slot.live, inserted.* FROM (SELECT 1) AS one
+    LEFT JOIN slot ON true LEFT JOIN inserted ON true"""
 
 
 def _record_params(
@@ -297,6 +298,11 @@ async def end_session(
                WHERE session_id = %s AND released_at IS NULL""",
             (reason, session_id),
         )
+        # The session left the live states: its slot is free again.
+        await conn.execute(
+            "UPDATE user_live_sessions SET live = greatest(live - 1, 0) WHERE user_id = %s",
+            (ended.user_id,),
+        )
         await add_event(conn, session_id, status.value, {"reason": reason})
     return ended
 
@@ -350,3 +356,26 @@ async def add_event(
         "INSERT INTO session_events (session_id, kind, detail) VALUES (%s, %s, %s)",
         (session_id, kind, Jsonb(detail)),
     )
+
+
+async def repair_live_counts(conn: Connection) -> int:
+    """Set every user's slot counter to the live sessions Postgres holds (drift repair for the
+    reconciler: a session ended by hand in SQL would otherwise keep its slot). Returns how many
+    counters changed.
+
+    The counters are locked first, in their own statement: the count that follows then takes
+    its snapshot after every lease that got in before the lock has committed, so a lease racing
+    the repair is never undercounted."""
+    async with translated_errors(), conn.transaction():
+        await conn.execute("SELECT 1 FROM user_live_sessions FOR UPDATE")
+        cursor = await conn.execute(
+            """WITH actual AS (
+                   SELECT u.user_id, count(s.id) AS n
+                   FROM user_live_sessions u
+                   LEFT JOIN preview_sessions s
+                       ON s.user_id = u.user_id AND s.status IN ('booting', 'active')
+                   GROUP BY u.user_id)
+               UPDATE user_live_sessions u SET live = actual.n
+               FROM actual WHERE u.user_id = actual.user_id AND u.live <> actual.n"""
+        )
+        return cursor.rowcount

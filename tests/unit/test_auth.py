@@ -628,3 +628,25 @@ def test_parse_jwks_keeps_only_usable_signing_keys() -> None:
 
     assert list(keys) == ["good"]
     assert keys["good"].algorithm_name == "ES256"
+
+
+async def test_a_verified_token_is_cached_but_never_past_its_expiry() -> None:
+    now = time.time()
+    verifier = TokenVerifier(hs256_secret=SECRET, jwks=None, clock=lambda: now)
+    short = mint_hs256_token(SECRET, user_id=uuid.uuid4(), ttl=30, now=now)
+    long = mint_hs256_token(SECRET, user_id=uuid.uuid4(), ttl=3600, now=now)
+    first = await verifier.verify(short)
+    assert await verifier.verify(short) is first  # served from the cache
+    await verifier.verify(long)
+    expiry = {token: entry[0] for token, entry in verifier._verified.items()}
+    assert expiry[short] == pytest.approx(int(now) + 30, abs=1)  # the token's own exp
+    assert expiry[long] == pytest.approx(now + 60)  # at most a minute
+
+
+async def test_a_tampered_token_is_not_served_from_the_cache() -> None:
+    verifier = TokenVerifier(hs256_secret=SECRET, jwks=None)
+    token = mint_hs256_token(SECRET, user_id=uuid.uuid4())
+    await verifier.verify(token)
+    header, payload, signature = token.split(".")
+    with pytest.raises(AuthError):
+        await verifier.verify(f"{header}.{payload}.{signature[:-2]}AA")

@@ -8,20 +8,31 @@ What it does, on the local servers (never mocks):
   * creates a fresh database on BENCH_POSTGRES_URL's server (default
     postgresql://postgres@127.0.0.1:5432/postgres), applies the migrations, and drops it at the
     end; uses the Redis database BENCH_REDIS_URL (default redis://127.0.0.1:6379/12), flushed
-    before each phase and at the end;
+    at the start, before the on-demand phase and at the end;
   * starts ONE web process (`preview-orchestrator web`) as a subprocess;
   * creates users with quotas high enough that no lease is refused;
   * phase 1 (warm, latency): registers ready machines directly in Redis (the lease path never
     calls the provider, so records with fake addresses are a sufficient "lightweight provider"),
     then makes N leases from 10 concurrent clients and reports p50 / p99 per request;
   * phase 2 (warm, throughput): refills, N leases from 50 concurrent clients: leases/s;
+    the sessions of both warm phases are ended (DELETE) after phase 2, outside the timings;
   * phase 3 (on-demand baseline): empty pool, a worker process with the local provider and
     pool bounds 0/0; each lease is timed from the POST (202 booting) until GET shows the session
     active, one at a time; the ratio on-demand p50 / warm p50 is printed.
 
-Before each timed phase a few unmeasured leases warm the connections. The bench client runs on
-the same machine as the server, Postgres and Redis, so its CPU counts against them; the table
-shows how busy each was. Not collected by pytest (the name does not match test_*.py).
+Before each timed phase a few unmeasured leases warm the connections. The client is a minimal
+HTTP/1.1 keep-alive client (see Connection): it runs on the same two cores as the server,
+Postgres and Redis, and httpx cost more CPU per request than the server it measured. The table
+shows how busy each party was, and "other" what the rest of the machine used meanwhile (other
+tenants; in the on-demand phase also the worker and the machines it boots): compare runs only
+when "other" is low. Exit status 1 when a target is missed.
+
+    --clients 10,50        concurrent clients of the two warm phases
+    --json PATH            also write the figures as JSON
+    --profile-web PATH     attach py-spy (pip install py-spy) to the web process during the warm
+                           phases: .svg flamegraph, .json speedscope, else raw collapsed stacks
+
+Not collected by pytest (the name does not match test_*.py).
 """
 
 from __future__ import annotations
@@ -607,6 +618,7 @@ def _connections(port: int, count: int) -> list[Connection]:
 async def warm_phase(
     port: int,
     users: list[User],
+    created: list[tuple[User, str]],
     *,
     name: str,
     leases: int,
@@ -614,10 +626,10 @@ async def warm_phase(
     warmup: int,
     meter: CpuMeter,
 ) -> PhaseResult:
-    flush_redis()
+    """Fill the pool, then time `leases` leases; the sessions are ended later, by the caller,
+    so that a profile of the warm phases holds leases only."""
     await fill_pool(leases + warmup + clients)
     result = PhaseResult(name, clients)
-    created: list[tuple[User, str]] = []
     connections = _connections(port, clients)
     try:
         # Unmeasured: opens the keep-alive connections and the database pool's.
@@ -625,12 +637,9 @@ async def warm_phase(
         with meter:
             await run_leases(connections, users, leases, result, created)
         meter.record(result)
-        failed = await end_sessions(connections[:10], created)
     finally:
         for connection in connections:
             connection.close()
-    if failed:
-        result.errors["end failed"] += failed
     return result
 
 
@@ -694,12 +703,15 @@ async def _time_to_machine(
     return None
 
 
-async def destroy_local_machines(base_dir: Path) -> int:
-    from pool.providers.local import LocalProvider
+async def destroy_local_machines(data_dir: Path) -> int:
+    """Destroy every machine the local provider knows under `data_dir`, the provider built
+    exactly as the worker builds it."""
+    from app.cli import make_provider
+    from app.settings import load_settings
 
-    if not base_dir.exists():
+    if not data_dir.exists():
         return 0
-    provider = LocalProvider(base_dir)
+    provider = make_provider(load_settings(preview_provider="local", preview_data_dir=data_dir))
     try:
         machines = await provider.list()
         for machine in machines:
@@ -815,6 +827,7 @@ async def run(args: argparse.Namespace, database_url: str, work_dir: Path) -> di
         profiler = (
             Profiler(args.profile_web, web.pid, args.profile_rate) if args.profile_web else None
         )
+        created: list[tuple[User, str]] = []
         try:
             for name, clients in (
                 ("warm pool: latency", args.clients[0]),
@@ -825,6 +838,7 @@ async def run(args: argparse.Namespace, database_url: str, work_dir: Path) -> di
                     await warm_phase(
                         port,
                         users,
+                        created,
                         name=name,
                         leases=args.leases,
                         clients=clients,
@@ -837,6 +851,13 @@ async def run(args: argparse.Namespace, database_url: str, work_dir: Path) -> di
         finally:
             if profiler is not None:
                 profiler.stop()
+        connections = _connections(port, 10)
+        failed = await end_sessions(connections, created)
+        for connection in connections:
+            connection.close()
+        print(f"ended {len(created)} warm-pool sessions ({failed} failed)", flush=True)
+        if failed:
+            phases[-1].errors["end failed"] += failed
         if args.boots:
             print(f"on-demand: {args.boots} boots, one at a time (local provider) ...", flush=True)
             flush_redis()
@@ -846,7 +867,7 @@ async def run(args: argparse.Namespace, database_url: str, work_dir: Path) -> di
                 phases.append(await ondemand_phase(port, users, boots=args.boots, meter=meter))
             finally:
                 worker.stop()
-                destroyed = await destroy_local_machines(data_dir.resolve() / "machines")
+                destroyed = await destroy_local_machines(data_dir)
                 print(f"destroyed {destroyed} local machine(s)", flush=True)
         if not web.alive():
             print(f"the web process exited early:\n{web.log_tail()}", file=sys.stderr)

@@ -170,6 +170,9 @@ def _dev_stores(settings: Settings, port: int) -> Iterator[Settings]:
     overrides: dict[str, object] = {"preview_dev_mode": True}
     if settings.preview_public_url == Settings.model_fields["preview_public_url"].default:
         overrides["preview_public_url"] = f"http://localhost:{port}"
+    if settings.preview_sandbox_ws_url is None:
+        # Local machines connect back over loopback, whatever the public URL says.
+        overrides["preview_sandbox_ws_url"] = f"ws://127.0.0.1:{port}/api/sandbox/ws"
     for name in ("supabase_jwt_secret", "preview_token_secret"):
         if getattr(settings, name) is None:
             overrides[name] = _dev_secret(data_dir / f"{name}.txt")
@@ -230,7 +233,12 @@ def make_provider(settings: Settings) -> MachineProvider:
             settings.preview_image,
             regions=regions or [settings.preview_default_region],
         )
-    return LocalProvider(settings.preview_data_dir.resolve())
+    return LocalProvider(
+        settings.preview_data_dir.resolve(),
+        orchestrator_ws_url=None if settings.preview_local_placeholder else settings.sandbox_ws_url,
+        # A cold Vite boot on a busy laptop takes several seconds.
+        start_timeout=30.0,
+    )
 
 
 if __name__ == "__main__":

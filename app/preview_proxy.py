@@ -94,7 +94,7 @@ class PreviewRouter:
             await _refuse(scope, send, 503, "the preview machine is not ready yet")
             return
         if res.settings.preview_provider == "fly":
-            await _replay(scope, send, machine_id)
+            await _replay(scope, send, res.settings.fly_preview_app or "", machine_id)
         elif scope["type"] == "websocket":
             await _proxy_websocket(scope, receive, send, address)
         else:
@@ -225,8 +225,11 @@ async def _proxy_websocket(scope: Scope, receive: Receive, send: Send, address: 
             await send({"type": "websocket.close", "code": 1000})
 
 
-async def _replay(scope: Scope, send: Send, machine_id: str) -> None:
-    headers = [(b"fly-replay", f"instance={machine_id}".encode()), (b"content-length", b"0")]
+async def _replay(scope: Scope, send: Send, app: str, machine_id: str) -> None:
+    # The machines live in their own app (no public IPs): name it, or Fly's proxy would look
+    # for the instance in the orchestrator's app.
+    replay = f"app={app};instance={machine_id}"
+    headers = [(b"fly-replay", replay.encode()), (b"content-length", b"0")]
     await _respond(scope, send, 307, headers, b"")
 
 

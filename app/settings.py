@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     # Production previews live at https://{session}.{PREVIEW_DOMAIN}/ (wildcard certificate);
     # without it, http://{session}.preview.localhost:{port}/ (development).
     preview_domain: str | None = None
+    # Where preview machines' agents connect (the sandbox WebSocket). Default: the public URL's
+    # host, ws(s)://…/api/sandbox/ws. Local machines run on this host, so dev uses loopback.
+    preview_sandbox_ws_url: str | None = None
+    # Local provider: run the placeholder instead of the agent (no npm, no dev server).
+    preview_local_placeholder: bool = False
+    # Outbound destinations a Fly preview machine may reach (host:port, comma-separated).
+    preview_egress_allow: str = ""
     # PREVIEW_PROVIDER=fly: the app that holds the preview machines, a token for the Machines
     # API, the preview image, and the regions to try in order (capacity errors fall back).
     fly_api_token: SecretStr | None = None
@@ -102,6 +109,14 @@ class Settings(BaseSettings):
     def allowed_origins(self) -> tuple[str, ...]:
         listed = [o.strip().rstrip("/") for o in self.preview_allowed_origins.split(",")]
         return (self.preview_public_url, *[o for o in listed if o])
+
+    @property
+    def sandbox_ws_url(self) -> str:
+        if self.preview_sandbox_ws_url:
+            return self.preview_sandbox_ws_url
+        scheme = "wss" if self.preview_public_url.startswith("https") else "ws"
+        host = self.preview_public_url.split("://", 1)[1]
+        return f"{scheme}://{host}/api/sandbox/ws"
 
     @property
     def jwks_url(self) -> str | None:

@@ -61,10 +61,29 @@ class Patch:
     changes: list[dict[str, Any]]
 
 
+TOMBSTONE = "\x00"
+
+
 @dataclass(frozen=True)
 class Snapshot:
+    """The session's files at `seq`: the template's, overlaid with `files`, minus `deleted`."""
+
     seq: int
     files: dict[str, str]
+    deleted: list[str]
+
+
+# The machine's `applied` report, in one round trip: keep the highest seq (never backwards) and
+# tell the session's listeners. ARGV: prefix, session, seq, envelope_json.
+_REPORT_APPLIED = """
+local meta = ARGV[1] .. 'snapmeta:' .. ARGV[2]
+local current = redis.call('HGET', meta, 'applied')
+if not current or tonumber(current) < tonumber(ARGV[3]) then
+  redis.call('HSET', meta, 'applied', ARGV[3])
+end
+redis.call('PUBLISH', ARGV[1] .. 'ch:session:' .. ARGV[2], ARGV[4])
+return 1
+"""
 
 
 def session_channel(prefix: str, session_id: str) -> str:
@@ -79,6 +98,7 @@ class EditLog:
     def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis = redis
         self._scripts = Scripts(redis)
+        self._report_applied = redis.register_script(_REPORT_APPLIED)
         self.prefix = prefix
 
     async def append(
@@ -138,8 +158,10 @@ class EditLog:
         async with translated_redis_errors(), self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(f"{self.prefix}snapmeta:{session_id}", "head")
             pipe.hgetall(f"{self.prefix}snap:{session_id}")
-            head, files = await pipe.execute()
-        return Snapshot(int(head or 0), dict(files))
+            head, stored = await pipe.execute()
+        files = {path: content for path, content in stored.items() if content != TOMBSTONE}
+        deleted = sorted(path for path, content in stored.items() if content == TOMBSTONE)
+        return Snapshot(int(head or 0), files, deleted)
 
     async def record_applied(self, session_id: str, seq: int) -> None:
         """Remember the highest seq the machine acknowledged (never moves backwards)."""
@@ -148,6 +170,13 @@ class EditLog:
             current = await resolved(self._redis.hget(key, "applied"))
             if current is None or int(current) < seq:
                 await resolved(self._redis.hset(key, "applied", str(seq)))
+
+    async def report_applied(self, session_id: str, seq: int) -> None:
+        """record_applied and publish {"kind": "applied", "seq"} to the session, atomically and
+        in one round trip (the agent reports every patch: this is on the hot path)."""
+        envelope = json.dumps({"kind": "applied", "seq": seq}, separators=(",", ":"))
+        async with translated_redis_errors():
+            await self._report_applied(keys=[], args=[self.prefix, session_id, seq, envelope])
 
     async def applied(self, session_id: str) -> int:
         async with translated_redis_errors():
@@ -185,6 +214,12 @@ async def push_snapshot(edits: EditLog, session_id: str, machine_id: str) -> int
     snapshot = await edits.snapshot(session_id)
     await edits.publish(
         machine_channel(edits.prefix, machine_id),
-        {"kind": "hydrate", "session": session_id, "seq": snapshot.seq, "files": snapshot.files},
+        {
+            "kind": "hydrate",
+            "session": session_id,
+            "seq": snapshot.seq,
+            "files": snapshot.files,
+            "deleted": snapshot.deleted,
+        },
     )
     return snapshot.seq

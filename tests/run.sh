@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: creates .venv if needed, installs the project with its dev tools, runs the
-# static checks (ruff, mypy strict, import-linter layer contracts) and the whole test suite
-# against the real Postgres (127.0.0.1:5432) and Redis (127.0.0.1:6379) of this machine.
+# static checks (ruff, mypy strict, import-linter layer contracts, tests/lint_deploy.sh) and the
+# whole test suite against the real Postgres (127.0.0.1:5432) and Redis (127.0.0.1:6379) of
+# this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +15,5 @@ echo "== ruff";          .venv/bin/ruff check .
 echo "== ruff format";   .venv/bin/ruff format --check .
 echo "== mypy (strict)"; .venv/bin/mypy
 echo "== import-linter"; .venv/bin/lint-imports
+echo "== deploy lint";   bash tests/lint_deploy.sh
 echo "== pytest";        .venv/bin/pytest "$@"

@@ -45,7 +45,9 @@ class EditorConnection:
         patches = await self.edits.since(self.session_id, self.known)
         if patches is None:
             snapshot = await self.edits.snapshot(self.session_id)
-            await self.send(frame("snapshot", seq=snapshot.seq, files=snapshot.files))
+            await self.send(
+                frame("snapshot", seq=snapshot.seq, files=snapshot.files, deleted=snapshot.deleted)
+            )
             self.known = snapshot.seq
             return
         for patch in patches:

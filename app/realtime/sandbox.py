@@ -95,6 +95,7 @@ class AgentConnection:
                         session=self.session,
                         seq=envelope["seq"],
                         files=envelope["files"],
+                        deleted=envelope.get("deleted", []),
                     )
                 )
                 self.sent = max(self.sent, int(envelope["seq"]))
@@ -118,8 +119,7 @@ class AgentConnection:
             return  # a warm machine's status and logs concern no session yet
         channel = session_channel(self.edits.prefix, self.session)
         if isinstance(message, AgentApplied):
-            await self.edits.record_applied(self.session, message.seq)
-            await self.edits.publish(channel, {"kind": "applied", "seq": message.seq})
+            await self.edits.report_applied(self.session, message.seq)
         elif isinstance(message, AgentStatus):
             await self.edits.record_status(self.session, message.state, message.detail)
             await self.edits.publish(

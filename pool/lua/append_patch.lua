@@ -28,25 +28,24 @@ end
 local changes = cjson.decode(changes_json)
 local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
 local files = redis.call('HLEN', snap)
+-- A deletion is kept as a tombstone (a lone NUL, which no file content may contain): the
+-- session's files are the template's plus the snapshot, so deleting a template file must be
+-- remembered, not just forgotten.
+local TOMBSTONE = '\0'
 for _, change in ipairs(changes) do
   local old = redis.call('HSTRLEN', snap, change.path)
   local exists = redis.call('HEXISTS', snap, change.path) == 1
-  if change.delete then
-    if exists then
-      bytes = bytes - old
-      files = files - 1
-    end
-  else
-    bytes = bytes - old + string.len(change.content)
-    if not exists then files = files + 1 end
-  end
+  local new = TOMBSTONE
+  if not change.delete then new = change.content end
+  bytes = bytes - old + string.len(new)
+  if not exists then files = files + 1 end
 end
 if bytes > max_bytes or files > max_files then
   return {'too_large', bytes}
 end
 for _, change in ipairs(changes) do
   if change.delete then
-    redis.call('HDEL', snap, change.path)
+    redis.call('HSET', snap, change.path, TOMBSTONE)
   else
     redis.call('HSET', snap, change.path, change.content)
   end

@@ -1,4 +1,5 @@
-"""Local machines: each one a process group on this host running the placeholder agent.
+"""Local machines: each one a process group on this host running the sandbox agent (given an
+orchestrator URL to connect to; without one, the placeholder that only answers /healthz).
 
 Cross-process design. The web process and the worker process each build their own provider on
 the same base directory, and a machine created by one is stopped, reset or destroyed by the
@@ -37,7 +38,10 @@ from pool.providers.local_records import MachineRecord, MachineStore
 # pool may not import sandbox (import-linter), so the agent is located on disk: the directory
 # that holds the `pool` package holds `sandbox` too, in a checkout and in site-packages alike.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
-AGENT_MODULE = "sandbox.placeholder"
+AGENT_MODULE = "sandbox.agent"
+PLACEHOLDER_MODULE = "sandbox.placeholder"
+TEMPLATES_DIR = SOURCE_ROOT / "sandbox" / "templates"
+TEMPLATE_INSTALL_MODULE = "sandbox.templates.install"
 
 HEALTH_TIMEOUT = 0.5
 STOP_GRACE = 2.0
@@ -74,11 +78,17 @@ class LocalProvider:
         python: str = sys.executable,
         host: str = "127.0.0.1",
         start_timeout: float = 10.0,
+        orchestrator_ws_url: str | None = None,
+        templates_dir: Path | None = None,
     ) -> None:
         self._store = MachineStore(base_dir)
         self._python = python
         self._host = host
         self._start_timeout = start_timeout
+        # With an orchestrator URL machines run the agent, which connects back to it there.
+        self._orchestrator_ws_url = orchestrator_ws_url
+        self._templates_dir = templates_dir or TEMPLATES_DIR
+        self._installed_templates: set[str] = set()
         self._children: set[int] = set()
         # No keep-alive: a pooled connection to a machine that has since been stopped is only
         # a source of spurious errors. No trust_env: a proxy must not see loopback requests.
@@ -89,6 +99,7 @@ class LocalProvider:
         )
 
     async def create(self, spec: MachineSpec) -> Machine:
+        await self._ensure_template(spec.template)
         machine_id = f"loc-{secrets.token_hex(6)}"
         self._store.make_dirs(machine_id)
         record = MachineRecord(
@@ -196,8 +207,9 @@ class LocalProvider:
         }
         try:
             port = local_process.free_port(self._host, record.port, taken)
+            module = PLACEHOLDER_MODULE if self._orchestrator_ws_url is None else AGENT_MODULE
             argv = [
-                self._python, "-m", AGENT_MODULE,
+                self._python, "-m", module,
                 "--port", str(port),
                 "--workspace", str(self._store.workspace(record.id)),
                 # "=" form: a urlsafe token may start with "-", which argparse would take
@@ -206,6 +218,12 @@ class LocalProvider:
                 "--host", self._host,
                 "--machine-id", record.id,
             ]  # fmt: skip
+            if self._orchestrator_ws_url is not None:
+                argv += [
+                    f"--orchestrator={self._orchestrator_ws_url}",
+                    f"--template={record.template}",
+                    f"--templates-dir={self._templates_dir}",
+                ]
             pid = local_process.spawn(argv, env, self._store.log_path(record.id))
         except OSError as exc:
             raise ProviderError(f"could not start machine {record.id}: {exc}") from exc
@@ -213,6 +231,28 @@ class LocalProvider:
         record.port, record.pid, record.pgid = port, pid, pid
         record.state, record.started_at = MachineState.STARTING, time.time()
         self._store.write(record)
+
+    async def _ensure_template(self, template: str) -> None:
+        """Install the template's npm dependencies the first time it is used (idempotent)."""
+        if self._orchestrator_ws_url is None or template in self._installed_templates:
+            return
+        env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(SOURCE_ROOT)}
+        if "HOME" in os.environ:
+            env["HOME"] = os.environ["HOME"]  # npm's cache
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self._python, "-m", TEMPLATE_INSTALL_MODULE,
+                f"--templates-dir={self._templates_dir}", template,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            output, _ = await process.communicate()
+        except OSError as exc:
+            raise ProviderError(f"could not install template {template}: {exc}") from exc
+        if process.returncode != 0:
+            raise ProviderError(f"could not install template {template}: {output.decode()}")
+        self._installed_templates.add(template)
 
     async def _stop_locked(self, record: MachineRecord) -> None:
         if record.state is MachineState.STOPPED:

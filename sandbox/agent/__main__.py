@@ -1,0 +1,3 @@
+from sandbox.agent.main import main
+
+main()

@@ -1,0 +1,33 @@
+"""Errors of the sandbox agent, one hierarchy:
+
+    AgentError
+     ├── FrameError        a frame from the orchestrator is malformed; it is logged and dropped
+     ├── PatchRejected     a hydrate or patch refused before anything was written (code, message)
+     └── TemplateMissing   the template, or its installed node_modules, is not on disk
+
+OSError from the filesystem is not wrapped: a failed write after validation is an environment
+fault (disk full), reported as the machine's status rather than as a refusal of the patch.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    pass
+
+
+class FrameError(AgentError):
+    pass
+
+
+class PatchRejected(AgentError):
+    """The change set was refused as a whole: nothing of it was written."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TemplateMissing(AgentError):
+    pass

@@ -1,0 +1,94 @@
+"""Entry point: `python -m sandbox.agent --machine-id ID --token T --orchestrator URL ...`.
+
+Every option can also come from the environment (PREVIEW_MACHINE_ID, PREVIEW_MACHINE_TOKEN,
+PREVIEW_ORCHESTRATOR_URL, PREVIEW_PORT, PREVIEW_HOST, PREVIEW_WORKSPACE, PREVIEW_TEMPLATE,
+PREVIEW_TEMPLATES_DIR), which is how the machine image is configured; a token in the
+environment also stays out of `ps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from sandbox.agent.agent import Agent, AgentConfig
+from sandbox.agent.errors import AgentError
+from sandbox.agent.files import Workspace
+from sandbox.agent.paths import AGENT_DIR
+from sandbox.agent.state import StateFile
+
+TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="sandbox.agent", description=__doc__)
+    parser.add_argument("--machine-id", default=env("PREVIEW_MACHINE_ID") or env("FLY_MACHINE_ID"))
+    parser.add_argument("--token", default=env("PREVIEW_MACHINE_TOKEN"))
+    parser.add_argument("--orchestrator", default=env("PREVIEW_ORCHESTRATOR_URL"))
+    parser.add_argument("--port", type=int, default=int(env("PREVIEW_PORT", "8080")))
+    parser.add_argument("--host", default=env("PREVIEW_HOST", "127.0.0.1"))
+    parser.add_argument(
+        "--workspace", type=Path, default=Path(env("PREVIEW_WORKSPACE", "workspace"))
+    )
+    parser.add_argument("--template", default=env("PREVIEW_TEMPLATE", "react-web"))
+    parser.add_argument(
+        "--templates-dir",
+        type=Path,
+        default=Path(env("PREVIEW_TEMPLATES_DIR", str(DEFAULT_TEMPLATES))),
+    )
+    parser.add_argument("--ack-timeout", type=float, default=2.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for name in ("machine_id", "token", "orchestrator"):
+        if not getattr(args, name):
+            parser.error(f"--{name.replace('_', '-')} is required")
+    if not TEMPLATE_NAME.fullmatch(args.template):
+        parser.error(f"--template {args.template!r} is not a template name")
+    return args
+
+
+async def serve(args: argparse.Namespace) -> None:
+    workspace = Workspace(args.workspace)
+    state_file = StateFile(workspace.root / AGENT_DIR / "state.json")
+    # A workspace without a state file is fresh (or its first preparation was interrupted):
+    # copy the template. One with a state file holds the project as last patched: keep it.
+    fresh = not state_file.exists()
+    workspace.prepare(args.templates_dir / args.template, copy_project=fresh)
+    if fresh:
+        state_file.save(state_file.load())
+    config = AgentConfig(
+        machine_id=args.machine_id,
+        token=args.token,
+        orchestrator=args.orchestrator,
+        host=args.host,
+        port=args.port,
+        ack_timeout=args.ack_timeout,
+    )
+    agent = Agent(config, workspace, state_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await agent.run(stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(serve(args))
+    except* AgentError as group:
+        for exc in group.exceptions:
+            print(f"sandbox agent: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,77 @@
+// The preview machine's hooks into Vite, shared by every template (each template links to this
+// file; the sandbox agent copies it into the workspace). The agent reads Vite's stdout and
+// listens on Vite's HMR socket, so the plugin only has to:
+//   - inject a bridge into the page that forwards console output and uncaught errors over the
+//     HMR socket, and print each message as one marked JSON line on stdout;
+//   - announce every file change the dev server has taken in (`preview:change`), so the agent can
+//     acknowledge patches that touch no module of the page yet;
+//   - keep the agent's own state directory out of the watcher and away from the browser.
+const CONSOLE_MARK = '@@preview:console '
+const BRIDGE_ID = 'virtual:preview-bridge'
+const RESOLVED_BRIDGE_ID = '\0' + BRIDGE_ID
+const AGENT_STATE_DIR = '.preview-agent'
+const MAX_MESSAGE = 4000
+
+const bridgeSource = `
+const hot = import.meta.hot
+const MAX_MESSAGE = ${MAX_MESSAGE}
+function describe(value) {
+  if (typeof value === 'string') return value
+  if (value instanceof Error) return value.stack || String(value)
+  try { return JSON.stringify(value) ?? String(value) } catch { return String(value) }
+}
+function forward(level, args) {
+  const message = args.map(describe).join(' ').slice(0, MAX_MESSAGE)
+  // Vite's own client chatter ("[vite] hot updated ...") would echo every edit back.
+  if (level === 'debug' && message.startsWith('[vite]')) return
+  try { hot.send('preview:console', { level, message }) } catch {}
+}
+if (hot) {
+  for (const level of ['debug', 'log', 'info', 'warn', 'error']) {
+    const original = console[level].bind(console)
+    console[level] = (...args) => { original(...args); forward(level, args) }
+  }
+  window.addEventListener('error', (event) => {
+    forward('error', [event.error ?? event.message])
+  })
+  window.addEventListener('unhandledrejection', (event) => {
+    forward('error', ['Unhandled rejection:', event.reason])
+  })
+}
+`
+
+export default function previewPlugin() {
+  return {
+    name: 'preview-agent',
+    apply: 'serve',
+    config() {
+      return {
+        server: {
+          watch: { ignored: [`**/${AGENT_STATE_DIR}/**`] },
+          fs: { deny: ['.env', '.env.*', '*.{crt,pem}', '**/.git/**', `**/${AGENT_STATE_DIR}/**`] },
+        },
+      }
+    },
+    resolveId(id) {
+      return id === BRIDGE_ID ? RESOLVED_BRIDGE_ID : undefined
+    },
+    load(id) {
+      return id === RESOLVED_BRIDGE_ID ? bridgeSource : undefined
+    },
+    transformIndexHtml() {
+      return [
+        { tag: 'script', attrs: { type: 'module', src: `/@id/${BRIDGE_ID}` }, injectTo: 'head-prepend' },
+      ]
+    },
+    configureServer(server) {
+      server.ws.on('preview:console', (data) => {
+        process.stdout.write(CONSOLE_MARK + JSON.stringify(data) + '\n')
+      })
+    },
+    hotUpdate({ file, type }) {
+      if (this.environment.name === 'client') {
+        this.environment.hot.send('preview:change', { file, type })
+      }
+    },
+  }
+}

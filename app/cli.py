@@ -62,11 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     status = pool_sub.add_parser("status", help="counts, bounds and hit ratio per pool")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=_run_pool_status)
-    set_ = pool_sub.add_parser("set", help="set a pool's min and max")
+    set_ = pool_sub.add_parser("set", help="set a pool's bounds per tier and its guest size")
     set_.add_argument("template")
     set_.add_argument("region")
-    set_.add_argument("--min", type=int, required=True, dest="min_size")
-    set_.add_argument("--max", type=int, required=True, dest="max_size")
+    set_.add_argument("--min", type=int, required=True, dest="min_size", help="hot tier")
+    set_.add_argument("--max", type=int, required=True, dest="max_size", help="hot tier")
+    set_.add_argument("--suspended", type=int, nargs=2, metavar=("MIN", "MAX"))
+    set_.add_argument("--stopped", type=int, nargs=2, metavar=("MIN", "MAX"))
+    set_.add_argument(
+        "--guest", type=int, nargs=2, metavar=("CPUS", "MEMORY_MB"), help="rolls through"
+    )
     set_.set_defaults(run=_run_pool_set)
     return parser
 
@@ -129,6 +134,8 @@ def _run_pool_status(args: argparse.Namespace, settings: Settings) -> int:
         "min",
         "max",
         "ready",
+        "suspended",
+        "stopped",
         "booting",
         "pending",
         "leased",
@@ -146,7 +153,16 @@ def _run_pool_set(args: argparse.Namespace, settings: Settings) -> int:
 
     settings.require_service_config()
     message = asyncio.run(
-        set_pool_bounds(settings, args.template, args.region, args.min_size, args.max_size)
+        set_pool_bounds(
+            settings,
+            args.template,
+            args.region,
+            args.min_size,
+            args.max_size,
+            suspended=tuple(args.suspended) if args.suspended else None,
+            stopped=tuple(args.stopped) if args.stopped else None,
+            guest=tuple(args.guest) if args.guest else None,
+        )
     )
     print(message)
     return 0

@@ -2,10 +2,13 @@
 
     1. one query: may the user use the project, and what are the user's limits
     2. one Lua call: concurrent-session gate, GCRA creation rate, take a ready machine
-       (pending, fenced by epoch) — or reserve an on-demand boot slot
-    3. one transaction: the session, its ledger row and its first event, re-checking the
-       concurrent count under a per-user advisory lock (Redis may have been flushed)
+       (pending, fenced by epoch), hot first, then suspended, then stopped — or reserve an
+       on-demand boot slot
+    3. one statement: the session, its ledger row and its first event, taking one of the
+       user's live-session slots (Redis may have been flushed)
     4. promote the pending lease
+    5. only for a suspended or stopped machine: queue its wake and answer 202 `booting`; the
+       session becomes active once the machine is up (pool.wake)
 
 Failure between 2 and 4 never leaks a machine: a failed commit hands the machine straight back
 (nobody saw it), and a crash leaves a pending lease the reaper reclaims after its TTL.
@@ -83,6 +86,11 @@ async def create_session(res: Resources, principal: Principal, body: CreateSessi
         idle_timeout_seconds=limits.idle_timeout_seconds,
     )
     match outcome:
+        case Leased() if outcome.needs_wake:
+            created = Created(await _commit_lease(res, new, limits, outcome), booting=True)
+            res.metrics.incr(f"lease.hit.{outcome.tier.value}")
+            await res.jobs.wake_machine(new.id, outcome.machine_id, outcome.epoch)
+            await _nudge_resize(res, template, region)
         case Leased():
             created = Created(await _commit_lease(res, new, limits, outcome), booting=False)
             res.metrics.incr("lease.hit")
@@ -123,6 +131,7 @@ async def _commit_lease(
                 max_concurrent=limits.max_concurrent_sessions,
                 machine_id=leased.machine_id,
                 epoch=leased.epoch,
+                wake=leased.needs_wake,
             )
     except ConcurrentLimitReached:
         await res.broker.release(leased.machine_id, leased.epoch, return_to_ready=True)

@@ -48,7 +48,9 @@ _SESSION_ID = {
 def build_openapi() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": _ERROR}
     for model in (CreateSessionBody, PoolBoundsBody):
-        schemas[model.__name__] = model.model_json_schema(by_alias=True)
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))  # nested bodies become components too
+        schemas[model.__name__] = schema
     schemas["Session"] = SessionView.model_json_schema(by_alias=True, mode="serialization")
     auth: list[dict[str, list[str]]] = [{"bearer": []}]
     return {

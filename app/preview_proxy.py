@@ -80,13 +80,21 @@ class PreviewRouter:
         self, res: Resources, session_id: uuid.UUID, scope: Scope, receive: Receive, send: Send
     ) -> None:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        token = query.pop("token", None) or _cookie(scope)
+        if scope["type"] == "websocket":
+            # A socket's `?token=` is the dev server's own (Vite's HMR client sends one): the
+            # page's sockets authenticate with the cookie of the first load, and the query
+            # goes to the machine unchanged.
+            token = _cookie(scope)
+        else:
+            token = query.pop("token", None) or _cookie(scope)
         try:
             verify_session_token(res.token_secret, token or "", session_id, time.time())
         except InvalidSessionToken:
             await _refuse(scope, send, 403 if token else 401, "a valid preview token is required")
             return
-        if "token" in dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))):
+        if scope["type"] == "http" and "token" in dict(
+            parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+        ):
             await _redirect_with_cookie(scope, send, token or "", urlencode(query))
             return
         machine_id, address = await self._lookup(res, session_id)

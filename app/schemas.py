@@ -75,9 +75,29 @@ def _contains_nul(value: Any) -> bool:
     return False
 
 
-class PoolBoundsBody(_Body):
+class TierBoundsBody(_Body):
+    """One lower tier's bounds (Fly pools): how many suspended or stopped machines to keep."""
+
     min: int = Field(ge=0, le=1000)
     max: int = Field(ge=0, le=1000)
+
+
+class GuestBody(_Body):
+    """The machines' size; a change rolls through the pool's ready machines."""
+
+    cpus: int = Field(ge=1, le=16)
+    memory_mb: int = Field(ge=256, le=131072)
+
+
+class PoolBoundsBody(_Body):
+    """`min`/`max` bound the hot tier (started machines). `suspended`, `stopped` and `guest`
+    are optional; one left out keeps its stored value."""
+
+    min: int = Field(ge=0, le=1000)
+    max: int = Field(ge=0, le=1000)
+    suspended: TierBoundsBody | None = None
+    stopped: TierBoundsBody | None = None
+    guest: GuestBody | None = None
 
 
 class SessionView(BaseModel):

@@ -1,8 +1,9 @@
 """The pool's inventory in Redis: which machines exist per (template, region) and in what state.
 
 Leasing lives in pool.leasing; this module covers everything around it: registering machines as
-they boot and become ready, draining surplus, forgetting dead machines, and the counts and demand
-figures the sizing policy and operators read.
+they boot and become ready (in a tier), taking ready machines out to destroy them or to move
+them between tiers, forgetting dead machines, and the counts and demand figures the sizing
+policy and operators read.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from redis.asyncio import Redis
 from redis.exceptions import LockError
 
 from pool.leasing import DEFAULT_PREFIX
+from pool.policy import TierCounts
 from pool.redis_errors import resolved, translated_redis_errors
 from pool.scripts import Scripts
-from pool.states import PoolState
+from pool.states import PoolState, Tier
 
 DEMAND_BUCKET_SECONDS = 10
 
@@ -51,22 +53,62 @@ class MachineRecord:
     session_id: str | None
     user_id: str | None
     booting_at: float | None
+    # The tier a ready (or pending) machine is in, or a moving one is bound for.
+    tier: Tier = Tier.HOT
+    # When a machine was taken out to be moved or drained (Unix seconds, Redis' clock).
+    taken_at: float | None = None
 
 
 @dataclass(frozen=True)
 class PoolCounts:
+    """Machines per pool state. `ready` counts the hot tier (what a lease serves at once);
+    `suspended` and `stopped` the ready machines of the lower tiers."""
+
     ready: int = 0
     booting: int = 0
     pending: int = 0
     leased: int = 0
     recycling: int = 0
     draining: int = 0
+    moving: int = 0
+    suspended: int = 0
+    stopped: int = 0
 
     @property
     def total(self) -> int:
         return (
-            self.ready + self.booting + self.pending + self.leased + self.recycling + self.draining
+            self.ready
+            + self.suspended
+            + self.stopped
+            + self.booting
+            + self.pending
+            + self.leased
+            + self.recycling
+            + self.draining
+            + self.moving
         )
+
+
+@dataclass(frozen=True)
+class TierSupply:
+    """What the tier policy sees of a pool: ready machines per tier, and machines on their way
+    into a tier (booting ones become hot; moving ones land in their destination)."""
+
+    ready: TierCounts
+    arriving: TierCounts
+
+
+def tier_supply(records: list[MachineRecord]) -> TierSupply:
+    ready: Counter[Tier] = Counter()
+    arriving: Counter[Tier] = Counter()
+    for record in records:
+        if record.state is PoolState.READY:
+            ready[record.tier] += 1
+        elif record.state is PoolState.BOOTING:
+            arriving[Tier.HOT] += 1
+        elif record.state is PoolState.MOVING:
+            arriving[record.tier] += 1
+    return TierSupply(TierCounts.of(ready), TierCounts.of(arriving))
 
 
 class Inventory:
@@ -100,10 +142,12 @@ class Inventory:
         *,
         from_state: PoolState | None = None,
         from_epoch: int | None = None,
+        tier: Tier = Tier.HOT,
     ) -> int | None:
-        """Put a machine in the ready list. A new machine needs no expectations; a recycled one
-        must still be in `from_state` at `from_epoch`. Returns the new epoch, or None when the
-        machine moved on meanwhile (a duplicate delivery of the same job)."""
+        """Put a machine in the ready list of `tier`. A new machine needs no expectations; a
+        recycled or moved one must still be in `from_state` at `from_epoch`. Returns the new
+        epoch, or None when the machine moved on meanwhile (a duplicate delivery of the same
+        job)."""
         async with translated_redis_errors():
             epoch = int(
                 await self._scripts.run(
@@ -115,6 +159,7 @@ class Inventory:
                     address,
                     from_state.value if from_state else "",
                     "" if from_epoch is None else from_epoch,
+                    tier.value,
                 )
             )
         return None if epoch < 0 else epoch
@@ -137,12 +182,48 @@ class Inventory:
             )
         return None if epoch < 0 else epoch
 
-    async def drain(self, pool: PoolKey, count: int) -> list[str]:
+    async def drain(self, pool: PoolKey, count: int, tier: Tier = Tier.HOT) -> list[str]:
+        """Take up to `count` ready machines of `tier` out of the pool, to destroy them."""
+        return [m for m, _ in await self._take(pool, tier, count, PoolState.DRAINING, None)]
+
+    async def take_for_move(
+        self, pool: PoolKey, source: Tier, target: Tier, count: int
+    ) -> list[tuple[str, int]]:
+        """Take up to `count` ready machines of `source` out of the lease lists, bound for
+        `target` (state moving). Returns (machine, epoch) pairs: make_ready expects them."""
+        return await self._take(pool, source, count, PoolState.MOVING, target)
+
+    async def _take(
+        self, pool: PoolKey, tier: Tier, count: int, state: PoolState, target: Tier | None
+    ) -> list[tuple[str, int]]:
         if count <= 0:
             return []
         async with translated_redis_errors():
-            taken = await self._scripts.run("drain", self._p, pool.template, pool.region, count)
-        return [str(m) for m in taken]
+            flat = await self._scripts.run(
+                "drain",
+                self._p,
+                pool.template,
+                pool.region,
+                count,
+                tier.value,
+                state.value,
+                target.value if target else "",
+            )
+        return [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def take_machine(
+        self, machine_id: str, target: Tier | None = None
+    ) -> tuple[int, Tier] | None:
+        """Take one ready machine out of the lease lists (state moving), bound for `target`
+        (its own tier when None). Returns (epoch, the tier it was in), or None when it is not
+        ready: leased machines are never taken."""
+        async with translated_redis_errors():
+            taken = await self._scripts.run(
+                "take_machine", self._p, machine_id, target.value if target else ""
+            )
+        if not taken:
+            return None
+        return int(taken[0]), Tier(str(taken[1]))
 
     async def forget(self, machine_id: str) -> str:
         async with translated_redis_errors():
@@ -172,8 +253,10 @@ class Inventory:
             await resolved(self._redis.sadd(f"{self._p}pools", str(pool)))
 
     async def counts(self, pool: PoolKey) -> PoolCounts:
-        states = Counter(m.state.value for m in await self.machines(pool))
-        return PoolCounts(**states)
+        return counts_of(await self.machines(pool))
+
+    async def supply(self, pool: PoolKey) -> TierSupply:
+        return tier_supply(await self.machines(pool))
 
     async def demand(self, pool: PoolKey, window_seconds: int) -> int:
         """Lease attempts (hits, misses and on-demand boots) in the last `window_seconds`."""
@@ -213,6 +296,17 @@ class Inventory:
             value = await resolved(self._redis.hget(f"{self._p}m:{machine_id}", "token_sha256"))
         return str(value) if value else None
 
+    async def tier_hits(self, pool: PoolKey) -> dict[Tier, int]:
+        """Leases served per tier (the hot count is hits minus the lower tiers')."""
+        async with translated_redis_errors():
+            hits, suspended, stopped = await resolved(
+                self._redis.hmget(
+                    f"{self._p}stats:{pool}", ["hits", "hits_suspended", "hits_stopped"]
+                )
+            )
+        lower = {Tier.SUSPENDED: int(suspended or 0), Tier.STOPPED: int(stopped or 0)}
+        return {Tier.HOT: int(hits or 0) - sum(lower.values()), **lower}
+
     async def hit_stats(self, pool: PoolKey) -> tuple[int, int]:
         async with translated_redis_errors():
             hits, misses = await resolved(
@@ -221,8 +315,19 @@ class Inventory:
         return int(hits or 0), int(misses or 0)
 
 
+def counts_of(records: list[MachineRecord]) -> PoolCounts:
+    states: Counter[str] = Counter()
+    for record in records:
+        if record.state is PoolState.READY and record.tier is not Tier.HOT:
+            states[record.tier.value] += 1
+        else:
+            states[record.state.value] += 1
+    return PoolCounts(**states)
+
+
 def _record(machine_id: str, fields: dict[str, str]) -> MachineRecord:
     booting_at = fields.get("booting_at")
+    taken_at = fields.get("taken_at")
     return MachineRecord(
         id=machine_id,
         state=PoolState(fields.get("state", PoolState.BOOTING.value)),
@@ -233,4 +338,6 @@ def _record(machine_id: str, fields: dict[str, str]) -> MachineRecord:
         session_id=fields.get("session"),
         user_id=fields.get("user"),
         booting_at=float(booting_at) if booting_at else None,
+        tier=Tier(fields.get("tier") or Tier.HOT.value),
+        taken_at=float(taken_at) if taken_at else None,
     )

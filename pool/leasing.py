@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from pool.redis_errors import resolved, translated_redis_errors
 from pool.scripts import Scripts
+from pool.states import Tier
 
 DEFAULT_PREFIX = "po:"
 
@@ -33,9 +34,17 @@ class LeaseRequest:
 
 @dataclass(frozen=True)
 class Leased:
+    """A pending lease. A hot machine serves at once; a suspended or stopped one must be woken
+    (started) first: the session is answered 202 `booting` and a worker wakes it."""
+
     machine_id: str
     epoch: int
     address: str
+    tier: Tier = Tier.HOT
+
+    @property
+    def needs_wake(self) -> bool:
+        return self.tier is not Tier.HOT
 
 
 @dataclass(frozen=True)
@@ -102,8 +111,8 @@ class LeaseBroker:
                 self.ondemand_max,
             )
         match result:
-            case ["leased", machine_id, epoch, address]:
-                return Leased(str(machine_id), int(epoch), str(address or ""))
+            case ["leased", machine_id, epoch, address, tier]:
+                return Leased(str(machine_id), int(epoch), str(address or ""), Tier(str(tier)))
             case ["boot"]:
                 return BootReserved()
             case ["empty"]:

@@ -1,9 +1,10 @@
 """After a lease: recycling a used machine, and releasing the machine of an ended session.
 
 A used machine is never handed to another user unreset: it leaves the lease in 'recycling',
-the provider resets it (no files, processes or tokens of the session survive), and only then
-does it go back to 'ready'. Every step checks the fencing epoch, so a job delivered twice does
-its work once.
+the provider resets it (no files, processes or tokens of the session survive; on Fly a stop and
+a start from the image), and only then does it go back to 'ready', in the tier that needs it
+most (it is suspended or stopped on the way when that is a lower tier). Every step checks the
+fencing epoch, so a job delivered twice does its work once.
 """
 
 from __future__ import annotations
@@ -15,9 +16,18 @@ from pool.errors import ProviderError
 from pool.inventory import Inventory, PoolKey
 from pool.leasing import LeaseBroker
 from pool.metrics import Metrics
-from pool.provider import MachineProvider, MachineState
-from pool.refill import destroy_machine
-from pool.states import PoolState
+from pool.policy import DemandSample, PoolBounds, TierBounds, place_recycled
+from pool.provider import (
+    Guest,
+    Machine,
+    MachineProvider,
+    MachineState,
+    SuspendingProvider,
+    guest_of,
+)
+from pool.refill import RefillSettings, destroy_machine, tier_input
+from pool.states import PoolState, Tier
+from pool.tiers import bring_to
 from sql.sessions import EndedSession
 
 log = logging.getLogger(__name__)
@@ -43,17 +53,22 @@ async def recycle_machine(
     machine_id: str,
     epoch: int,
     *,
-    max_ready: int,
-    boot_timeout: float,
+    bounds: PoolBounds | TierBounds,
+    settings: RefillSettings,
     metrics: Metrics,
+    guest: Guest | None = None,
+    demand: DemandSample | None = None,
 ) -> str:
-    """Reset a released machine and return it to the pool, or destroy it when the pool is full
-    or the reset fails. Returns what happened ('ready', 'destroyed', 'skipped')."""
+    """Reset a released machine and return it to the tier that needs it most (policy
+    place_recycled), or destroy it when every tier is full or the reset fails. A machine whose
+    guest differs from the pool's `guest` (a rolling resize went by while it was leased) is
+    resized on the way. Returns what happened: 'ready' (hot), 'suspended', 'stopped',
+    'destroyed' or 'skipped'."""
     record = await inventory.machine(machine_id)
     if record is None or record.state != PoolState.RECYCLING or record.epoch != epoch:
         return "skipped"  # already recycled (duplicate delivery) or moved on
     pool = PoolKey(record.template, record.region)
-    if (await inventory.counts(pool)).ready >= max_ready:
+    if await _placement(inventory, provider, pool, bounds, settings, demand) is None:
         await destroy_machine(inventory, provider, machine_id)
         metrics.incr("pool.recycle.destroyed")
         return "destroyed"
@@ -61,18 +76,55 @@ async def recycle_machine(
         reset = await provider.reset(machine_id)
         # A reset issues a new machine token; the old session's token must stop working.
         await inventory.set_token(machine_id, reset.metadata.get("token"))
-        machine = await provider.wait(machine_id, MachineState.STARTED, boot_timeout)
+        machine = await provider.wait(machine_id, MachineState.STARTED, settings.boot_timeout)
+        machine = await _apply_guest(provider, machine, guest, settings.boot_timeout)
+        # Counts may have moved during the reset: decide the tier now.
+        tier = await _placement(inventory, provider, pool, bounds, settings, demand)
+        if tier is not None and tier is not Tier.HOT:
+            machine = await bring_to(provider, machine_id, tier, settings.move_timeout)
     except ProviderError as exc:
         log.warning("reset of %s failed, destroying it: %s", machine_id, exc)
         await destroy_machine(inventory, provider, machine_id)
         metrics.incr("pool.recycle.failed")
         return "destroyed"
-    if (
-        await inventory.make_ready(
-            machine_id, pool, machine.address, from_state=PoolState.RECYCLING, from_epoch=epoch
-        )
-        is None
-    ):
+    if tier is None:
+        await destroy_machine(inventory, provider, machine_id)
+        metrics.incr("pool.recycle.destroyed")
+        return "destroyed"
+    placed = await inventory.make_ready(
+        machine_id,
+        pool,
+        machine.address,
+        from_state=PoolState.RECYCLING,
+        from_epoch=epoch,
+        tier=tier,
+    )
+    if placed is None:
         return "skipped"
-    metrics.incr("pool.recycle.ready")
-    return "ready"
+    metrics.incr("pool.recycle.ready" if tier is Tier.HOT else f"pool.recycle.{tier.value}")
+    return "ready" if tier is Tier.HOT else tier.value
+
+
+async def _placement(
+    inventory: Inventory,
+    provider: MachineProvider,
+    pool: PoolKey,
+    bounds: PoolBounds | TierBounds,
+    settings: RefillSettings,
+    demand: DemandSample | None,
+) -> Tier | None:
+    return place_recycled(await tier_input(inventory, provider, pool, bounds, settings, demand))
+
+
+async def _apply_guest(
+    provider: MachineProvider, machine: Machine, guest: Guest | None, timeout: float
+) -> Machine:
+    """Resize a machine whose guest is not the pool's (it was leased while a rolling resize
+    went by). Only providers that report and change the guest in place take part."""
+    current = guest_of(machine)
+    if guest is None or current is None or current == guest:
+        return machine
+    if not isinstance(provider, SuspendingProvider):
+        return machine
+    await provider.resize(machine.id, guest.cpus, guest.memory_mb)
+    return await bring_to(provider, machine.id, Tier.HOT, timeout)

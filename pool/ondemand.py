@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -13,7 +14,7 @@ from pool.inventory import Inventory, PoolKey
 from pool.leasing import LeaseBroker
 from pool.lifecycle import EnqueueRecycle, release_session_machine
 from pool.metrics import Metrics
-from pool.provider import MachineProvider
+from pool.provider import Guest, MachineProvider
 from pool.refill import RefillSettings, create_and_wait
 from sql import sessions
 from sql.states import SessionStatus
@@ -30,6 +31,7 @@ async def boot_for_session(
     settings: RefillSettings,
     enqueue_recycle: EnqueueRecycle,
     metrics: Metrics,
+    guests: Mapping[PoolKey, Guest | None] | None = None,
 ) -> str:
     async with db.connection() as conn:
         session = await sessions.get_session(conn, session_id)
@@ -37,7 +39,8 @@ async def boot_for_session(
         return "skipped"
     pool = PoolKey(session.template, session.region)
     try:
-        machine = await create_and_wait(inventory, provider, pool, settings)
+        guest = (guests or {}).get(pool)
+        machine = await create_and_wait(inventory, provider, pool, settings, guest)
     except ProviderError as exc:
         log.warning("on-demand boot for %s failed: %s", session_id, exc)
         async with db.connection() as conn:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pool.inventory import Inventory, PoolKey
+from pool.policy import TierBounds
+from pool.states import Tier
 
 DEMAND_WINDOW_SECONDS = 300
 
@@ -15,7 +18,11 @@ async def pool_report(
     targets: dict[PoolKey, tuple[int, int]],
     default_bounds: tuple[int, int],
     defaults: list[PoolKey],
+    tiers: Mapping[PoolKey, TierBounds] | None = None,
 ) -> list[dict[str, Any]]:
+    """One row per pool. `min`/`max`/`ready` are the hot tier's; `suspended` and `stopped`
+    count the lower tiers' ready machines, and `tiers` gives each lower tier's bounds (from
+    `tiers`, 0/0 when unset) and the leases it served."""
     keys = sorted(
         set(await inventory.pools()) | set(targets) | set(defaults),
         key=lambda k: (k.template, k.region),
@@ -24,7 +31,9 @@ async def pool_report(
     for key in keys:
         counts = await inventory.counts(key)
         hits, misses = await inventory.hit_stats(key)
+        by_tier = await inventory.tier_hits(key)
         low, high = targets.get(key, default_bounds)
+        bounds = (tiers or {}).get(key)
         report.append(
             {
                 "template": key.template,
@@ -38,6 +47,18 @@ async def pool_report(
                 "leased": counts.leased,
                 "recycling": counts.recycling,
                 "draining": counts.draining,
+                "moving": counts.moving,
+                "suspended": counts.suspended,
+                "stopped": counts.stopped,
+                "tiers": {
+                    tier.value: {
+                        "min": bounds.of(tier).min if bounds else 0,
+                        "max": bounds.of(tier).max if bounds else 0,
+                        "ready": getattr(counts, tier.value),
+                        "hits": by_tier[tier],
+                    }
+                    for tier in (Tier.SUSPENDED, Tier.STOPPED)
+                },
                 "hits": hits,
                 "misses": misses,
                 "hitRatio": round(hits / (hits + misses), 4) if hits + misses else None,

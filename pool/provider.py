@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from pool.states import Tier
 
 
 class MachineState(enum.StrEnum):
@@ -19,6 +21,9 @@ class MachineState(enum.StrEnum):
     STARTED = "started"
     STOPPING = "stopping"
     STOPPED = "stopped"
+    # Snapshotted (memory and all): `start` resumes it in a few hundred ms (Fly only).
+    SUSPENDING = "suspending"
+    SUSPENDED = "suspended"
     DESTROYED = "destroyed"
     FAILED = "failed"
 
@@ -31,6 +36,14 @@ class MachineSpec:
     region: str
     cpus: int = 1
     memory_mb: int = 1024
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A machine's size, as operators set it per (template, region)."""
+
+    cpus: int
+    memory_mb: int
 
 
 @dataclass(frozen=True)
@@ -78,3 +91,34 @@ class MachineProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SuspendingProvider(MachineProvider, Protocol):
+    """A provider that can also suspend a started machine (`start` resumes it) and change a
+    machine's guest size in place. Its `supports_suspend` says whether the pool may use the
+    suspended and stopped tiers."""
+
+    supports_suspend: bool
+
+    async def suspend(self, machine_id: str) -> Machine: ...
+
+    async def resize(self, machine_id: str, cpus: int, memory_mb: int) -> Machine: ...
+
+
+def pool_tiers(provider: MachineProvider) -> frozenset[Tier]:
+    """The tiers a pool on this provider may hold. Every provider keeps hot machines; only one
+    that suspends (Fly) keeps suspended and stopped ones too. A provider without the capability
+    (local processes: a stopped process is no cheaper to keep than a running one, and there is
+    no snapshot to resume) degrades to the hot tier alone."""
+    if isinstance(provider, SuspendingProvider) and provider.supports_suspend:
+        return frozenset(Tier)
+    return frozenset({Tier.HOT})
+
+
+def guest_of(machine: Machine) -> Guest | None:
+    """The machine's size when the provider reports it in the metadata (Fly does)."""
+    try:
+        return Guest(int(machine.metadata["guest_cpus"]), int(machine.metadata["guest_memory_mb"]))
+    except (KeyError, ValueError):
+        return None

@@ -3,6 +3,7 @@
     provider machine, no Redis record, older than the grace period  -> destroy (orphan)
     Redis record, provider has no live machine                      -> forget; end its session
     Redis booting record older than the boot timeout                -> destroy and forget
+    Redis moving record (between tiers, resizing) past the boot timeout -> destroy and forget
     Postgres active lease, no Redis record of that machine          -> end the session (failed)
     Redis user-session entry with no live session in Postgres       -> drop it
 
@@ -62,7 +63,11 @@ async def reconcile(
 
     orphans = 0
     for machine in provided.values():
-        if machine.id not in records and now - machine.created_at > orphan_grace_seconds:
+        if (
+            machine.id not in records
+            and machine.state is not MachineState.DESTROYED  # already on its way out
+            and now - machine.created_at > orphan_grace_seconds
+        ):
             log.warning("destroying orphan machine %s", machine.id)
             await destroy_machine(inventory, provider, machine.id)
             orphans += 1
@@ -94,6 +99,10 @@ def _is_dead(
     if record.state == PoolState.BOOTING:
         # The creating job owns a booting machine until the boot timeout.
         return record.booting_at is not None and now - record.booting_at > boot_timeout
+    if record.state == PoolState.MOVING and (
+        record.taken_at is not None and now - record.taken_at > boot_timeout
+    ):
+        return True  # the worker moving it died: the machine is unused, so it goes
     return machine is None or machine.state in _DEAD
 
 

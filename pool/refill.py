@@ -1,9 +1,15 @@
-"""Growing and shrinking one pool toward the sizing policy's target.
+"""Growing, shrinking and re-tiering one pool toward the sizing policy's targets.
 
-The decision is pool.policy's (pure); this module gathers its inputs from Redis and carries the
-plan out with the provider. A machine is recorded as booting as soon as the provider names it;
-a crash in between leaves a provider machine without a record, which reconcile destroys once it
-is older than its grace period.
+The decision is pool.policy's (pure, plan_tiers); this module gathers its inputs from Redis and
+carries the plan out with the provider: creates (new machines boot into the hot tier), moves
+between tiers (pool.tiers: suspend, stop, resume or start a ready machine taken out of the lease
+lists meanwhile), and destroys of surplus. A machine is recorded as booting as soon as the
+provider names it; a crash in between leaves a provider machine without a record, which
+reconcile destroys once it is older than its grace period. A crash mid-move leaves a `moving`
+record, which reconcile destroys after the boot timeout.
+
+A provider that cannot suspend (local processes) keeps the hot tier only: the policy then gives
+the lower tiers no machines, and the plan is the hot-only plan it always was.
 """
 
 from __future__ import annotations
@@ -15,8 +21,21 @@ from dataclasses import dataclass
 from pool.errors import ProviderError
 from pool.inventory import Inventory, PoolKey
 from pool.metrics import Metrics
-from pool.policy import DemandSample, PoolBounds, RefillPlan, SizingInput, plan_refill
-from pool.provider import MachineProvider, MachineSpec, MachineState
+from pool.policy import (
+    DEFAULT_COSTS,
+    FLY_LATENCIES,
+    DemandSample,
+    PoolBounds,
+    TierBounds,
+    TierCosts,
+    TierInput,
+    TierLatencies,
+    TierPlan,
+    plan_tiers,
+)
+from pool.provider import Guest, MachineProvider, MachineSpec, MachineState, pool_tiers
+from pool.states import TIERS, PoolState, Tier
+from pool.tiers import bring_to
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +48,57 @@ class RefillSettings:
     headroom: float
     max_creates_per_run: int = 4
     boot_timeout: float = 60.0
+    # The tiers: how fast each one serves, what it costs idle, how many moves one run makes.
+    latencies: TierLatencies = FLY_LATENCIES
+    costs: TierCosts = DEFAULT_COSTS
+    max_moves_per_run: int = 8
+    # Suspending a machine with a large memory takes over 15 s (Fly community reports).
+    move_timeout: float = 60.0
+
+
+def as_tier_bounds(bounds: PoolBounds | TierBounds) -> TierBounds:
+    return bounds if isinstance(bounds, TierBounds) else TierBounds(hot=bounds)
+
+
+async def tier_input(
+    inventory: Inventory,
+    provider: MachineProvider,
+    pool: PoolKey,
+    bounds: PoolBounds | TierBounds,
+    settings: RefillSettings,
+    demand: DemandSample | None = None,
+) -> TierInput:
+    """The policy's view of one pool now. `demand` overrides the measured lease rate (a
+    simulation on a virtual clock measures its own)."""
+    supply = await inventory.supply(pool)
+    if demand is None:
+        count = await inventory.demand(pool, DEMAND_WINDOW_SECONDS)
+        demand = DemandSample(count, DEMAND_WINDOW_SECONDS)
+    return TierInput(
+        bounds=as_tier_bounds(bounds),
+        demand=demand,
+        refill_seconds=settings.refill_seconds,
+        headroom=settings.headroom,
+        ready=supply.ready,
+        arriving=supply.arriving,
+        latencies=settings.latencies,
+        tiers=pool_tiers(provider),
+        costs=settings.costs,
+    )
 
 
 async def plan_for(
-    inventory: Inventory, pool: PoolKey, bounds: PoolBounds, settings: RefillSettings
-) -> RefillPlan:
-    counts = await inventory.counts(pool)
-    demand = await inventory.demand(pool, DEMAND_WINDOW_SECONDS)
-    return plan_refill(
-        SizingInput(
-            bounds=bounds,
-            demand=DemandSample(demand, DEMAND_WINDOW_SECONDS),
-            refill_seconds=settings.refill_seconds,
-            headroom=settings.headroom,
-            ready=counts.ready,
-            booting=counts.booting,
-        ),
+    inventory: Inventory,
+    provider: MachineProvider,
+    pool: PoolKey,
+    bounds: PoolBounds | TierBounds,
+    settings: RefillSettings,
+    demand: DemandSample | None = None,
+) -> TierPlan:
+    return plan_tiers(
+        await tier_input(inventory, provider, pool, bounds, settings, demand),
         max_creates_per_run=settings.max_creates_per_run,
+        max_moves_per_run=settings.max_moves_per_run,
     )
 
 
@@ -53,18 +106,27 @@ async def resize_pool(
     inventory: Inventory,
     provider: MachineProvider,
     pool: PoolKey,
-    bounds: PoolBounds,
+    bounds: PoolBounds | TierBounds,
     settings: RefillSettings,
     metrics: Metrics,
-) -> RefillPlan | None:
+    *,
+    guest: Guest | None = None,
+    demand: DemandSample | None = None,
+) -> TierPlan | None:
     """Carry out the policy's plan for one pool; None when another resize holds the pool."""
     async with inventory.exclusive(pool) as mine:
         if not mine:
             return None
-        plan = await _carry_out(inventory, provider, pool, bounds, settings, metrics)
+        plan = await plan_for(inventory, provider, pool, bounds, settings, demand)
+        await _carry_out(inventory, provider, pool, plan, settings, metrics, guest)
     counts = await inventory.counts(pool)
-    metrics.gauge(f"pool.{pool.template}.{pool.region}.ready", counts.ready)
-    metrics.gauge(f"pool.{pool.template}.{pool.region}.target", plan.target)
+    prefix = f"pool.{pool.template}.{pool.region}"
+    metrics.gauge(f"{prefix}.ready", counts.ready)
+    metrics.gauge(f"{prefix}.suspended", counts.suspended)
+    metrics.gauge(f"{prefix}.stopped", counts.stopped)
+    metrics.gauge(f"{prefix}.target", plan.target)
+    for tier in TIERS:
+        metrics.gauge(f"{prefix}.target.{tier.value}", plan.targets.get(tier))
     return plan
 
 
@@ -72,40 +134,104 @@ async def _carry_out(
     inventory: Inventory,
     provider: MachineProvider,
     pool: PoolKey,
-    bounds: PoolBounds,
+    plan: TierPlan,
     settings: RefillSettings,
     metrics: Metrics,
-) -> RefillPlan:
-    plan = await plan_for(inventory, pool, bounds, settings)
-    if plan.create:
-        results = await asyncio.gather(
-            *(boot_into_pool(inventory, provider, pool, settings) for _ in range(plan.create)),
-            return_exceptions=True,
-        )
-        failed = [r for r in results if isinstance(r, BaseException)]
-        for failure in failed:
-            log.warning("machine creation for %s failed: %s", pool, failure)
-        metrics.incr("pool.created", plan.create - len(failed))
-        metrics.incr("pool.create_failed", len(failed))
-    if plan.destroy:
-        for machine_id in await inventory.drain(pool, plan.destroy):
-            await destroy_machine(inventory, provider, machine_id)
-        metrics.incr("pool.drained", plan.destroy)
-    return plan
+    guest: Guest | None,
+) -> None:
+    creates = [
+        boot_into_pool(inventory, provider, pool, settings, guest) for _ in range(plan.create)
+    ]
+    moves = []
+    moving: list[tuple[Tier, Tier]] = []
+    for move in plan.moves:
+        for machine_id, epoch in await inventory.take_for_move(
+            pool, move.source, move.target, move.count
+        ):
+            moving.append((move.source, move.target))
+            moves.append(
+                move_machine(inventory, provider, pool, machine_id, epoch, move.target, settings)
+            )
+    created, moved = await asyncio.gather(
+        asyncio.gather(*creates, return_exceptions=True),
+        asyncio.gather(*moves, return_exceptions=True),
+    )
+    failed = [r for r in created if isinstance(r, BaseException)]
+    for failure in failed:
+        log.warning("machine creation for %s failed: %s", pool, failure)
+    metrics.incr("pool.created", plan.create - len(failed))
+    metrics.incr("pool.create_failed", len(failed))
+    for (source, target), outcome in zip(moving, moved, strict=True):
+        if outcome is True:
+            metrics.incr(f"pool.moved.{source.value}.{target.value}")
+        else:
+            metrics.incr("pool.move_failed")
+            if isinstance(outcome, BaseException):
+                log.warning("moving a machine of %s to %s failed: %s", pool, target, outcome)
+    for tier in TIERS:
+        count = plan.destroy.get(tier)
+        if count:
+            for machine_id in await inventory.drain(pool, count, tier):
+                await destroy_machine(inventory, provider, machine_id)
+            metrics.incr("pool.drained", count)
+
+
+async def move_machine(
+    inventory: Inventory,
+    provider: MachineProvider,
+    pool: PoolKey,
+    machine_id: str,
+    epoch: int,
+    target: Tier,
+    settings: RefillSettings,
+) -> bool:
+    """Bring a machine taken out for a move (state moving at `epoch`) into `target` and put it
+    back in the pool there. A machine the provider cannot move is destroyed: it was ready and
+    unused, so nothing is lost but the machine. False when it did not land."""
+    try:
+        machine = await bring_to(provider, machine_id, target, settings.move_timeout)
+    except ProviderError as exc:
+        log.warning("could not bring %s to %s, destroying it: %s", machine_id, target, exc)
+        await destroy_machine(inventory, provider, machine_id)
+        return False
+    landed = await inventory.make_ready(
+        machine_id,
+        pool,
+        machine.address,
+        from_state=PoolState.MOVING,
+        from_epoch=epoch,
+        tier=target,
+    )
+    return landed is not None
 
 
 async def boot_into_pool(
-    inventory: Inventory, provider: MachineProvider, pool: PoolKey, settings: RefillSettings
+    inventory: Inventory,
+    provider: MachineProvider,
+    pool: PoolKey,
+    settings: RefillSettings,
+    guest: Guest | None = None,
 ) -> str:
-    machine = await create_and_wait(inventory, provider, pool, settings)
+    """Create a machine and make it ready in the hot tier (the refill moves surplus down)."""
+    machine = await create_and_wait(inventory, provider, pool, settings, guest)
     await inventory.make_ready(machine.id, pool, machine.address)
     return machine.id
 
 
+def spec_for(pool: PoolKey, guest: Guest | None) -> MachineSpec:
+    if guest is None:
+        return MachineSpec(pool.template, pool.region)
+    return MachineSpec(pool.template, pool.region, cpus=guest.cpus, memory_mb=guest.memory_mb)
+
+
 async def create_and_wait(
-    inventory: Inventory, provider: MachineProvider, pool: PoolKey, settings: RefillSettings
+    inventory: Inventory,
+    provider: MachineProvider,
+    pool: PoolKey,
+    settings: RefillSettings,
+    guest: Guest | None = None,
 ) -> MachineSnapshot:
-    machine = await provider.create(MachineSpec(pool.template, pool.region))
+    machine = await provider.create(spec_for(pool, guest))
     await inventory.mark_booting(machine.id, pool)
     await inventory.set_token(machine.id, machine.metadata.get("token"))
     try:

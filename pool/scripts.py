@@ -2,15 +2,18 @@
 
 Keys (all under one prefix, `po:` by default):
 
-    m:{machine}                 hash: state, epoch, template, region, address, session, user, ...
-    ready:{template}:{region}   list of ready machine ids; LPUSH new, RPOP to lease (FIFO)
+    m:{machine}                 hash: state, epoch, template, region, address, session, user,
+                                tier (hot | suspended | stopped), ...
+    ready:{template}:{region}   list of ready hot machine ids; LPUSH new, RPOP to lease (FIFO)
+    ready-suspended:{t}:{r}     the same for the suspended tier
+    ready-stopped:{t}:{r}       the same for the stopped tier
     machines:{template}:{region} set of every machine id the pool knows for that pool
     pools                       set of "{template}:{region}" seen
     pending                     zset machine id -> pending deadline (ms): leases not yet committed
     user:{user}                 set of the user's live session ids (the concurrent-session gate)
     rate:{user}                 GCRA theoretical arrival time (ms) for session creation
     booting-sessions:{t}:{r}    zset session id -> start (ms): on-demand boots in flight
-    stats:{t}:{r}               hash: hits, misses
+    stats:{t}:{r}               hash: hits (any tier), hits_suspended, hits_stopped, misses
     demand:{t}:{r}:{bucket}     counter of lease attempts per 10 s bucket (expires after 15 min)
     edits:{session}             stream of patches, entry id = "{seq}-0", bounded (MAXLEN ~)
     snap:{session}              hash path -> content: every file at the stream's head
@@ -36,6 +39,7 @@ _NAMES = (
     "heartbeat",
     "make_ready",
     "drain",
+    "take_machine",
     "claim_leased",
     "forget_session",
     "forget_machine",

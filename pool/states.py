@@ -3,7 +3,13 @@
     booting ──▶ ready ──▶ pending ──▶ leased ──▶ recycling ──▶ ready
                   │          │                       │
                   │          └──▶ ready (never committed: nobody saw it)
-                  └──▶ draining ──▶ (destroyed)      └──▶ (destroyed)
+                  ├──▶ draining ──▶ (destroyed)      └──▶ (destroyed)
+                  └──▶ moving ──▶ ready (in another tier, or resized) or (destroyed)
+
+A ready machine sits in one tier (`Tier`): hot (started, dev server up), suspended (snapshot
+taken after the dev server came up) or stopped. `moving` is a ready machine taken out of the
+lease lists while a worker changes it (suspends, stops or wakes it into another tier, or resizes
+its guest); it comes back as ready in its destination tier, or is destroyed.
 
 The transitions happen inside Lua scripts (pool/lua/), which check the state and the fencing
 epoch atomically; this table is what those scripts implement and what the tests hold them to.
@@ -21,6 +27,7 @@ class PoolState(enum.StrEnum):
     LEASED = "leased"
     RECYCLING = "recycling"
     DRAINING = "draining"
+    MOVING = "moving"
 
     def can_become(self, target: PoolState) -> bool:
         return target in TRANSITIONS[self]
@@ -28,9 +35,23 @@ class PoolState(enum.StrEnum):
 
 TRANSITIONS: dict[PoolState, frozenset[PoolState]] = {
     PoolState.BOOTING: frozenset({PoolState.READY}),
-    PoolState.READY: frozenset({PoolState.PENDING, PoolState.DRAINING}),
+    PoolState.READY: frozenset({PoolState.PENDING, PoolState.DRAINING, PoolState.MOVING}),
     PoolState.PENDING: frozenset({PoolState.LEASED, PoolState.READY, PoolState.RECYCLING}),
     PoolState.LEASED: frozenset({PoolState.RECYCLING}),
     PoolState.RECYCLING: frozenset({PoolState.READY}),
     PoolState.DRAINING: frozenset(),
+    PoolState.MOVING: frozenset({PoolState.READY}),
 }
+
+
+class Tier(enum.StrEnum):
+    """Where a ready machine waits, fastest (and dearest) first. A lease takes hot, then
+    suspended, then stopped; only a hot machine is served at once (201), the others are woken
+    first (202)."""
+
+    HOT = "hot"
+    SUSPENDED = "suspended"
+    STOPPED = "stopped"
+
+
+TIERS: tuple[Tier, ...] = (Tier.HOT, Tier.SUSPENDED, Tier.STOPPED)

@@ -98,9 +98,12 @@ async def record_session(
     max_concurrent: int,
     machine_id: str | None,
     epoch: int | None,
+    wake: bool = False,
 ) -> SessionRow:
     """Insert a session (active with its ledger row when a machine was leased, booting without
-    one), taking one of the user's live-session slots, in ONE statement (one round trip, its
+    one; booting *with* its ledger row when the machine came from a suspended or stopped tier
+    and must be woken first, `wake`), taking one of the user's live-session slots, in ONE
+    statement (one round trip, its
     own transaction): the slot is an upsert on the user's counter row that only increments
     below `max_concurrent` — exact under concurrency, since the row lock serialises writers and
     the condition is re-checked on the latest row. Nothing is written when no slot is free.
@@ -109,7 +112,8 @@ async def record_session(
     (machine, epoch) — the reaper fenced it because this commit came too late (the whole
     statement, the slot included, is then rolled back).
     """
-    status = SessionStatus.ACTIVE if machine_id is not None else SessionStatus.BOOTING
+    live = machine_id is not None and not wake
+    status = SessionStatus.ACTIVE if live else SessionStatus.BOOTING
     async with translated_errors():
         cursor = await conn.execute(
             _RECORD_SESSION, _record_params(new, status, max_concurrent, machine_id, epoch)
@@ -195,6 +199,28 @@ async def attach_machine(
             return None
         await _insert_lease(conn, session, machine_id, epoch)
         await add_event(conn, session_id, "machine_attached", {"machine": machine_id})
+    return session
+
+
+async def activate_session(
+    conn: Connection, session_id: uuid.UUID, machine_id: str, epoch: int
+) -> SessionRow | None:
+    """A booting session whose machine (leased from a suspended or stopped tier, its ledger row
+    already committed) is now up becomes active. None when the session is no longer booting on
+    that lease (ended meanwhile, or a stale job): nothing is written."""
+    async with translated_errors(), conn.transaction():
+        cursor = conn.cursor(row_factory=class_row(SessionRow))
+        await cursor.execute(
+            f"""UPDATE preview_sessions SET status = 'active', last_activity = now()
+                WHERE id = %s AND status = 'booting' AND container_id = %s
+                    AND lease_epoch = %s
+                RETURNING {_SESSION_COLUMNS}""",
+            (session_id, machine_id, epoch),
+        )
+        session = await cursor.fetchone()
+        if session is None:
+            return None
+        await add_event(conn, session_id, "machine_woken", {"machine": machine_id})
     return session
 
 

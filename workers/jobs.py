@@ -10,11 +10,14 @@ from pool.edit_log import EditLog, push_snapshot
 from pool.inventory import PoolKey
 from pool.lifecycle import recycle_machine
 from pool.ondemand import boot_for_session
-from pool.policy import PoolBounds
+from pool.policy import PoolBounds, TierBounds, TierPlan
+from pool.provider import Guest
 from pool.reaper import reap as reap_pool
 from pool.reconciler import reconcile as reconcile_pool
 from pool.refill import resize_pool
-from sql.pool_targets import list_targets
+from pool.rolling import roll_guest
+from pool.wake import wake_for_session
+from sql.pool_targets import PoolTarget, list_targets
 from workers.context import WorkerContext
 
 Ctx = dict[str, Any]
@@ -25,34 +28,69 @@ def _deps(ctx: Ctx) -> WorkerContext:
     return deps
 
 
+def tier_bounds(target: PoolTarget | None, default: tuple[int, int]) -> TierBounds:
+    """A pool's bounds per tier: the operator's, or the defaults (hot only) when unset."""
+    if target is None:
+        return TierBounds(hot=PoolBounds(*default))
+    return TierBounds(
+        hot=PoolBounds(target.min_size, target.max_size),
+        suspended=PoolBounds(target.suspended_min or 0, target.suspended_max or 0),
+        stopped=PoolBounds(target.stopped_min or 0, target.stopped_max or 0),
+    )
+
+
+def guest_of_target(target: PoolTarget | None) -> Guest | None:
+    if target is None or target.guest_cpus is None or target.guest_memory_mb is None:
+        return None
+    return Guest(target.guest_cpus, target.guest_memory_mb)
+
+
+async def _targets(deps: WorkerContext) -> dict[PoolKey, PoolTarget]:
+    async with deps.db.connection() as conn:
+        return {PoolKey(t.template, t.region): t for t in await list_targets(conn)}
+
+
+def _describe(plan: TierPlan) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "target": plan.target,
+        "create": plan.create,
+        "destroy": plan.destroy.total,
+    }
+    if plan.moves or plan.targets.hot != plan.target:  # a tiered pool: say what each tier got
+        described["targets"] = {
+            "hot": plan.targets.hot,
+            "suspended": plan.targets.suspended,
+            "stopped": plan.targets.stopped,
+        }
+        described["moves"] = [
+            {"from": m.source.value, "to": m.target.value, "count": m.count} for m in plan.moves
+        ]
+    return described
+
+
 async def resize(
     ctx: Ctx, template: str | None = None, region: str | None = None
 ) -> dict[str, Any]:
-    """Grow or shrink every pool (or one) toward its policy target."""
+    """Grow, shrink and re-tier every pool (or one) toward its policy targets."""
     deps = _deps(ctx)
-    async with deps.db.connection() as conn:
-        targets = {
-            PoolKey(t.template, t.region): (t.min_size, t.max_size)
-            for t in await list_targets(conn)
-        }
+    targets = await _targets(deps)
     pools = set(targets) | set(deps.config.default_pools) | set(await deps.inventory.pools())
     if template is not None and region is not None:
         pools = {PoolKey(template, region)}
     plans: dict[str, Any] = {}
     for pool in sorted(pools, key=str):
-        low, high = targets.get(pool, deps.config.default_bounds)
+        target = targets.get(pool)
         plan = await resize_pool(
             deps.inventory,
             deps.provider,
             pool,
-            PoolBounds(low, high),
+            tier_bounds(target, deps.config.default_bounds),
             deps.config.refill,
             deps.metrics,
+            guest=guest_of_target(target),
         )
         plans[str(pool)] = (
-            {"target": plan.target, "create": plan.create, "destroy": plan.destroy}
-            if plan is not None
-            else "busy: another resize holds this pool"
+            _describe(plan) if plan is not None else "busy: another resize holds this pool"
         )
     return plans
 
@@ -60,20 +98,18 @@ async def resize(
 async def recycle(ctx: Ctx, machine_id: str, epoch: int) -> str:
     deps = _deps(ctx)
     record = await deps.inventory.machine(machine_id)
-    max_ready = deps.config.default_bounds[1]
+    target = None
     if record is not None:
-        async with deps.db.connection() as conn:
-            for target in await list_targets(conn):
-                if (target.template, target.region) == (record.template, record.region):
-                    max_ready = target.max_size
+        target = (await _targets(deps)).get(PoolKey(record.template, record.region))
     return await recycle_machine(
         deps.inventory,
         deps.provider,
         machine_id,
         epoch,
-        max_ready=max_ready,
-        boot_timeout=deps.config.refill.boot_timeout,
+        bounds=tier_bounds(target, deps.config.default_bounds),
+        settings=deps.config.refill,
         metrics=deps.metrics,
+        guest=guest_of_target(target),
     )
 
 
@@ -88,7 +124,39 @@ async def boot_session(ctx: Ctx, session_id: str) -> str:
         deps.config.refill,
         deps.enqueue_recycle,
         deps.metrics,
+        guests={pool: guest_of_target(t) for pool, t in (await _targets(deps)).items()},
     )
+
+
+async def wake_machine(ctx: Ctx, session_id: str, machine_id: str, epoch: int) -> str:
+    """Start (resume) a machine leased from the suspended or stopped tier; then its session,
+    answered 202 `booting`, becomes active."""
+    deps = _deps(ctx)
+    return await wake_for_session(
+        deps.db,
+        deps.broker,
+        deps.inventory,
+        deps.provider,
+        uuid.UUID(session_id),
+        machine_id,
+        epoch,
+        timeout=deps.config.refill.boot_timeout,
+        enqueue_recycle=deps.enqueue_recycle,
+        metrics=deps.metrics,
+    )
+
+
+async def resize_guest(ctx: Ctx, template: str, region: str) -> dict[str, Any]:
+    """Roll the pool's configured guest size through its ready machines, one at a time."""
+    deps = _deps(ctx)
+    pool = PoolKey(template, region)
+    guest = guest_of_target((await _targets(deps)).get(pool))
+    if guest is None:
+        return {"pool": str(pool), "skipped": "no guest size is set for this pool"}
+    report = await roll_guest(
+        deps.inventory, deps.provider, pool, guest, deps.config.refill, deps.metrics
+    )
+    return {"pool": str(pool), **report.__dict__}
 
 
 async def reap(ctx: Ctx) -> dict[str, int]:

@@ -37,6 +37,10 @@ def build_worker(
         func(jobs.recycle, keep_result=0, timeout=120, max_tries=3),
         func(jobs.boot_session, keep_result=0, timeout=180, max_tries=2),
         func(jobs.hydrate_machine, keep_result=0, timeout=60, max_tries=3),
+        func(jobs.wake_machine, keep_result=0, timeout=120, max_tries=2),
+        # One machine at a time, each a resize plus a reboot (and a suspend): a large pool
+        # takes a while.
+        func(jobs.resize_guest, keep_result=0, timeout=3600, max_tries=2),
     ]
     cron_jobs = [
         # unique=True (arq's default) gives each run a job id from its scheduled time, so with

@@ -63,7 +63,9 @@ class Guard:
     async def receive(self) -> str:
         """The next text frame, or SocketClosed after closing the socket for a violation."""
         try:
-            message = await asyncio.wait_for(self.websocket.receive(), self.idle_seconds)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for wraps every receive in a new Task.
+            async with asyncio.timeout(self.idle_seconds):
+                message = await self.websocket.receive()
         except TimeoutError:
             await self.close(CLOSE_IDLE, "idle")
             raise SocketClosed from None

@@ -95,7 +95,8 @@ class Hub:
         failing = False
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                # Blocking read (timeout=None): no timer armed and cancelled per message.
+                message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError) as exc:
                 if not failing:
                     log.warning("realtime hub lost Redis: %s", exc)

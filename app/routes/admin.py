@@ -1,5 +1,5 @@
-"""/api/admin/pool: operators read the pool and set its bounds. Admins only
-(`app_metadata.role == "admin"` in the access token)."""
+"""/api/admin/pool: operators read the pool and set its bounds (per tier) and guest size.
+Admins only (`app_metadata.role == "admin"` in the access token)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from starlette.routing import Route
 from app.auth import Principal
 from app.errors import bad_request, forbidden
 from app.routes.common import authenticate, resources
-from app.schemas import NAME_PATTERN, PoolBoundsBody, parse_body, read_json
+from app.schemas import NAME_PATTERN, PoolBoundsBody, TierBoundsBody, parse_body, read_json
 from pool.inventory import PoolKey
 from pool.pool_status import pool_report
-from sql.pool_targets import PoolTarget, list_targets, set_target
+from sql.pool_targets import PoolTarget, get_target, list_targets, set_target
+from workers.jobs import tier_bounds
 
 
 async def _require_admin(request: Request) -> Principal:
@@ -30,11 +31,13 @@ async def get_pool(request: Request) -> Response:
     res = resources(request)
     async with res.db.connection() as conn:
         targets = await list_targets(conn)
+    default_bounds = (res.settings.preview_pool_min, res.settings.preview_pool_max)
     report = await pool_report(
         res.inventory,
         targets={PoolKey(t.template, t.region): (t.min_size, t.max_size) for t in targets},
-        default_bounds=(res.settings.preview_pool_min, res.settings.preview_pool_max),
+        default_bounds=default_bounds,
         defaults=[PoolKey(t, res.settings.preview_default_region) for t in res.settings.templates],
+        tiers={PoolKey(t.template, t.region): tier_bounds(t, default_bounds) for t in targets},
     )
     return JSONResponse({"pools": report})
 
@@ -49,13 +52,59 @@ async def put_pool(request: Request) -> Response:
     if template not in res.settings.templates:
         raise bad_request(f"unknown template {template!r}", "unknown_template")
     body = parse_body(PoolBoundsBody, await read_json(request, res.settings.preview_max_body_bytes))
-    if body.min > body.max:
-        raise bad_request("min must not exceed max", "invalid_body")
+    target = target_from_body(template, region, body)
     async with res.db.connection() as conn:
-        await set_target(conn, PoolTarget(template, region, body.min, body.max), principal.user_id)
+        before = await get_target(conn, template, region)
+        stored = await set_target(conn, target, principal.user_id)
     await res.inventory.add_pool(PoolKey(template, region))
     await res.jobs.resize(template, region)
-    return JSONResponse({"template": template, "region": region, "min": body.min, "max": body.max})
+    if body.guest is not None and _guest(before) != _guest(stored):
+        await res.jobs.resize_guest(template, region)
+    answer: dict[str, object] = {
+        "template": template,
+        "region": region,
+        "min": stored.min_size,
+        "max": stored.max_size,
+    }
+    # The lower tiers and the guest appear once set: a hot-only pool answers as it always did.
+    if body.suspended is not None or stored.suspended_max:
+        answer["suspended"] = {"min": stored.suspended_min, "max": stored.suspended_max}
+    if body.stopped is not None or stored.stopped_max:
+        answer["stopped"] = {"min": stored.stopped_min, "max": stored.stopped_max}
+    if stored.guest_cpus is not None:
+        answer["guest"] = {"cpus": stored.guest_cpus, "memoryMb": stored.guest_memory_mb}
+    return JSONResponse(answer)
+
+
+def target_from_body(template: str, region: str, body: PoolBoundsBody) -> PoolTarget:
+    """The stored form of a PUT body; 400 when a min exceeds its max."""
+    for name, low, high in (
+        ("min", body.min, body.max),
+        ("suspended.min", *(_pair(body.suspended))),
+        ("stopped.min", *(_pair(body.stopped))),
+    ):
+        if low > high:
+            raise bad_request(f"{name} must not exceed its max", "invalid_body")
+    return PoolTarget(
+        template,
+        region,
+        body.min,
+        body.max,
+        suspended_min=body.suspended.min if body.suspended else None,
+        suspended_max=body.suspended.max if body.suspended else None,
+        stopped_min=body.stopped.min if body.stopped else None,
+        stopped_max=body.stopped.max if body.stopped else None,
+        guest_cpus=body.guest.cpus if body.guest else None,
+        guest_memory_mb=body.guest.memory_mb if body.guest else None,
+    )
+
+
+def _pair(bounds: TierBoundsBody | None) -> tuple[int, int]:
+    return (bounds.min, bounds.max) if bounds else (0, 0)
+
+
+def _guest(target: PoolTarget | None) -> tuple[int | None, int | None]:
+    return (target.guest_cpus, target.guest_memory_mb) if target else (None, None)
 
 
 ROUTES = [

@@ -6,7 +6,9 @@ local key = p .. 'm:' .. machine_id
 local fields = redis.call('HMGET', key, 'state', 'template', 'region', 'session', 'user')
 if not fields[1] then return '' end
 local pool = fields[2] .. ':' .. fields[3]
-redis.call('LREM', p .. 'ready:' .. pool, 0, machine_id)
+for _, list in ipairs({'ready:', 'ready-suspended:', 'ready-stopped:'}) do
+  redis.call('LREM', p .. list .. pool, 0, machine_id)
+end
 redis.call('SREM', p .. 'machines:' .. pool, machine_id)
 redis.call('ZREM', p .. 'pending', machine_id)
 if fields[4] and fields[5] then

@@ -1,8 +1,13 @@
 -- Lease one ready machine for (template, region), atomically with the user's quota checks.
+-- Tiers are tried fastest first: hot (started), then suspended, then stopped; only then is an
+-- on-demand boot slot reserved.
 -- ARGV: prefix, template, region, user, session, pending_ttl_ms, max_concurrent,
 --       emission_interval_ms, burst, ondemand_max
 -- Returns {outcome, ...}:
---   {'leased', machine_id, epoch, address}   a pending lease; promote it after the Postgres commit
+--   {'leased', machine_id, epoch, address, tier}
+--                                            a pending lease; promote it after the Postgres
+--                                            commit. A suspended or stopped machine must be
+--                                            woken (started) before the session can use it.
 --   {'boot'}                                 pool empty, an on-demand boot slot is reserved
 --   {'empty'}                                pool empty and no boot slot: try later
 --   {'quota', retry_after_ms}                concurrent-session limit reached
@@ -37,28 +42,42 @@ end
 local stats_key = p .. 'stats:' .. pool
 local demand_key = p .. 'demand:' .. pool .. ':' .. math.floor(now / 10000)
 
-local ready_key = p .. 'ready:' .. pool
+-- The hot list is ready:{pool}; the lower tiers' lists are ready-{tier}:{pool}.
+local lists = {{'hot', p .. 'ready:' .. pool},
+               {'suspended', p .. 'ready-suspended:' .. pool},
+               {'stopped', p .. 'ready-stopped:' .. pool}}
 local machine_id = false
 local machine_key
-while true do
-  local candidate = redis.call('RPOP', ready_key)
-  if not candidate then break end
-  machine_key = p .. 'm:' .. candidate
-  -- A list entry whose machine is no longer ready (drained, forgotten) is dropped here.
-  if redis.call('HGET', machine_key, 'state') == 'ready' then
-    machine_id = candidate
-    break
+local tier
+for _, list in ipairs(lists) do
+  while true do
+    local candidate = redis.call('RPOP', list[2])
+    if not candidate then break end
+    machine_key = p .. 'm:' .. candidate
+    -- A list entry whose machine is no longer ready (drained, moved, forgotten) is dropped here.
+    local fields = redis.call('HMGET', machine_key, 'state', 'tier')
+    if fields[1] == 'ready' then
+      machine_id = candidate
+      -- The record says what the machine is (a record from before tiers has none: hot).
+      tier = fields[2] or list[1]
+      break
+    end
   end
+  if machine_id then break end
 end
 
 local result
 if machine_id then
   local epoch = redis.call('HINCRBY', machine_key, 'epoch', 1)
+  -- The machine keeps its 'tier' field, so a lease that never commits goes back to that list.
   redis.call('HSET', machine_key, 'state', 'pending', 'session', session, 'user', user,
              'pending_until', now + pending_ttl, 'leased_at', now)
   redis.call('ZADD', p .. 'pending', now + pending_ttl, machine_id)
   redis.call('HINCRBY', stats_key, 'hits', 1)
-  result = {'leased', machine_id, epoch, redis.call('HGET', machine_key, 'address')}
+  if tier ~= 'hot' then
+    redis.call('HINCRBY', stats_key, 'hits_' .. tier, 1)
+  end
+  result = {'leased', machine_id, epoch, redis.call('HGET', machine_key, 'address'), tier}
 else
   redis.call('HINCRBY', stats_key, 'misses', 1)
   local boot_key = p .. 'booting-sessions:' .. pool

@@ -1,10 +1,14 @@
--- Put a machine into the pool: a new one that finished booting, or a recycled one.
--- ARGV: prefix, machine_id, template, region, address, expected_state, expected_epoch
+-- Put a machine into the pool: a new one that finished booting, a recycled one, or one that
+-- moved between tiers.
+-- ARGV: prefix, machine_id, template, region, address, expected_state, expected_epoch, tier
 -- expected_state '' means a new machine (no record yet, or a record still 'booting').
+-- tier is 'hot' (the default), 'suspended' or 'stopped': the list the machine joins.
 -- Returns the new epoch, or -1 when the machine is not in the expected state/epoch (someone
 -- else already moved it), so a duplicate job delivery does nothing twice.
 local p, machine_id, template, region, address = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local expected_state, expected_epoch = ARGV[6], ARGV[7]
+local tier = ARGV[8]
+if not tier or tier == '' then tier = 'hot' end
 local key = p .. 'm:' .. machine_id
 local fields = redis.call('HMGET', key, 'state', 'epoch')
 if expected_state == '' then
@@ -16,8 +20,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local epoch = redis.call('HINCRBY', key, 'epoch', 1)
 redis.call('HSET', key, 'state', 'ready', 'template', template, 'region', region,
-           'address', address, 'ready_at', now)
+           'address', address, 'ready_at', now, 'tier', tier)
+redis.call('HDEL', key, 'taken_at')
 redis.call('SADD', p .. 'machines:' .. template .. ':' .. region, machine_id)
 redis.call('SADD', p .. 'pools', template .. ':' .. region)
-redis.call('LPUSH', p .. 'ready:' .. template .. ':' .. region, machine_id)
+local list = tier == 'hot' and 'ready:' or ('ready-' .. tier .. ':')
+redis.call('LPUSH', p .. list .. template .. ':' .. region, machine_id)
 return epoch

@@ -6,7 +6,8 @@
 -- Returns 'ok', or 'stale' when epoch is not the machine's current one.
 local p, machine_id, epoch, return_to_ready = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = p .. 'm:' .. machine_id
-local fields = redis.call('HMGET', key, 'state', 'epoch', 'session', 'user', 'template', 'region')
+local fields = redis.call('HMGET', key, 'state', 'epoch', 'session', 'user', 'template', 'region',
+                          'tier')
 local state, current, session, user = fields[1], fields[2], fields[3], fields[4]
 if current ~= epoch or (state ~= 'pending' and state ~= 'leased') then
   return 'stale'
@@ -19,8 +20,11 @@ redis.call('HINCRBY', key, 'epoch', 1)
 redis.call('HDEL', key, 'session', 'user', 'pending_until', 'leased_at', 'heartbeat_at')
 if return_to_ready == '1' and state == 'pending' then
   redis.call('HSET', key, 'state', 'ready')
-  -- RPUSH: it was warm a moment ago, so it goes to the front of the queue (lease pops RPOP).
-  redis.call('RPUSH', p .. 'ready:' .. fields[5] .. ':' .. fields[6], machine_id)
+  -- Back to the list of the tier it was taken from (a suspended machine was never woken).
+  -- RPUSH: it was ready a moment ago, so it goes to the front of the queue (lease pops RPOP).
+  local tier = fields[7]
+  local list = (tier and tier ~= 'hot') and ('ready-' .. tier .. ':') or 'ready:'
+  redis.call('RPUSH', p .. list .. fields[5] .. ':' .. fields[6], machine_id)
 else
   redis.call('HSET', key, 'state', 'recycling')
 end

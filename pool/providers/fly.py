@@ -8,8 +8,9 @@ retries and error translation live in fly_client, shared by every call of this i
 Create is not idempotent at Fly; fly_create makes it so (create_id in metadata, list before
 retrying) and falls back through the configured regions on capacity errors.
 
-Fly's "suspended" reads as MachineState.STOPPED and "suspending" as STOPPING (fly_models); the
-raw Fly state is in Machine.metadata["fly_state"].
+Fly's "suspended" and "suspending" read as MachineState.SUSPENDED and SUSPENDING (fly_models),
+so the pool can keep a suspended tier (`supports_suspend`); the raw Fly state is in
+Machine.metadata["fly_state"].
 
 Concurrency: nothing here is shared between calls except the rate limiter's buckets (see
 fly_ratelimit) and the httpx client; any number of calls may run at once on one event loop.
@@ -52,6 +53,8 @@ class FlyProvider:
     """The MachineProvider over one Fly app; see the module docstring."""
 
     name = "fly"
+    # The pool may keep suspended and stopped tiers of these machines (pool.provider.pool_tiers).
+    supports_suspend = True
 
     def __init__(
         self,
@@ -130,7 +133,8 @@ class FlyProvider:
             if (await self._api.get(machine_id)).state not in ("stopped", "created"):
                 await self._act(machine_id, "stop", nonce, {"stopped", "stopping"})
                 deadline = self._clock() + self._stop_timeout
-                await self._wait(machine_id, MachineState.STOPPED, deadline, exact="stopped")
+                # STOPPED is Fly's exact "stopped": a suspended machine reads SUSPENDED.
+                await self._wait(machine_id, MachineState.STOPPED, deadline)
             await self._act(machine_id, "start", nonce, {"started", "starting"})
         return await self.get(machine_id)
 
@@ -212,12 +216,9 @@ class FlyProvider:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    async def _wait(
-        self, machine_id: str, state: MachineState, deadline: float, exact: str | None = None
-    ) -> Machine:
+    async def _wait(self, machine_id: str, state: MachineState, deadline: float) -> Machine:
         """Read the machine; if it is not there yet, block in Fly's wait endpoint (at most 60 s
-        a call; 408 means "not yet") and read again, until the deadline. `exact` demands one
-        Fly state: reset must see "stopped", not "suspended", though both read STOPPED."""
+        a call; 408 means "not yet") and read again, until the deadline."""
         while True:
             try:
                 body = await self._api.get(machine_id)
@@ -226,7 +227,7 @@ class FlyProvider:
                     return _tombstone(machine_id)
                 raise
             machine = self._machine(body)
-            reached = body.state == exact if exact else machine.state is state
+            reached = machine.state is state
             if reached and (state is not MachineState.STARTED or await self._healthy(machine)):
                 return machine
             if _hopeless(machine.state, state):
@@ -234,7 +235,7 @@ class FlyProvider:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise ProviderError(f"machine {machine_id} is {body.state}, not {state}, in time")
-            target = exact or _fly_target(state, body.state)
+            target = WAITABLE.get(state)
             if reached or target is None:  # started but not healthy yet, or not waitable
                 await self._sleep(min(POLL_INTERVAL, remaining))
             else:
@@ -259,14 +260,6 @@ def _hopeless(current: MachineState, wanted: MachineState) -> bool:
     if current is MachineState.DESTROYED:
         return wanted is not MachineState.DESTROYED
     return current is MachineState.FAILED and wanted not in (current, MachineState.DESTROYED)
-
-
-def _fly_target(state: MachineState, current: str) -> str | None:
-    """The state to ask GET .../wait for; None for states it cannot wait for (polled)."""
-    # A machine that is suspending settles as suspended, which also reads STOPPED.
-    if state is MachineState.STOPPED and current in ("suspending", "suspended"):
-        return "suspended"
-    return WAITABLE.get(state)
 
 
 def _tombstone(machine_id: str) -> Machine:

@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from pool.provider import Machine, MachineState
 
-# Fly's states (research notes section 3) onto the provider's. Suspended and suspending read as
-# stopped / stopping: the machine runs nothing, and `start` brings it back (resuming the
-# snapshot when it can). The raw state is kept in Machine.metadata["fly_state"] for the pool
-# tiers that must tell a suspended machine from a stopped one.
+# Fly's states (research notes section 3) onto the provider's. Suspended and suspending have
+# their own provider states: the pool's suspended tier must tell a snapshot that resumes in a few
+# hundred ms from a stopped machine that boots cold. The raw state is also kept in
+# Machine.metadata["fly_state"].
 _STATES: dict[str, MachineState] = {
     "creating": MachineState.CREATED,
     "created": MachineState.CREATED,
@@ -30,9 +30,9 @@ _STATES: dict[str, MachineState] = {
     "replacing": MachineState.STARTING,
     "started": MachineState.STARTED,
     "stopping": MachineState.STOPPING,
-    "suspending": MachineState.STOPPING,
+    "suspending": MachineState.SUSPENDING,
     "stopped": MachineState.STOPPED,
-    "suspended": MachineState.STOPPED,
+    "suspended": MachineState.SUSPENDED,
     "failed": MachineState.FAILED,
     "launch_failed": MachineState.FAILED,
     # Destroying cannot be undone, and the terminal states are gone for good.
@@ -46,6 +46,7 @@ _STATES: dict[str, MachineState] = {
 WAITABLE: dict[MachineState, str] = {
     MachineState.STARTED: "started",
     MachineState.STOPPED: "stopped",
+    MachineState.SUSPENDED: "suspended",
     MachineState.DESTROYED: "destroyed",
     MachineState.FAILED: "failed",
 }
@@ -179,6 +180,10 @@ def to_machine(body: MachineBody, *, app_name: str, agent_port: int) -> Machine:
     state = provider_state(body.state)
     failing = any(check.status not in ("", "passing") for check in body.checks)
     extra = {"fly_state": body.state, "version": body.current_version}
+    guest = body.config.get("guest")
+    if isinstance(guest, dict) and "cpus" in guest and "memory_mb" in guest:
+        # What a rolling resize compares with the pool's wanted size (pool.provider.guest_of).
+        extra.update(guest_cpus=str(guest["cpus"]), guest_memory_mb=str(guest["memory_mb"]))
     if body.private_ip:
         extra["private_ip"] = body.private_ip
     return Machine(

@@ -86,7 +86,7 @@ def parse_server_frame(text: str | bytes) -> ServerFrame:
             session=_text(raw, "session"),
             seq=_seq(raw),
             files=raw.get("files"),
-            deleted=raw.get("deleted", []),
+            deleted=raw.get("deleted", ()),
         )
     if kind == "assign":
         return Assign(session=_text(raw, "session"))

@@ -20,13 +20,20 @@ function describe(value) {
   if (value instanceof Error) return value.stack || String(value)
   try { return JSON.stringify(value) ?? String(value) } catch { return String(value) }
 }
+// While the HMR socket is down, hot.send fails asynchronously and Vite's client logs that with
+// console.error, which would come back here: a loop that floods the page until it reconnects.
+let connected = true
 function forward(level, args) {
+  if (!connected) return
+  if (args.some((arg) => arg instanceof Error && arg.name === 'SendBeforeConnectError')) return
   const message = args.map(describe).join(' ').slice(0, MAX_MESSAGE)
   // Vite's own client chatter ("[vite] hot updated ...") would echo every edit back.
   if (level === 'debug' && message.startsWith('[vite]')) return
   try { hot.send('preview:console', { level, message }) } catch {}
 }
 if (hot) {
+  hot.on('vite:ws:disconnect', () => { connected = false })
+  hot.on('vite:ws:connect', () => { connected = true })
   for (const level of ['debug', 'log', 'info', 'warn', 'error']) {
     const original = console[level].bind(console)
     console[level] = (...args) => { original(...args); forward(level, args) }

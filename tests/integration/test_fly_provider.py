@@ -141,7 +141,7 @@ async def test_stop_suspend_resume_and_destroy(fly: FlyProvider, fake: FakeFlyAP
     await fly.start(machine.id)
     await fly.wait(machine.id, MachineState.STARTED, BOOT)
     await fly.suspend(machine.id)
-    suspended = await fly.wait(machine.id, MachineState.STOPPED, BOOT)
+    suspended = await fly.wait(machine.id, MachineState.SUSPENDED, BOOT)
     assert suspended.metadata["fly_state"] == "suspended"
 
     await fly.start(machine.id)  # resume
@@ -177,7 +177,7 @@ async def test_reset_cold_boots_from_the_image_even_when_suspended(
 ) -> None:
     machine = await started(fly)
     await fly.suspend(machine.id)
-    await fly.wait(machine.id, MachineState.STOPPED, BOOT)
+    await fly.wait(machine.id, MachineState.SUSPENDED, BOOT)
     fake_machine = fake.machines[machine.id]
     assert fake_machine.snapshot
 
@@ -581,8 +581,8 @@ async def test_requests_that_break_the_openapi_document_are_refused_and_recorded
         ("started", MachineState.STARTED),
         ("stopping", MachineState.STOPPING),
         ("stopped", MachineState.STOPPED),
-        ("suspending", MachineState.STOPPING),
-        ("suspended", MachineState.STOPPED),
+        ("suspending", MachineState.SUSPENDING),
+        ("suspended", MachineState.SUSPENDED),
         ("replacing", MachineState.STARTING),
         ("updating", MachineState.STARTING),
         ("destroying", MachineState.DESTROYED),

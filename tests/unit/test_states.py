@@ -49,6 +49,9 @@ def test_only_booting_and_active_are_live() -> None:
         (PoolState.RECYCLING, PoolState.READY, True),
         (PoolState.DRAINING, PoolState.READY, False),
         (PoolState.BOOTING, PoolState.LEASED, False),
+        (PoolState.READY, PoolState.MOVING, True),  # into another tier, or resized
+        (PoolState.MOVING, PoolState.READY, True),
+        (PoolState.MOVING, PoolState.PENDING, False),  # never leased mid-move
     ],
 )
 def test_pool_transitions(source: PoolState, target: PoolState, allowed: bool) -> None:

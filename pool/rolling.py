@@ -1,0 +1,112 @@
+"""Rolling a new guest size (cpus, memory) through a pool's ready machines.
+
+One machine (or `batch` of them) at a time is taken out of its tier (state moving: no lease can
+take it), resized by the provider (on Fly: GET, then an update with the whole config and
+`current_version`, notes section 2), brought back to what its tier holds (pool.tiers) and put
+back in that tier. The rest of the pool keeps serving meanwhile. Leased, pending and recycling
+machines are never touched: the recycle after their session resizes them. Machines created
+after the operator's change get the new size from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from pool.errors import MachineNotFound, ProviderError
+from pool.inventory import Inventory, PoolKey
+from pool.metrics import Metrics
+from pool.provider import Guest, MachineProvider, SuspendingProvider, guest_of
+from pool.refill import RefillSettings, destroy_machine
+from pool.states import PoolState
+from pool.tiers import bring_to
+
+log = logging.getLogger(__name__)
+
+# Machines that became ready during a pass (booting when it began) are caught by the next one.
+MAX_PASSES = 3
+
+
+@dataclass(frozen=True)
+class RollReport:
+    resized: int = 0
+    current: int = 0  # already the wanted size
+    skipped: int = 0  # leased (or otherwise busy) when its turn came
+    failed: int = 0  # the provider refused; the machine was destroyed
+    supported: bool = True
+
+
+async def roll_guest(
+    inventory: Inventory,
+    provider: MachineProvider,
+    pool: PoolKey,
+    guest: Guest,
+    settings: RefillSettings,
+    metrics: Metrics,
+    *,
+    batch: int = 1,
+) -> RollReport:
+    if not isinstance(provider, SuspendingProvider):
+        return RollReport(supported=False)  # new machines get the size; nothing to roll
+    outcomes: Counter[str] = Counter()
+    tried: set[str] = set()
+    for _ in range(MAX_PASSES):
+        ids = [
+            r.id
+            for r in await inventory.machines(pool)
+            if r.state is PoolState.READY and r.id not in tried
+        ]
+        if not ids:
+            break
+        tried.update(ids)
+        for start in range(0, len(ids), max(batch, 1)):
+            chunk = ids[start : start + max(batch, 1)]
+            outcomes.update(
+                await asyncio.gather(
+                    *(_resize_one(inventory, provider, pool, m, guest, settings) for m in chunk)
+                )
+            )
+    metrics.incr("pool.resized", outcomes["resized"])
+    return RollReport(
+        resized=outcomes["resized"],
+        current=outcomes["current"],
+        skipped=outcomes["skipped"],
+        failed=outcomes["failed"],
+    )
+
+
+async def _resize_one(
+    inventory: Inventory,
+    provider: SuspendingProvider,
+    pool: PoolKey,
+    machine_id: str,
+    guest: Guest,
+    settings: RefillSettings,
+) -> str:
+    try:
+        if guest_of(await provider.get(machine_id)) == guest:
+            return "current"
+    except MachineNotFound:
+        return "skipped"  # reconcile drops its record
+    taken = await inventory.take_machine(machine_id)
+    if taken is None:
+        return "skipped"  # leased meanwhile: its recycle resizes it
+    epoch, tier = taken
+    try:
+        await provider.resize(machine_id, guest.cpus, guest.memory_mb)
+        machine = await bring_to(provider, machine_id, tier, settings.move_timeout)
+    except ProviderError as exc:
+        log.warning("resizing %s failed, destroying it: %s", machine_id, exc)
+        await destroy_machine(inventory, provider, machine_id)
+        return "failed"
+    placed = await inventory.make_ready(
+        machine_id,
+        pool,
+        machine.address,
+        from_state=PoolState.MOVING,
+        from_epoch=epoch,
+        tier=tier,
+    )
+    return "resized" if placed is not None else "skipped"

@@ -1,0 +1,1 @@
+"""Browser tests of the whole stack (tests/e2e/conftest.py)."""

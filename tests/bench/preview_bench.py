@@ -138,20 +138,55 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-class CpuMeter:
-    """CPU used during a phase, as % of one core: by this benchmark's processes (the stack,
-    its machines, Chromium, this process) and by everything else on the machine (other
-    tenants, Postgres, Redis). Counts processes alive at both ends of the phase."""
+OTHERS = ("other", "postgres+redis")
 
-    def __init__(self, data_dir: Path) -> None:
+
+@dataclass
+class CpuUse:
+    """CPU time used during a phase, in ms, by kind of process, and the phase's length."""
+
+    ms: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, other: CpuUse) -> None:
+        for kind, value in other.ms.items():
+            self.ms[kind] = self.ms.get(kind, 0.0) + value
+        self.seconds += other.seconds
+
+    def percent(self, kinds: tuple[str, ...], *, exclude: bool = False) -> float:
+        """% of one core used by `kinds` (or by all but them)."""
+        used = sum(v for k, v in self.ms.items() if (k in kinds) != exclude)
+        return 100 * used / 1000 / self.seconds if self.seconds else math.nan
+
+
+class CpuMeter:
+    """CPU used during a phase by each kind of process: the orchestrator (`dev`: web and
+    worker in one process), the machines' agents and Vite, Chromium, Playwright's driver, this
+    process, Postgres and Redis, and everything else on the machine (other tenants). Counts
+    processes alive at both ends of the phase."""
+
+    def __init__(self, data_dir: Path, dev_pid: int) -> None:
         self._needle = str(data_dir).encode()
-        self._start: dict[int, tuple[int, bool]] = {}
+        self._dev = dev_pid
+        self._start: dict[int, tuple[int, str]] = {}
         self._started = 0.0
 
-    def _sample(self) -> dict[int, tuple[int, bool]]:
+    def _kind(self, pid: int, cmdline: bytes, mine: bool) -> str:
+        if pid == self._dev:
+            return "orchestrator"
+        if self._needle in cmdline:
+            return "agent" if b"sandbox.agent" in cmdline else "vite"
+        if pid == os.getpid():
+            return "bench"
+        if mine:
+            return "chromium" if b"chromium" in cmdline else "playwright"
+        if b"postgres" in cmdline or b"redis-server" in cmdline:
+            return "postgres+redis"
+        return "other"
+
+    def _sample(self) -> dict[int, tuple[int, str]]:
         parents: dict[int, int] = {}
-        ticks: dict[int, int] = {}
-        marked: set[int] = set()
+        found: dict[int, tuple[int, bytes]] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -161,32 +196,35 @@ class CpuMeter:
             except OSError:
                 continue
             pid = int(entry.name)
-            parents[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
-            if self._needle in cmdline:
-                marked.add(pid)
+            parents[pid] = int(fields[1])
+            found[pid] = (int(fields[11]) + int(fields[12]), cmdline)
         me = os.getpid()
 
-        def ours(pid: int) -> bool:
-            seen = 0
-            while pid > 1 and seen < 64:
-                if pid == me or pid in marked:
+        def mine(pid: int) -> bool:
+            for _ in range(64):
+                if pid == me:
                     return True
-                pid, seen = parents.get(pid, 0), seen + 1
+                if pid <= 1:
+                    return False
+                pid = parents.get(pid, 0)
             return False
 
-        return {pid: (value, ours(pid)) for pid, value in ticks.items()}
+        return {
+            pid: (ticks, self._kind(pid, cmdline, mine(pid)))
+            for pid, (ticks, cmdline) in found.items()
+        }
 
     def start(self) -> None:
         self._start, self._started = self._sample(), time.monotonic()
 
-    def stop(self) -> tuple[float, float]:
+    def stop(self) -> CpuUse:
         end, elapsed = self._sample(), time.monotonic() - self._started
-        used = {True: 0, False: 0}
-        for pid, (value, mine) in end.items():
-            if pid in self._start:
-                used[mine] += value - self._start[pid][0]
         hertz = os.sysconf("SC_CLK_TCK")
-        return 100 * used[True] / hertz / elapsed, 100 * used[False] / hertz / elapsed
+        use = CpuUse(seconds=elapsed)
+        for pid, (ticks, kind) in end.items():
+            if pid in self._start:
+                use.ms[kind] = use.ms.get(kind, 0.0) + (ticks - self._start[pid][0]) * 1000 / hertz
+        return use
 
 
 def clock_offset(page: Page, tries: int = 7) -> tuple[float, float]:
@@ -229,6 +267,7 @@ class Series:
     dom_ms: list[float] = field(default_factory=list)  # send -> the DOM shows the edit
     change_ms: list[float] = field(default_factory=list)  # send -> Vite took the change in
     update_ms: list[float] = field(default_factory=list)  # send -> Vite broadcast the update
+    sent_at: list[float] = field(default_factory=list)  # wall clock, s
 
 
 @dataclass
@@ -239,7 +278,7 @@ class EditResult:
     applied_ms: list[float] = field(default_factory=list)
     clock_offset_ms: float = 0.0
     clock_uncertainty_ms: float = 0.0
-    cpu: tuple[float, float] = (0.0, 0.0)
+    cpu: CpuUse = field(default_factory=CpuUse)
 
 
 @contextlib.contextmanager
@@ -321,7 +360,7 @@ def bench_edits(stack: Stack, browser: Browser, edits: int, gap: float) -> EditR
             # The lease made the pool boot a replacement: let it finish first.
             stack.wait_ready_machines(1, settled=True)
             result.clock_offset_ms, result.clock_uncertainty_ms = clock_offset(page)
-            meter = CpuMeter(stack.data_dir)
+            meter = CpuMeter(stack.data_dir, stack.process.pid)
             meter.start()
             for number in range(WARMUP_EDITS + 2 * edits):
                 text = f"Edit {number}"
@@ -338,6 +377,7 @@ def bench_edits(stack: Stack, browser: Browser, edits: int, gap: float) -> EditR
                 )
                 if number >= WARMUP_EDITS:
                     series.dom_ms.append(dom)
+                    series.sent_at.append(sent_wall / 1000)
                     series.change_ms.append(change - sent)
                     series.update_ms.append(update - sent)
                     if series is result.orchestrator:
@@ -406,11 +446,11 @@ def first_direct_load(stack: Stack, browser: Browser) -> float:
 
 def bench_first_preview(
     stack: Stack, browser: Browser, runs: int, direct_runs: int
-) -> tuple[list[FirstPreview], list[float], tuple[float, float]]:
+) -> tuple[list[FirstPreview], list[float], CpuUse]:
     """`runs` first previews, interleaved with `direct_runs` first loads of the floor."""
     results: list[FirstPreview] = []
     direct: list[float] = []
-    meter, busy = CpuMeter(stack.data_dir), [0.0, 0.0]
+    meter, cpu = CpuMeter(stack.data_dir, stack.process.pid), CpuUse()
     while len(results) < runs or len(direct) < direct_runs:
         if len(direct) < direct_runs and len(direct) * runs < len(results) * direct_runs:
             direct.append(first_direct_load(stack, browser))
@@ -424,8 +464,7 @@ def bench_first_preview(
             posted = time.monotonic()
             page.goto(session.preview_url, wait_until="commit")
             page.wait_for_function("window.__firstTitle", timeout=30_000, polling=5)
-            ours, other = meter.stop()
-            busy = [busy[0] + ours / runs, busy[1] + other / runs]
+            cpu.add(meter.stop())
             pool = stack.pool()
             first = float(page.evaluate("window.__firstTitle")) - offset
             timing = page.evaluate(NAVIGATION)
@@ -444,7 +483,7 @@ def bench_first_preview(
                 pool_busy=pool["booting"] + pool["recycling"] > 0,
             )
         )
-    return results, direct, (busy[0], busy[1])
+    return results, direct, cpu
 
 
 def vite_port(data_dir: Path, machine_id: str) -> int:
@@ -494,16 +533,22 @@ def verdict(ok: bool) -> str:
 class Results:
     edits: EditResult
     previews: list[FirstPreview]
-    previews_cpu: tuple[float, float]
+    previews_cpu: CpuUse
     first_direct_ms: list[float]
     load_proxied_ms: list[float]
     load_direct_ms: list[float]
 
 
-def cpu_note(cpu: tuple[float, float]) -> str:
+def cpu_note(cpu: CpuUse) -> str:
     return (
-        f"CPU, % of one core: this benchmark's processes {cpu[0]:.0f}, everything else {cpu[1]:.0f}"
+        f"CPU, % of one core: this benchmark's processes {cpu.percent(OTHERS, exclude=True):.0f}"
+        f", everything else {cpu.percent(OTHERS):.0f}"
     )
+
+
+def cpu_per_run(cpu: CpuUse, runs: int) -> str:
+    parts = sorted(cpu.ms.items(), key=lambda item: -item[1])
+    return ", ".join(f"{kind} {value / max(runs, 1):.0f}" for kind, value in parts)
 
 
 def report(results: Results) -> bool:
@@ -557,6 +602,7 @@ def report(results: Results) -> bool:
         f"p50 of the others {percentile(quiet, 50):.1f} ms"
     )
     print(f"  {cpu_note(results.previews_cpu)} (POST -> render)")
+    print(f"  CPU ms per first preview: {cpu_per_run(results.previews_cpu, len(previews))}")
 
     print(f"\n{'target':<44}{'measured':>16}  result")
     print(
@@ -597,11 +643,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         browser = stack_scope.enter_context(chromium())
         print(f"stack up in {time.monotonic() - started:.1f}s", flush=True)
-        edits = bench_edits(stack, browser, args.edits, args.gap)
+        edits = bench_edits(stack, browser, args.edits, args.gap) if args.edits else EditResult()
         previews, first_direct, previews_cpu = bench_first_preview(
             stack, browser, args.runs, args.direct_runs
         )
-        proxied, direct = bench_page_load_floor(stack, browser, args.load_runs)
+        proxied, direct = (
+            bench_page_load_floor(stack, browser, args.load_runs) if args.load_runs else ([], [])
+        )
         results = Results(edits, previews, previews_cpu, first_direct, proxied, direct)
         ok = report(results)
     if args.json:

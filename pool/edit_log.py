@@ -163,16 +163,9 @@ class EditLog:
         deleted = sorted(path for path, content in stored.items() if content == TOMBSTONE)
         return Snapshot(int(head or 0), files, deleted)
 
-    async def record_applied(self, session_id: str, seq: int) -> None:
-        """Remember the highest seq the machine acknowledged (never moves backwards)."""
-        key = f"{self.prefix}snapmeta:{session_id}"
-        async with translated_redis_errors():
-            current = await resolved(self._redis.hget(key, "applied"))
-            if current is None or int(current) < seq:
-                await resolved(self._redis.hset(key, "applied", str(seq)))
-
     async def report_applied(self, session_id: str, seq: int) -> None:
-        """record_applied and publish {"kind": "applied", "seq"} to the session, atomically and
+        """Keep the highest seq the machine acknowledged (never backwards) and publish
+        {"kind": "applied", "seq"} to the session, atomically and
         in one round trip (the agent reports every patch: this is on the hot path)."""
         envelope = json.dumps({"kind": "applied", "seq": seq}, separators=(",", ":"))
         async with translated_redis_errors():

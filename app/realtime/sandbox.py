@@ -125,37 +125,11 @@ class AgentConnection:
             await self.edits.publish(
                 channel, {"kind": "status", "state": message.state, "detail": message.detail}
             )
-        elif isinstance(message, AgentBuildError):
-            await self.edits.publish(
-                channel,
-                {
-                    "kind": "buildError",
-                    "message": message.message,
-                    "file": message.file,
-                    "line": message.line,
-                    "column": message.column,
-                },
-            )
-        elif isinstance(message, AgentLog):
-            await self.edits.publish(
-                channel,
-                {
-                    "kind": "log",
-                    "level": message.level,
-                    "message": message.message,
-                    "source": message.source,
-                },
-            )
-        elif isinstance(message, AgentRejected):
-            await self.edits.publish(
-                channel,
-                {
-                    "kind": "error",
-                    "code": message.code,
-                    "message": message.message,
-                    "seq": message.seq,
-                },
-            )
+        elif isinstance(message, AgentBuildError | AgentLog | AgentRejected):
+            # Relayed to the editors as they are; a refused patch reaches them as `error`.
+            fields = message.model_dump(exclude={"v", "type"})
+            kind = "error" if isinstance(message, AgentRejected) else message.type
+            await self.edits.publish(channel, {"kind": kind, **fields})
 
     async def on_hello(self, hello: AgentHello) -> None:
         record = await self.res.inventory.machine(self.machine_id)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from pool.provider import MachineProvider
     from workers.config import WorkerConfig
 
@@ -218,7 +220,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
     return WorkerConfig(
         database_url=settings.database_url,
         redis_url=settings.redis_url,
-        provider_factory=lambda: make_provider(settings),
+        provider_factory=lambda redis: make_provider(settings, redis),
         default_pools=[PoolKey(t, settings.preview_default_region) for t in settings.templates],
         default_bounds=(settings.preview_pool_min, settings.preview_pool_max),
         refill=RefillSettings(
@@ -235,8 +237,11 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
-def make_provider(settings: Settings) -> MachineProvider:
-    from pool.providers.fly import FlyProvider
+def make_provider(settings: Settings, redis: Redis | None = None) -> MachineProvider:
+    """The configured provider. With `redis`, a Fly provider shares Fly's rate limits with
+    every other process through it (pool.fly_budget); without, it keeps them on its own."""
+    from pool.fly_budget import SharedRateLimiter
+    from pool.providers.fly import FlyMachineDefaults, FlyProvider
     from pool.providers.local import LocalProvider
 
     if settings.preview_provider == "fly":
@@ -248,6 +253,8 @@ def make_provider(settings: Settings) -> MachineProvider:
             settings.fly_api_token.get_secret_value(),
             settings.preview_image,
             regions=regions or [settings.preview_default_region],
+            defaults=FlyMachineDefaults(env=settings.machine_env),
+            limiter=SharedRateLimiter(redis) if redis is not None else None,
         )
     return LocalProvider(
         settings.preview_data_dir.resolve(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -117,6 +118,27 @@ class Settings(BaseSettings):
         scheme = "wss" if self.preview_public_url.startswith("https") else "ws"
         host = self.preview_public_url.split("://", 1)[1]
         return f"{scheme}://{host}/api/sandbox/ws"
+
+    @property
+    def egress_allow(self) -> str:
+        """What a Fly preview machine may reach: PREVIEW_EGRESS_ALLOW, else only the sandbox
+        socket's host and port (the agent must reach the orchestrator; nothing else has to)."""
+        if self.preview_egress_allow.strip():
+            return self.preview_egress_allow.strip()
+        url = urlsplit(self.sandbox_ws_url)
+        port = url.port or (443 if url.scheme == "wss" else 80)
+        host = url.hostname or ""
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def machine_env(self) -> dict[str, str]:
+        """The environment every Fly preview machine gets besides its template and token
+        (sandbox/agent/main.py and sandbox/egress.sh read it). No secret of the orchestrator
+        goes here."""
+        return {
+            "PREVIEW_ORCHESTRATOR_URL": self.sandbox_ws_url,
+            "PREVIEW_EGRESS_ALLOW": self.egress_allow,
+        }
 
     @property
     def jwks_url(self) -> str | None:

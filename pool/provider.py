@@ -7,6 +7,7 @@ owns. It knows nothing of leases, sessions or Redis: the pool manager decides, t
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -26,6 +27,13 @@ class MachineState(enum.StrEnum):
     SUSPENDED = "suspended"
     DESTROYED = "destroyed"
     FAILED = "failed"
+
+
+def new_machine_token() -> str:
+    """A machine's own secret, which its agent presents on the sandbox socket. Providers make
+    a new one on create and on every reset, and report it as Machine.metadata["token"]; the
+    pool keeps only its hash (pool.inventory.set_token)."""
+    return secrets.token_urlsafe(24)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ Keys (all under one prefix, `po:` by default):
     snapmeta:{session}          hash: head (seq), bytes; applied (seq the machine acked), status
     ch:session:{session}        pub/sub channel: patches, applied, status, logs of a session
     ch:machine:{machine}        pub/sub channel: assign and hydrate for a machine's agent
+    fly-rate:{action}:{scope}   GCRA theoretical arrival time (µs) of the next Fly API call
 
 Every script reads the clock with Redis TIME, so all instances agree on it.
 """
@@ -44,6 +45,7 @@ _NAMES = (
     "forget_session",
     "forget_machine",
     "append_patch",
+    "fly_slot",
 )
 
 

@@ -12,13 +12,14 @@ import asyncio
 import os
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from app.auth import mint_hs256_token
 from app.settings import Settings, load_settings
@@ -70,6 +71,16 @@ def settings(database_url: str, clean_stores: None, tmp_path: Path) -> Settings:
         preview_data_dir=tmp_path / "data",
         preview_public_url="http://localhost:8000",
     )
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client on the test Redis database, flushed for this test."""
+    client: aioredis.Redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from redis.asyncio import Redis
+
 from pool.inventory import PoolKey
 from pool.provider import MachineProvider
 from pool.refill import RefillSettings
@@ -14,7 +16,8 @@ from pool.refill import RefillSettings
 class WorkerConfig:
     database_url: str
     redis_url: str
-    provider_factory: Callable[[], MachineProvider]
+    # Given the worker's Redis client: a Fly provider shares its rate limits through it.
+    provider_factory: Callable[[Redis], MachineProvider]
     default_pools: list[PoolKey]
     default_bounds: tuple[int, int]
     refill: RefillSettings

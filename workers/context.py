@@ -44,7 +44,7 @@ class WorkerContext:
                 redis, pending_ttl_ms=config.pending_ttl_ms, ondemand_max=config.ondemand_max
             ),
             inventory=Inventory(redis),
-            provider=config.provider_factory(),
+            provider=config.provider_factory(redis),
             metrics=make_metrics(*config.statsd),
         )
 

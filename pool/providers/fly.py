@@ -23,11 +23,12 @@ import builtins
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
 from pool.errors import MachineNotFound, ProviderError
-from pool.provider import Machine, MachineSpec, MachineState
+from pool.provider import Machine, MachineSpec, MachineState, new_machine_token
 from pool.providers.fly_client import FlyAPIError, FlyClient, RetryPolicy
 from pool.providers.fly_create import MachineCreator
 from pool.providers.fly_machines import MAX_WAIT_CALL, PAGE_SIZE, MachinesAPI
@@ -38,8 +39,9 @@ from pool.providers.fly_models import (
     MachineBody,
     resized_config,
     to_machine,
+    with_token,
 )
-from pool.providers.fly_ratelimit import FLY_RATES, Rate, RateLimiter
+from pool.providers.fly_ratelimit import FLY_RATES, Limiter, Rate, RateLimiter
 
 __all__ = ["FlyMachineDefaults", "FlyProvider", "RetryPolicy"]
 
@@ -71,6 +73,7 @@ class FlyProvider:
         stop_timeout: float = 30.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         rates: Mapping[str, Rate] = FLY_RATES,
+        limiter: Limiter | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -89,7 +92,8 @@ class FlyProvider:
             token=token,
             base_url=base_url,
             transport=transport,
-            limiter=RateLimiter(clock, sleep, rates),
+            # Without a shared limiter, this process keeps Fly's limits on its own.
+            limiter=limiter or RateLimiter(clock, sleep, rates),
             retry=retry,
             sleep=sleep,
             rand=rand,
@@ -107,6 +111,11 @@ class FlyProvider:
             backoff=self._client.backoff,
             destroy=self.destroy,
         )
+
+    @property
+    def defaults(self) -> FlyMachineDefaults:
+        """What every machine of this pool is created with."""
+        return self._defaults
 
     async def create(self, spec: MachineSpec) -> Machine:
         """Create in spec.region, falling back through `regions` on capacity errors (the
@@ -127,35 +136,31 @@ class FlyProvider:
         return await self._transition(machine_id, "suspend", {"suspended", "suspending"})
 
     async def reset(self, machine_id: str) -> Machine:
-        """Stop + start: the machine boots from its image again, with a clean root filesystem.
-        A suspended machine is stopped too, which discards its snapshot (notes section 2)."""
+        """Stop, give the agent a new token, start: the machine boots from its image again,
+        with a clean root filesystem, and the last session's machine token no longer opens the
+        sandbox socket. A suspended machine is stopped too, which discards its snapshot (notes
+        section 2). The token changes by an update, which replaces the whole config: it is
+        sent back whole, guarded by `current_version`, with `skip_launch` so the stopped
+        machine stays stopped until our own start."""
         async with self._client.lease(machine_id, "reset", self._lease_ttl) as nonce:
             if (await self._api.get(machine_id)).state not in ("stopped", "created"):
                 await self._act(machine_id, "stop", nonce, {"stopped", "stopping"})
                 deadline = self._clock() + self._stop_timeout
                 # STOPPED is Fly's exact "stopped": a suspended machine reads SUSPENDED.
                 await self._wait(machine_id, MachineState.STOPPED, deadline)
+            token = new_machine_token()
+            await self._update(machine_id, nonce, lambda c: with_token(c, token), skip_launch=True)
             await self._act(machine_id, "start", nonce, {"started", "starting"})
         return await self.get(machine_id)
 
     async def resize(self, machine_id: str, cpus: int, memory_mb: int) -> Machine:
-        """Change the guest size. The update replaces the whole config, so it sends back all of
-        it, guarded by `current_version`; a running machine reboots (notes section 2)."""
+        """Change the guest size; a running machine reboots on its new version (notes
+        section 2)."""
         async with self._client.lease(machine_id, "resize", self._lease_ttl) as nonce:
-            attempt = 0
-            while True:
-                body = await self._api.get(machine_id)
-                request = {
-                    "config": resized_config(body.config, cpus, memory_mb),
-                    "current_version": body.current_version,
-                }
-                try:
-                    return self._machine(await self._api.update(machine_id, request, nonce))
-                except FlyAPIError as exc:
-                    # 409: the machine changed between our read and our write; read again.
-                    if exc.status != 409 or attempt + 1 >= self._attempts:
-                        raise
-                    attempt += 1
+            body = await self._update(
+                machine_id, nonce, lambda config: resized_config(config, cpus, memory_mb)
+            )
+        return self._machine(body)
 
     async def destroy(self, machine_id: str) -> None:
         """Force-destroy; a machine that is already gone is not an error."""
@@ -164,6 +169,33 @@ class FlyProvider:
                 await self._api.destroy(machine_id, nonce)
         except MachineNotFound:
             return
+
+    async def _update(
+        self,
+        machine_id: str,
+        nonce: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        skip_launch: bool = False,
+    ) -> MachineBody:
+        """Update the config to `change(config)`. An update replaces the whole config, so it
+        sends back all of it, guarded by `current_version`."""
+        attempt = 0
+        while True:
+            body = await self._api.get(machine_id)
+            request: dict[str, Any] = {
+                "config": change(body.config),
+                "current_version": body.current_version,
+            }
+            if skip_launch:
+                request["skip_launch"] = True
+            try:
+                return await self._api.update(machine_id, request, nonce)
+            except FlyAPIError as exc:
+                # 409: the machine changed between our read and our write; read again.
+                if exc.status != 409 or attempt + 1 >= self._attempts:
+                    raise
+                attempt += 1
 
     async def _transition(self, machine_id: str, verb: str, settled: set[str]) -> Machine:
         async with self._client.lease(machine_id, verb, self._lease_ttl) as nonce:

@@ -32,7 +32,7 @@ import pydantic
 from pool.errors import CapacityExhausted, MachineNotFound, ProviderError
 from pool.policy import backoff_delay
 from pool.providers.fly_models import ErrorBody, LeaseEnvelope
-from pool.providers.fly_ratelimit import RateLimiter
+from pool.providers.fly_ratelimit import Limiter
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class FlyClient:
         token: str,
         base_url: str,
         transport: httpx.AsyncBaseTransport | None,
-        limiter: RateLimiter,
+        limiter: Limiter,
         retry: RetryPolicy,
         sleep: Callable[[float], Awaitable[None]],
         rand: Callable[[], float],

@@ -18,10 +18,11 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 
 from pool.errors import CapacityExhausted, ProviderError
-from pool.provider import MachineSpec, MachineState
+from pool.provider import MachineSpec, MachineState, new_machine_token
 from pool.providers.fly_client import OutcomeUnknown
 from pool.providers.fly_machines import MachinesAPI
 from pool.providers.fly_models import (
+    TOKEN_ENV,
     FlyMachineDefaults,
     MachineBody,
     machine_config,
@@ -63,16 +64,21 @@ class MachineCreator:
         if not order:
             raise ProviderError("no region to create the machine in")
         create_id = secrets.token_hex(13)
+        # One token per logical create, like the create_id: a retried create that turns out
+        # to have made the machine after all is the machine this token belongs to.
+        token = new_machine_token()
         refusals: list[str] = []
         for region in order:
             try:
-                return await self._create_in(region, spec, create_id)
+                return await self._create_in(region, spec, create_id, token)
             except CapacityExhausted as exc:
                 log.warning("no capacity for %s in %s: %s", spec.template, region, exc)
                 refusals.append(str(exc))
         raise CapacityExhausted(f"every region refused {spec.template}: {'; '.join(refusals)}")
 
-    async def _create_in(self, region: str, spec: MachineSpec, create_id: str) -> MachineBody:
+    async def _create_in(
+        self, region: str, spec: MachineSpec, create_id: str, token: str
+    ) -> MachineBody:
         config = machine_config(
             image=self._image,
             cpu_kind=self._defaults.cpu_kind,
@@ -84,6 +90,8 @@ class MachineCreator:
                 "region": region,
                 "create_id": create_id,
             },
+            env={**self._defaults.env, "PREVIEW_TEMPLATE": spec.template, TOKEN_ENV: token},
+            agent_port=self._defaults.agent_port,
             restart_policy=self._defaults.restart_policy,
             restart_max_retries=self._defaults.restart_max_retries,
         )

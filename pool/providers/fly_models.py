@@ -8,7 +8,8 @@ must send back the whole config, fields we do not model included (research notes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,14 @@ class FlyMachineDefaults:
     # The command `exec` runs for a health check; None trusts Fly's own state and checks.
     health_command: tuple[str, ...] | None = None
     exec_timeout: int = 10
+    # What every machine's agent is told besides its template and token: where the
+    # orchestrator's sandbox socket is (PREVIEW_ORCHESTRATOR_URL) and what the image's egress
+    # filter lets out (PREVIEW_EGRESS_ALLOW). No orchestrator secret ever goes here.
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+# The environment variable that carries a machine's own token to its agent.
+TOKEN_ENV = "PREVIEW_MACHINE_TOKEN"
 
 
 class _Body(BaseModel):
@@ -147,14 +156,23 @@ def machine_config(
     cpus: int,
     memory_mb: int,
     metadata: dict[str, str],
+    env: Mapping[str, str],
+    agent_port: int,
     restart_policy: str,
     restart_max_retries: int,
 ) -> dict[str, Any]:
     """A new preview machine's config.
 
-    No `services`: a preview machine is reached over the private network only and must never
-    get a public port (research notes section 7). `auto_destroy` is off because the pool keeps
-    stopped and suspended machines for reuse; an auto-destroying machine would vanish on stop.
+    `env` is the agent's configuration, its machine token included (see `with_token`).
+
+    The one service exists for `fly-replay` alone: Fly's proxy delivers a replayed request to
+    a service of the target app, so the preview origin's requests reach the agent's front on
+    `agent_port` through it. It is not public, because the previews app never gets a public IP
+    (services are public only on an app that has one; research notes section 7, and
+    tests/lint_deploy.sh keeps `fly.preview.toml` without IPs and services). The pool starts,
+    stops and suspends machines itself, so the proxy must neither autostart nor autostop them.
+    `auto_destroy` is off because the pool keeps stopped and suspended machines for reuse; an
+    auto-destroying machine would vanish on stop.
     """
     restart: dict[str, Any] = {"policy": restart_policy}
     if restart_policy == "on-failure":
@@ -163,9 +181,30 @@ def machine_config(
         "image": image,
         "guest": {"cpu_kind": cpu_kind, "cpus": cpus, "memory_mb": memory_mb},
         "metadata": dict(metadata),
+        "env": dict(env),
+        "services": [
+            {
+                "protocol": "tcp",
+                "internal_port": agent_port,
+                "autostart": False,
+                "autostop": "off",
+                "ports": [
+                    {"port": 80, "handlers": ["http"]},
+                    {"port": 443, "handlers": ["tls", "http"]},
+                ],
+            }
+        ],
         "auto_destroy": False,
         "restart": restart,
     }
+
+
+def with_token(config: Mapping[str, Any], token: str) -> dict[str, Any]:
+    """The whole config with a new machine token in the agent's environment (an update
+    replaces, never merges, so everything else is sent back as it was)."""
+    env = dict(config.get("env") or {})
+    env[TOKEN_ENV] = token
+    return {**config, "env": env}
 
 
 def resized_config(config: dict[str, Any], cpus: int, memory_mb: int) -> dict[str, Any]:
@@ -180,6 +219,11 @@ def to_machine(body: MachineBody, *, app_name: str, agent_port: int) -> Machine:
     state = provider_state(body.state)
     failing = any(check.status not in ("", "passing") for check in body.checks)
     extra = {"fly_state": body.state, "version": body.current_version}
+    env = body.config.get("env")
+    if isinstance(env, dict) and env.get(TOKEN_ENV):
+        # The pool keeps the token's hash to authenticate the agent's socket (as with the
+        # local provider, which reports its machines' tokens the same way).
+        extra["token"] = str(env[TOKEN_ENV])
     guest = body.config.get("guest")
     if isinstance(guest, dict) and "cpus" in guest and "memory_mb" in guest:
         # What a rolling resize compares with the pool's wanted size (pool.provider.guest_of).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,14 @@ FLY_RATES: Mapping[str, Rate] = {"Machines_show": Rate(per_second=5.0, burst=10)
 
 # Buckets that have refilled completely carry no information; past this many we drop them.
 _PRUNE_ABOVE = 1024
+
+
+class Limiter(Protocol):
+    """Waits until a call of `action` on `scope` is within Fly's limits. RateLimiter keeps the
+    buckets in this process; pool.fly_budget.SharedRateLimiter keeps them in Redis, for
+    every process of the deployment."""
+
+    async def acquire(self, action: str, scope: str) -> None: ...
 
 
 class TokenBucket:

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from pool.errors import MachineNotFound, ProviderError
-from pool.provider import Machine, MachineSpec, MachineState
+from pool.provider import Machine, MachineSpec, MachineState, new_machine_token
 from pool.providers import local_process
 from pool.providers.local_records import MachineRecord, MachineStore
 
@@ -109,7 +109,7 @@ class LocalProvider:
             state=MachineState.CREATED,
             created_at=time.time(),
             metadata={
-                "token": _new_token(),
+                "token": new_machine_token(),
                 "cpus": str(spec.cpus),
                 "memory_mb": str(spec.memory_mb),
             },
@@ -151,7 +151,7 @@ class LocalProvider:
             record = self._store.read(machine_id)
             await self._stop_locked(record)
             self._store.wipe_workspace(machine_id)
-            record.metadata["token"] = _new_token()
+            record.metadata["token"] = new_machine_token()
             self._spawn(record)
         return self._machine(record, MachineState.STARTING, healthy=False)
 
@@ -332,10 +332,6 @@ class LocalProvider:
             healthy=healthy,
             metadata=metadata,
         )
-
-
-def _new_token() -> str:
-    return secrets.token_urlsafe(24)
 
 
 def _tombstone(machine_id: str) -> Machine:

@@ -32,6 +32,10 @@ TOKEN = "test-token"
 OTHER_TOKEN = "other-token"
 IMAGE = "registry.fly.io/preview-sandbox@sha256:" + "a" * 64
 SPEC = MachineSpec(template="react-web", region="ams", cpus=2, memory_mb=2048)
+AGENT_ENV = {
+    "PREVIEW_ORCHESTRATOR_URL": "ws://preview-orchestrator.internal:8080/api/sandbox/ws",
+    "PREVIEW_EGRESS_ALLOW": "preview-orchestrator.internal:8080",
+}
 BOOT = 30.0
 
 
@@ -107,8 +111,9 @@ async def started(fly: FlyProvider, spec: MachineSpec = SPEC) -> Machine:
 
 
 async def test_create_sends_a_private_tagged_machine_and_it_boots(
-    fly: FlyProvider, fake: FakeFlyAPI
+    provider_for: MakeProvider, fake: FakeFlyAPI
 ) -> None:
+    fly = provider_for(defaults=FlyMachineDefaults(env=AGENT_ENV))
     created = await fly.create(SPEC)
 
     assert created.state is MachineState.CREATED
@@ -120,7 +125,16 @@ async def test_create_sends_a_private_tagged_machine_and_it_boots(
     assert config["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048}
     assert config["auto_destroy"] is False
     assert config["restart"]["policy"] == "on-failure"
-    assert "services" not in config  # no public ports, ever
+    # One service, for fly-replay only: the proxy neither starts nor stops pool machines, and
+    # it is private because the previews app has no public IP (tests/lint_deploy.sh).
+    (service,) = config["services"]
+    assert service["internal_port"] == 8080
+    assert service["autostart"] is False and service["autostop"] == "off"
+    # The agent's configuration; no orchestrator secret among it.
+    env = config["env"]
+    token = env.pop("PREVIEW_MACHINE_TOKEN")
+    assert env == {**AGENT_ENV, "PREVIEW_TEMPLATE": "react-web"}
+    assert len(token) >= 32 and created.metadata["token"] == token
     metadata = config["metadata"]
     assert metadata["pool"] == "preview" and metadata["template"] == "react-web"
     assert metadata["region"] == "ams" and len(metadata["create_id"]) >= 16
@@ -190,7 +204,31 @@ async def test_reset_cold_boots_from_the_image_even_when_suspended(
     operations = [
         r.operation for r in fake.requests if r.at >= fake.calls("Machines_suspend")[0].at
     ]
-    assert operations.index("Machines_stop") < operations.index("Machines_start")
+    assert (
+        operations.index("Machines_stop")
+        < operations.index("Machines_update")
+        < operations.index("Machines_start")
+    )
+
+
+async def test_reset_gives_the_agent_a_new_token_and_keeps_the_rest_of_the_config(
+    fly: FlyProvider, fake: FakeFlyAPI
+) -> None:
+    machine = await started(fly)
+    before = fake.machines[machine.id].config
+    old_token = machine.metadata["token"]
+
+    reset = await fly.reset(machine.id)
+
+    assert reset.metadata["token"] != old_token
+    after = fake.machines[machine.id].config
+    assert after["env"]["PREVIEW_MACHINE_TOKEN"] == reset.metadata["token"]
+    assert {**after, "env": {}} == {**before, "env": {}}
+    assert after["env"]["PREVIEW_TEMPLATE"] == "react-web"
+    (update,) = fake.calls("Machines_update")
+    # Sent whole, guarded, and without booting the machine before the reset's own start.
+    assert update.body["skip_launch"] is True and update.body["current_version"]
+    assert (await fly.wait(machine.id, MachineState.STARTED, BOOT)).healthy
 
 
 async def test_every_mutation_holds_the_lease(fly: FlyProvider, fake: FakeFlyAPI) -> None:

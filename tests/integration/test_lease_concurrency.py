@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from tests.conftest import REDIS_URL, User, make_user
+from tests.conftest import User, make_user
 from tests.integration.helpers import POOL, fill_ready, web_processes
 
 SESSIONS = "/api/preview/sessions"
@@ -32,15 +32,6 @@ def web_urls(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         database_url, tmp_path_factory.mktemp("web"), 2, {"PREVIEW_ONDEMAND_MAX": "0"}
     ) as urls:
         yield urls
-
-
-@pytest.fixture
-async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
-    client: Redis = Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

@@ -32,15 +32,6 @@ PENDING_TTL_MS = 1000
 
 
 @pytest.fixture
-async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
-    client: Redis = Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def db(settings: Settings) -> AsyncIterator[AsyncConnectionPool]:
     pool = await open_pool(settings.database_url or "", min_size=1, max_size=2)
     try:

@@ -9,6 +9,7 @@ Fly's rate limits (the fake counts both).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import time
 import uuid
@@ -96,7 +97,7 @@ async def deps(
     config = WorkerConfig(
         database_url=settings.database_url or "",
         redis_url=REDIS_URL,
-        provider_factory=lambda: _fly(network, clock),
+        provider_factory=lambda _redis: _fly(network, clock),
         default_pools=[],
         default_bounds=(0, 0),
         refill=RefillSettings(
@@ -249,6 +250,8 @@ async def test_refill_boots_to_hot_then_moves_the_surplus_down_into_the_tiers(
         for machine_id in ids:
             record = await deps.inventory.machine(machine_id)
             assert record is not None and record.state is PoolState.READY and record.tier is tier
+            # The agent's socket is checked against the token Fly holds in the machine's env.
+            assert await deps.inventory.token_hash(machine_id) == _token_hash(fake, machine_id)
     counts = await deps.inventory.counts(POOL)
     assert (counts.ready, counts.suspended, counts.stopped, counts.total) == (2, 1, 2, 5)
     # Every new machine booted hot before it moved: the snapshot holds a running dev server.
@@ -405,6 +408,7 @@ async def test_recycle_resets_and_returns_each_machine_to_the_tier_that_needs_it
     queued = await _queued(deps)
     recycles = {args[0]: args[1] for name, args in queued.values() if name == "recycle"}
     assert set(recycles) == {hot["machineId"], woken["machineId"]}
+    used_token = await deps.inventory.token_hash(hot["machineId"])
 
     # Both tiers are empty now: the first machine back fills hot, the second suspended.
     assert await jobs.recycle(ctx, hot["machineId"], recycles[hot["machineId"]]) == "ready"
@@ -417,6 +421,9 @@ async def test_recycle_resets_and_returns_each_machine_to_the_tier_that_needs_it
     }
     assert suspended_machine.state == "suspended" and suspended_machine.snapshot
     assert suspended_machine.resumes == resumes, "the reset booted from the image, not the snapshot"
+    # The last session's machine token no longer opens the sandbox socket.
+    new_token = await deps.inventory.token_hash(hot["machineId"])
+    assert new_token != used_token and new_token == _token_hash(fake, hot["machineId"])
     record = await deps.inventory.machine(woken["machineId"])
     assert record is not None and record.session_id is None and record.tier is Tier.SUSPENDED
     # A duplicate delivery does nothing; with every tier full a recycled machine goes.
@@ -678,3 +685,8 @@ async def test_admin_sets_tier_bounds_and_a_guest_size_and_omitted_fields_keep_t
     assert _row(settings.database_url or "", "SELECT min_size, stopped_max FROM pool_targets") == [
         (2, 30)
     ]
+
+
+def _token_hash(fake: FakeFlyAPI, machine_id: str) -> str:
+    token = fake.machines[machine_id].config["env"]["PREVIEW_MACHINE_TOKEN"]
+    return hashlib.sha256(token.encode()).hexdigest()

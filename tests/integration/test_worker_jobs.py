@@ -40,7 +40,7 @@ def _config(settings: Settings, base_dir: Path, bounds: tuple[int, int]) -> Work
     return WorkerConfig(
         database_url=settings.database_url or "",
         redis_url=REDIS_URL,
-        provider_factory=lambda: LocalProvider(base_dir),
+        provider_factory=lambda _redis: LocalProvider(base_dir),
         default_pools=[POOL],
         default_bounds=bounds,
         refill=RefillSettings(refill_seconds=5.0, headroom=0.5, boot_timeout=BOOT_TIMEOUT),

@@ -54,3 +54,50 @@ def test_the_cli_stops_with_one_line_naming_the_variable() -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "PREVIEW_REAP_INTERVAL_SECONDS" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "allow"),
+    [
+        ({"preview_public_url": "https://previews.example.com"}, "previews.example.com:443"),
+        ({"preview_public_url": "http://localhost:8000"}, "localhost:8000"),
+        (
+            {"preview_sandbox_ws_url": "ws://preview-orchestrator.internal:8080/api/sandbox/ws"},
+            "preview-orchestrator.internal:8080",
+        ),
+        ({"preview_sandbox_ws_url": "ws://[fdaa::3]:8080/api/sandbox/ws"}, "[fdaa::3]:8080"),
+        ({"preview_egress_allow": " registry.npmjs.org:443 "}, "registry.npmjs.org:443"),
+    ],
+)
+def test_a_fly_machine_is_told_where_the_orchestrator_is_and_may_reach_only_that(
+    overrides: dict[str, str], allow: str
+) -> None:
+    settings = load_settings(**overrides)
+    env = settings.machine_env
+    assert env == {
+        "PREVIEW_ORCHESTRATOR_URL": settings.sandbox_ws_url,
+        "PREVIEW_EGRESS_ALLOW": allow,
+    }
+
+
+def test_the_fly_provider_passes_the_machine_env_and_no_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.cli import make_provider
+    from pool.providers.fly import FlyProvider
+
+    secrets = {"fly_api_token": "fly-secret", "preview_token_secret": "token-secret"}
+    settings = load_settings(
+        preview_provider="fly",
+        database_url="postgresql://x/y",
+        redis_url="redis://x",
+        fly_preview_app="preview-machines",
+        preview_image="registry.fly.io/preview:1",
+        preview_public_url="https://previews.example.com",
+        **secrets,
+    )
+    provider = make_provider(settings)
+    assert isinstance(provider, FlyProvider)
+    env = provider.defaults.env
+    assert env == settings.machine_env
+    assert not any(secret in value for secret in secrets.values() for value in env.values())

@@ -140,8 +140,7 @@ class FlyProvider:
         with a clean root filesystem, and the last session's machine token no longer opens the
         sandbox socket. A suspended machine is stopped too, which discards its snapshot (notes
         section 2). The token changes by an update, which replaces the whole config: it is
-        sent back whole, guarded by `current_version`, with `skip_launch` so the stopped
-        machine stays stopped until our own start."""
+        sent back whole; the stopped machine stays stopped until our own start (`_update`)."""
         async with self._client.lease(machine_id, "reset", self._lease_ttl) as nonce:
             if (await self._api.get(machine_id)).state not in ("stopped", "created"):
                 await self._act(machine_id, "stop", nonce, {"stopped", "stopping"})
@@ -149,7 +148,7 @@ class FlyProvider:
                 # STOPPED is Fly's exact "stopped": a suspended machine reads SUSPENDED.
                 await self._wait(machine_id, MachineState.STOPPED, deadline)
             token = new_machine_token()
-            await self._update(machine_id, nonce, lambda c: with_token(c, token), skip_launch=True)
+            await self._update(machine_id, nonce, lambda config: with_token(config, token))
             await self._act(machine_id, "start", nonce, {"started", "starting"})
         return await self.get(machine_id)
 
@@ -171,15 +170,12 @@ class FlyProvider:
             return
 
     async def _update(
-        self,
-        machine_id: str,
-        nonce: str,
-        change: Callable[[dict[str, Any]], dict[str, Any]],
-        *,
-        skip_launch: bool = False,
+        self, machine_id: str, nonce: str, change: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> MachineBody:
         """Update the config to `change(config)`. An update replaces the whole config, so it
-        sends back all of it, guarded by `current_version`."""
+        sends back all of it, guarded by `current_version`. A machine that is not running
+        stays down (`skip_launch`): the pool starts machines itself, and a stopped-tier
+        machine that an update booted would run, and cost, unnoticed."""
         attempt = 0
         while True:
             body = await self._api.get(machine_id)
@@ -187,7 +183,7 @@ class FlyProvider:
                 "config": change(body.config),
                 "current_version": body.current_version,
             }
-            if skip_launch:
+            if body.state not in ("started", "starting"):
                 request["skip_launch"] = True
             try:
                 return await self._api.update(machine_id, request, nonce)

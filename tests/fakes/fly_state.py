@@ -141,14 +141,23 @@ class FakeMachine:
         self.config = config
         self.version = new_version()
         self.snapshot = False  # snapshots drop on deploy (notes section 6)
-        if self.state in ("started", "starting") and not skip_launch:
+        if self.state == "suspended":
+            self.state = "stopped"
+        if skip_launch:
+            return
+        # Without skip_launch the machine is recreated and started, whatever its state was
+        # (flyctl's `machine update` docs: "by default, starts it"; `--skip-start` maps to
+        # skip_launch).
+        if self.state in ("started", "starting"):
             self.state = "replacing"
             self._schedule(
                 now, (self.latencies.update, "starting"), (self.latencies.boot, "started")
             )
             self.cold_boots += 1
-        elif self.state == "suspended":
-            self.state = "stopped"
+        elif self.state in ("created", "stopped"):
+            self.state = "starting"
+            self._schedule(now, (self.latencies.boot, "started"))
+            self.cold_boots += 1
 
     def destroy(self, now: float, force: bool) -> None:
         if self.state in ("destroying", "destroyed"):

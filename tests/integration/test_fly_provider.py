@@ -538,6 +538,25 @@ async def test_resize_sends_the_whole_config_with_current_version(
     assert resized.metadata["version"] == before.version
 
 
+async def test_resize_of_a_stopped_machine_leaves_it_stopped(
+    fly: FlyProvider, fake: FakeFlyAPI
+) -> None:
+    machine = await started(fly)
+    await fly.stop(machine.id)
+    await fly.wait(machine.id, MachineState.STOPPED, BOOT)
+    boots = fake.machines[machine.id].cold_boots
+
+    await fly.resize(machine.id, cpus=2, memory_mb=4096)
+
+    # A plain update would boot it (Fly starts an updated machine unless told not to); a
+    # stopped-tier machine must not run, and cost, behind the pool's back.
+    (update,) = fake.calls("Machines_update")
+    assert update.body["skip_launch"] is True
+    after = await fly.get(machine.id)
+    assert after.state is MachineState.STOPPED and after.metadata["guest_memory_mb"] == "4096"
+    assert fake.machines[machine.id].cold_boots == boots
+
+
 async def test_resize_reads_again_after_a_stale_version(fly: FlyProvider, fake: FakeFlyAPI) -> None:
     machine = await started(fly)
     fake.inject("Machines_update", 409, error="current_version is stale")

@@ -66,6 +66,18 @@ class Machine:
     healthy: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def tombstone(cls, machine_id: str) -> Machine:
+        """What wait(DESTROYED) returns once the provider no longer knows the machine at all."""
+        return cls(
+            id=machine_id,
+            template="",
+            region="",
+            state=MachineState.DESTROYED,
+            address="",
+            created_at=0.0,
+        )
+
 
 class MachineProvider(Protocol):
     """Create, start, stop, destroy, get, list and wait for machines.

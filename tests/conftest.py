@@ -20,6 +20,8 @@ import psycopg
 import pytest
 import redis
 import redis.asyncio as aioredis
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
 
 from app.auth import mint_hs256_token
 from app.settings import Settings, load_settings
@@ -81,6 +83,16 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def arq(settings: Settings) -> AsyncIterator[ArqRedis]:
+    """An arq pool on the test Redis database (jobs the code under test enqueues land here)."""
+    pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
 
 
 @dataclass(frozen=True)

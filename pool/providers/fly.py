@@ -252,7 +252,7 @@ class FlyProvider:
                 body = await self._api.get(machine_id)
             except MachineNotFound:
                 if state is MachineState.DESTROYED:
-                    return _tombstone(machine_id)
+                    return Machine.tombstone(machine_id)
                 raise
             machine = self._machine(body)
             reached = machine.state is state
@@ -288,15 +288,3 @@ def _hopeless(current: MachineState, wanted: MachineState) -> bool:
     if current is MachineState.DESTROYED:
         return wanted is not MachineState.DESTROYED
     return current is MachineState.FAILED and wanted not in (current, MachineState.DESTROYED)
-
-
-def _tombstone(machine_id: str) -> Machine:
-    # What wait(DESTROYED) returns once Fly no longer knows the machine at all.
-    return Machine(
-        id=machine_id,
-        template="",
-        region="",
-        state=MachineState.DESTROYED,
-        address="",
-        created_at=0.0,
-    )

@@ -172,7 +172,7 @@ class LocalProvider:
                 record = self._store.read(machine_id)
             except MachineNotFound:
                 if state is MachineState.DESTROYED:
-                    return _tombstone(machine_id)
+                    return Machine.tombstone(machine_id)
                 raise
             machine = await self._observe(record)
             if machine.state is state and (state is not MachineState.STARTED or machine.healthy):
@@ -332,15 +332,3 @@ class LocalProvider:
             healthy=healthy,
             metadata=metadata,
         )
-
-
-def _tombstone(machine_id: str) -> Machine:
-    # What wait(DESTROYED) returns once the record is gone and nothing else is known.
-    return Machine(
-        id=machine_id,
-        template="",
-        region="",
-        state=MachineState.DESTROYED,
-        address="",
-        created_at=0.0,
-    )

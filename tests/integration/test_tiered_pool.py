@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 
 from app.server import create_app
 from app.settings import Settings
@@ -79,15 +79,6 @@ def _fly(network: FlyNetwork, clock: VirtualClock) -> FlyProvider:
         sleep=clock.sleep,
         rand=lambda: 0.5,
     )
-
-
-@pytest.fixture
-async def arq(settings: Settings) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 
 from app.server import create_app
 from app.settings import Settings
@@ -53,15 +53,6 @@ def _config(settings: Settings, base_dir: Path, bounds: tuple[int, int]) -> Work
 @pytest.fixture
 def base_dir(tmp_path: Path) -> Path:
     return tmp_path / "provider"
-
-
-@pytest.fixture
-async def arq(settings: Settings) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ the machine. With Fly it answers with a `fly-replay` header naming the machine, 
 delivers the request to the machine directly.
 
 Every module Vite serves is a request through here, so the session → machine lookup is cached
-per process for a couple of seconds.
+per process for a couple of seconds, and the request itself goes out through the lean client in
+`app.preview_upstream`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ import contextlib
 import re
 import time
 import uuid
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
 import websockets
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.preview_upstream import UpstreamError, relay
 from app.resources import Resources
 from app.session_tokens import InvalidSessionToken, verify_session_token
 from sql import sessions
@@ -36,18 +36,24 @@ from sql import sessions
 COOKIE = "preview_token"
 CACHE_SECONDS = 2.0
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-}
+# Request headers this hop does not pass on: hop-by-hop ones (RFC 9110 7.6.1), the framing and
+# `Host` the upstream request sets itself, and `Expect`, since the body is read before it goes.
+_NOT_FORWARDED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+        b"expect",
+    }
+)
 
 
 def preview_host_pattern(domain: str | None) -> re.Pattern[str]:
@@ -79,23 +85,23 @@ class PreviewRouter:
     async def _serve(
         self, res: Resources, session_id: uuid.UUID, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        query_token: str | None = None
         if scope["type"] == "websocket":
             # A socket's `?token=` is the dev server's own (Vite's HMR client sends one): the
             # page's sockets authenticate with the cookie of the first load, and the query
             # goes to the machine unchanged.
             token = _cookie(scope)
         else:
-            token = query.pop("token", None) or _cookie(scope)
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            query_token = query.pop("token", None)
+            token = query_token or _cookie(scope)
         try:
             verify_session_token(res.token_secret, token or "", session_id, time.time())
         except InvalidSessionToken:
             await _refuse(scope, send, 403 if token else 401, "a valid preview token is required")
             return
-        if scope["type"] == "http" and "token" in dict(
-            parse_qsl(scope.get("query_string", b"").decode("latin-1"))
-        ):
-            await _redirect_with_cookie(scope, send, token or "", urlencode(query))
+        if query_token is not None:
+            await _redirect_with_cookie(scope, send, query_token, urlencode(query))
             return
         machine_id, address = await self._lookup(res, session_id)
         if machine_id is None or address is None:
@@ -106,7 +112,7 @@ class PreviewRouter:
         elif scope["type"] == "websocket":
             await _proxy_websocket(scope, receive, send, address)
         else:
-            await _proxy_http(res.http, scope, receive, send, address)
+            await _proxy_http(scope, receive, send, address)
 
     async def _lookup(self, res: Resources, session_id: uuid.UUID) -> tuple[str | None, str | None]:
         cached = self._machines.get(session_id)
@@ -124,64 +130,62 @@ class PreviewRouter:
         return machine_id, address
 
 
+def _cookie_pairs(header: bytes) -> list[tuple[str, str]]:
+    """`Cookie: a=1; b=2` as the browser sends it (RFC 6265 5.4: no quoting, no attributes)."""
+    pairs = []
+    for part in header.decode("latin-1").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            pairs.append((name, value))
+    return pairs
+
+
 def _cookie(scope: Scope) -> str | None:
-    raw = dict(scope["headers"]).get(b"cookie", b"").decode("latin-1")
-    morsel = SimpleCookie(raw).get(COOKIE)
-    return morsel.value if morsel is not None else None
+    found = None
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            for key, item in _cookie_pairs(value):
+                if key == COOKIE:
+                    found = item
+    return found
 
 
-def _upstream_headers(scope: Scope) -> list[tuple[str, str]]:
+def _upstream_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     headers = []
     for name, value in scope["headers"]:
-        key = name.decode("latin-1").lower()
-        if key in _HOP_BY_HOP or key.startswith("sec-websocket"):
+        if name in _NOT_FORWARDED or name.startswith(b"sec-websocket"):
             continue
-        if key == "cookie":
+        if name == b"cookie":
             # The preview token is ours; the user's dev server never sees it.
-            jar = SimpleCookie(value.decode("latin-1"))
-            jar.pop(COOKIE, None)
-            rest = "; ".join(f"{k}={m.value}" for k, m in jar.items())
+            rest = "; ".join(f"{k}={v}" for k, v in _cookie_pairs(value) if k != COOKIE)
             if rest:
-                headers.append(("cookie", rest))
+                headers.append((name, rest.encode("latin-1")))
             continue
-        headers.append((key, value.decode("latin-1")))
+        headers.append((name, value))
     return headers
 
 
-async def _proxy_http(
-    client: httpx.AsyncClient, scope: Scope, receive: Receive, send: Send, address: str
-) -> None:
+async def _proxy_http(scope: Scope, receive: Receive, send: Send, address: str) -> None:
     body = bytearray()
     while True:
         message = await receive()
         body.extend(message.get("body", b""))
         if not message.get("more_body"):
             break
-    path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
-    query = scope.get("query_string", b"").decode("latin-1")
-    url = f"{address}{path}" + (f"?{query}" if query else "")
-    request = client.build_request(
-        scope["method"], url, headers=_upstream_headers(scope), content=bytes(body)
-    )
+    target = scope.get("raw_path") or scope["path"].encode()
+    if query := scope.get("query_string", b""):
+        target += b"?" + query
     try:
-        upstream = await client.send(request, stream=True)
-    except httpx.HTTPError:
-        await _refuse(scope, send, 502, "the preview machine did not answer")
-        return
-    try:
-        headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in upstream.headers.multi_items()
-            if k.lower() not in _HOP_BY_HOP
-        ]
-        await send(
-            {"type": "http.response.start", "status": upstream.status_code, "headers": headers}
+        await relay(
+            address,
+            scope["method"],
+            target.decode("latin-1"),
+            _upstream_headers(scope),
+            bytes(body),
+            send,
         )
-        async for chunk in upstream.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        await upstream.aclose()
+    except UpstreamError:
+        await _refuse(scope, send, 502, "the preview machine did not answer")
 
 
 async def _proxy_websocket(scope: Scope, receive: Receive, send: Send, address: str) -> None:

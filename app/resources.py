@@ -36,8 +36,6 @@ class Resources:
     token_secret: bytes
     edits: EditLog
     hub: Hub
-    # For the preview reverse proxy (local provider): many concurrent module requests.
-    http: httpx.AsyncClient
 
 
 @asynccontextmanager
@@ -48,11 +46,6 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     redis: Redis = Redis.from_url(settings.redis_url, decode_responses=True)
     arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     http = httpx.AsyncClient(timeout=5.0)
-    proxy_http = httpx.AsyncClient(
-        timeout=httpx.Timeout(30.0, connect=5.0),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        follow_redirects=False,
-    )
     hub = Hub(redis, prefix=DEFAULT_PREFIX)
     await hub.start()
     try:
@@ -81,12 +74,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             token_secret=settings.preview_token_secret.get_secret_value().encode(),
             edits=EditLog(redis),
             hub=hub,
-            http=proxy_http,
         )
     finally:
         await hub.stop()
         await http.aclose()
-        await proxy_http.aclose()
         await arq.aclose()
         await redis.aclose()
         await db.close()

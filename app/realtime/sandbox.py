@@ -38,6 +38,8 @@ from pool.edit_log import EditLog, machine_channel, session_channel
 
 log = logging.getLogger(__name__)
 
+RELAYED_TO_AGENT = frozenset({"assign", "hydrate", "patch"})
+
 
 class AgentConnection:
     def __init__(self, websocket: WebSocket, res: Resources, machine_id: str) -> None:
@@ -80,6 +82,12 @@ class AgentConnection:
         for patch in patches:
             await self.send(frame("patch", seq=patch.seq, changes=patch.changes))
             self.sent = patch.seq
+
+    @staticmethod
+    def wants(envelope: dict[str, Any]) -> bool:
+        """The hub's filter: what the relay acts on. The session channel also carries what the
+        agent itself reported (`applied`, `status`, logs), for the editors."""
+        return envelope.get("kind") in RELAYED_TO_AGENT
 
     async def relay(self) -> None:
         assert self.queue is not None
@@ -165,7 +173,8 @@ async def sandbox_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = AgentConnection(websocket, res, machine_id)
     guard = Guard(websocket, rate=500, burst=1000)
-    async with res.hub.subscribe(machine_channel(res.edits.prefix, machine_id)) as queue:
+    channel = machine_channel(res.edits.prefix, machine_id)
+    async with res.hub.subscribe(channel, accept=connection.wants) as queue:
         connection.queue = queue
         try:
             await run_until_either_ends(

@@ -4,9 +4,10 @@ Every patch costs two script calls (the append, then the machine's `applied` rep
 by one, each call is a write and a read on the socket to Redis, plus redis-py's connection
 checkout and reply plumbing: under load that was a fifth of the web process's CPU. Here a
 caller only queues its call and awaits a future. One flusher task sends whatever is queued as
-one pipeline (no MULTI: each script is atomic on its own), reads the replies and resolves the
-futures. While a batch is in flight the next one accumulates, so the busier the process, the
-larger the batches; an idle process sends a lone call at once (no timer, no added delay).
+one pipeline on its own connection (no MULTI: each script is atomic on its own; no pool
+checkout, no Pipeline object), reads the replies and resolves the futures. While a batch is in
+flight the next one accumulates, so the busier the process, the larger the batches; an idle
+process sends a lone call at once (no timer, no added delay).
 
 Order: calls go out in the order they were queued, and each socket awaits its reply before its
 next call, so one socket's calls never overtake each other.
@@ -25,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 MAX_BATCH = 500
 
@@ -50,6 +52,7 @@ class ScriptBatcher:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._connection: AbstractConnection | None = None
         self.pipelines_sent = 0  # for tests and profiling: calls / pipelines is the batch size
 
     async def start(self) -> None:
@@ -63,6 +66,9 @@ class ScriptBatcher:
                 await self._flusher
         queued, self._queued = self._queued, []
         _fail(queued, BatcherClosed("the script batcher is closed"))
+        if self._connection is not None:
+            await self._connection.disconnect()
+            self._connection = None
 
     async def run(self, script: AsyncScript, *args: str | int) -> Any:
         """The reply of `script` (no keys, `args`), sent with whatever else is queued."""
@@ -109,10 +115,28 @@ class ScriptBatcher:
 
     async def _pipeline(self, calls: list[_Call]) -> list[Any]:
         self.pipelines_sent += 1
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.execute_command("EVALSHA", call.script.sha, 0, *call.args)
-            return list(await pipe.execute(raise_on_error=False))
+        if self._connection is None:
+            self._connection = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        connection = self._connection
+        try:
+            await connection.connect()  # a no-op while connected
+            await connection.send_packed_command(
+                connection.pack_commands(
+                    [("EVALSHA", call.script.sha, 0, *call.args) for call in calls]
+                ),
+                check_health=False,
+            )
+            replies: list[Any] = []
+            for _ in calls:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:  # that reply only; the next ones follow
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            # Replies may be left unread: never reuse the connection in that state.
+            await connection.disconnect(nowait=True)
+            raise
 
 
 def _fail(calls: list[_Call], exc: BaseException) -> None:

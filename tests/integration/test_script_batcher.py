@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from app.settings import Settings
 from pool.edit_log import Appended, Change, EditLog
@@ -94,3 +94,16 @@ async def test_the_edit_log_appends_through_the_batcher(
     await edits.report_applied("s3", 1)
     assert await edits.applied("s3") == 1
     assert (await edits.snapshot("s7")).files == {"a.js": "7"}
+
+
+async def test_a_lost_connection_fails_its_batch_and_the_next_call_reconnects(
+    client: Redis, batcher: ScriptBatcher
+) -> None:
+    script = client.register_script(ECHO)
+    assert await batcher.run(script, "before") == "before"
+    await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    try:
+        assert await batcher.run(script, "maybe") == "maybe"
+    except RedisError:
+        pass  # the batch on the killed connection failed: its caller hears it, nobody hangs
+    assert await batcher.run(script, "after") == "after"

@@ -9,6 +9,7 @@ acknowledged again, so editors can resend after a lost socket without a second a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -86,6 +87,10 @@ end
 redis.call('PUBLISH', ARGV[1] .. 'ch:session:' .. ARGV[2], ARGV[4])
 return 1
 """
+
+
+def _applied_envelope(seq: int) -> str:
+    return json.dumps({"kind": "applied", "seq": seq}, separators=(",", ":"))
 
 
 def session_channel(prefix: str, session_id: str) -> str:
@@ -182,8 +187,18 @@ class EditLog:
         """Keep the highest seq the machine acknowledged (never backwards) and publish
         {"kind": "applied", "seq"} to the session, atomically and
         in one round trip (the agent reports every patch: this is on the hot path)."""
-        envelope = json.dumps({"kind": "applied", "seq": seq}, separators=(",", ":"))
+        envelope = _applied_envelope(seq)
         await self._run_script(self._report_applied, self.prefix, session_id, seq, envelope)
+
+    def report_applied_soon(self, session_id: str, seq: int) -> asyncio.Future[Any]:
+        """report_applied, queued on the batcher without waiting for Redis's reply: the
+        agent's socket goes on reading while the report is sent. Reports queued by one caller
+        are sent in order. The future holds the redis-py error if the report failed."""
+        if self._batcher is None:
+            raise RuntimeError("report_applied_soon needs the web process's ScriptBatcher")
+        return self._batcher.submit(
+            self._report_applied, self.prefix, session_id, seq, _applied_envelope(seq)
+        )
 
     async def applied(self, session_id: str) -> int:
         async with translated_redis_errors():

@@ -72,12 +72,18 @@ class ScriptBatcher:
 
     async def run(self, script: AsyncScript, *args: str | int) -> Any:
         """The reply of `script` (no keys, `args`), sent with whatever else is queued."""
+        return await self.submit(script, *args)
+
+    def submit(self, script: AsyncScript, *args: str | int) -> asyncio.Future[Any]:
+        """Queue the call and return its future at once: for a caller that need not wait for
+        the reply before going on. The future always completes (reply, error, or
+        BatcherClosed at stop); whoever holds it must retrieve its exception."""
         if self._closed or self._flusher is None:
             raise BatcherClosed("the script batcher is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued.append(_Call(script, args, future))
         self._wake.set()
-        return await future
+        return future
 
     async def _flush_forever(self) -> None:
         while True:

@@ -107,3 +107,24 @@ async def test_a_lost_connection_fails_its_batch_and_the_next_call_reconnects(
     except RedisError:
         pass  # the batch on the killed connection failed: its caller hears it, nobody hangs
     assert await batcher.run(script, "after") == "after"
+
+
+async def test_applied_reports_queued_without_waiting_keep_their_order(
+    client: Redis, batcher: ScriptBatcher
+) -> None:
+    edits = EditLog(client, batcher=batcher)
+    async with client.pubsub() as pubsub:
+        await pubsub.subscribe(f"{edits.prefix}ch:session:s1")
+        reports = [edits.report_applied_soon("s1", seq) for seq in range(1, 21)]
+        await asyncio.gather(*reports)
+        heard = []
+        for _ in range(100):  # the subscribe confirmation comes back as None
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:
+                heard.append(message["data"])
+            if len(heard) == 20:
+                break
+    assert heard == [f'{{"kind":"applied","seq":{seq}}}' for seq in range(1, 21)]
+    assert await edits.applied("s1") == 20
+    with pytest.raises(RuntimeError):
+        EditLog(client).report_applied_soon("s1", 21)

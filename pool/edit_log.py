@@ -18,9 +18,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from pool.errors import PoolUnavailable
 from pool.leasing import DEFAULT_PREFIX
 from pool.redis_errors import resolved, translated_redis_errors
-from pool.script_batcher import ScriptBatcher
+from pool.script_batcher import BatcherClosed, ScriptBatcher
 from pool.scripts import Scripts
 
 STREAM_MAXLEN = 1000
@@ -196,9 +197,12 @@ class EditLog:
         are sent in order. The future holds the redis-py error if the report failed."""
         if self._batcher is None:
             raise RuntimeError("report_applied_soon needs the web process's ScriptBatcher")
-        return self._batcher.submit(
-            self._report_applied, self.prefix, session_id, seq, _applied_envelope(seq)
-        )
+        try:
+            return self._batcher.submit(
+                self._report_applied, self.prefix, session_id, seq, _applied_envelope(seq)
+            )
+        except BatcherClosed as exc:
+            raise PoolUnavailable(f"Redis: {exc}") from exc
 
     async def applied(self, session_id: str) -> int:
         async with translated_redis_errors():

@@ -81,15 +81,14 @@ def _parser() -> argparse.ArgumentParser:
 def _run_web(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from app.server import create_app
+    from app.server import create_app, websocket_options
     from pool.logs import configure_logging
 
     settings.require_web_config()
     configure_logging(settings.preview_log_level)
     uvicorn.run(
         create_app(settings),
-        # A little over the gateway's own 1 MiB frame cap, which closes with 1009 itself.
-        ws_max_size=2 * 1024 * 1024,
+        **websocket_options(settings),
         host=args.host,
         port=args.port,
         log_config=None,

@@ -10,7 +10,7 @@ import uvicorn
 
 from app.cli_support import print_banner
 from app.routes.dev import DEMO_EMAIL, DEMO_PROJECT_ID, DEMO_USER_ID
-from app.server import create_app
+from app.server import create_app, websocket_options
 from app.settings import Settings
 from pool.logs import configure_logging
 from sql import seed
@@ -39,8 +39,8 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
             host=host,
             port=port,
             log_config=None,
-            ws_max_size=2 * 1024 * 1024,
             access_log=False,
+            **websocket_options(settings),
         )
     )
     worker_task = asyncio.create_task(worker.async_run(), name="dev-worker")

@@ -19,6 +19,7 @@ from pool.inventory import Inventory
 from pool.leasing import DEFAULT_PREFIX, LeaseBroker
 from pool.metrics import Metrics, make_metrics
 from pool.queue import JobQueue
+from pool.script_batcher import ScriptBatcher
 from sql.database import open_pool
 
 
@@ -48,6 +49,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     http = httpx.AsyncClient(timeout=5.0)
     hub = Hub(redis, prefix=DEFAULT_PREFIX)
     await hub.start()
+    batcher = ScriptBatcher(redis)
+    await batcher.start()
     try:
         jwks = JwksCache(settings.jwks_url, http) if settings.jwks_url else None
         secret = settings.supabase_jwt_secret
@@ -72,10 +75,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 settings.preview_statsd_prefix,
             ),
             token_secret=settings.preview_token_secret.get_secret_value().encode(),
-            edits=EditLog(redis),
+            edits=EditLog(redis, batcher=batcher),
             hub=hub,
         )
     finally:
+        await batcher.stop()
         await hub.stop()
         await http.aclose()
         await arq.aclose()

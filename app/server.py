@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -68,6 +69,17 @@ class RequestContext:
 
 async def openapi(request: Request) -> Response:
     return JSONResponse(request.app.state.openapi)
+
+
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's WebSocket options, the same for `web`, `dev` and the tests' live server."""
+    return {
+        "ws": "websockets-sansio",
+        # A little over the gateway's own 1 MiB frame cap, which closes with 1009 itself.
+        "ws_max_size": 2 * 1024 * 1024,
+        "ws_per_message_deflate": settings.preview_ws_deflate,
+        "ws_ping_timeout": settings.preview_ws_ping_timeout_seconds,
+    }
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     preview_statsd_port: int = Field(default=8125, ge=1, le=65535)
     preview_statsd_prefix: str = "preview"
     preview_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # permessage-deflate on the gateway's sockets. Off: editor and agent frames are a few hundred
+    # bytes, where compressing and inflating each frame costs more CPU than the bytes it saves.
+    preview_ws_deflate: bool = False
+    # A socket whose pong has not been read this long after a ping is closed (1011). Generous:
+    # under a burst the server may read a socket late, and closing it only adds a reconnect.
+    preview_ws_ping_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     # Only `dev` sets this: it enables the demo login route.
     preview_dev_mode: bool = False
     # Browser origins allowed on the editor socket (comma-separated), besides the public URL's.

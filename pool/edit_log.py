@@ -9,15 +9,19 @@ acknowledged again, so editors can resend after a lost socket without a second a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
+from pool.errors import PoolUnavailable
 from pool.leasing import DEFAULT_PREFIX
 from pool.redis_errors import resolved, translated_redis_errors
+from pool.script_batcher import BatcherClosed, ScriptBatcher
 from pool.scripts import Scripts
 
 STREAM_MAXLEN = 1000
@@ -86,6 +90,10 @@ return 1
 """
 
 
+def _applied_envelope(seq: int) -> str:
+    return json.dumps({"kind": "applied", "seq": seq}, separators=(",", ":"))
+
+
 def session_channel(prefix: str, session_id: str) -> str:
     return f"{prefix}ch:session:{session_id}"
 
@@ -95,11 +103,25 @@ def machine_channel(prefix: str, machine_id: str) -> str:
 
 
 class EditLog:
-    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    """`batcher`: the web process passes its ScriptBatcher, so that the two calls of every
+    patch (append, applied report) share pipelines with the other sockets' calls. Without it
+    (the worker, tests) each call is sent on its own."""
+
+    def __init__(
+        self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, batcher: ScriptBatcher | None = None
+    ) -> None:
         self._redis = redis
-        self._scripts = Scripts(redis)
+        scripts = Scripts(redis)
+        self._append_patch = scripts.script("append_patch")
         self._report_applied = redis.register_script(_REPORT_APPLIED)
+        self._batcher = batcher
         self.prefix = prefix
+
+    async def _run_script(self, script: AsyncScript, *args: str | int) -> Any:
+        async with translated_redis_errors():
+            if self._batcher is not None:
+                return await self._batcher.run(script, *args)
+            return await script(keys=[], args=list(args))
 
     async def append(
         self, session_id: str, seq: int, changes: list[Change], envelope: dict[str, Any]
@@ -107,19 +129,18 @@ class EditLog:
         """Append patch `seq` (it must be head + 1) and publish `envelope` to the session."""
         changes_json = json.dumps([c.as_json() for c in changes], separators=(",", ":"))
         digest = hashlib.sha256(changes_json.encode()).hexdigest()
-        async with translated_redis_errors():
-            result = await self._scripts.run(
-                "append_patch",
-                self.prefix,
-                session_id,
-                seq,
-                changes_json,
-                digest,
-                STREAM_MAXLEN,
-                MAX_SNAPSHOT_BYTES,
-                MAX_SNAPSHOT_FILES,
-                json.dumps(envelope, separators=(",", ":")),
-            )
+        result = await self._run_script(
+            self._append_patch,
+            self.prefix,
+            session_id,
+            seq,
+            changes_json,
+            digest,
+            STREAM_MAXLEN,
+            MAX_SNAPSHOT_BYTES,
+            MAX_SNAPSHOT_FILES,
+            json.dumps(envelope, separators=(",", ":")),
+        )
         match result:
             case ["ok", appended]:
                 return Appended(int(appended), duplicate=False)
@@ -167,9 +188,21 @@ class EditLog:
         """Keep the highest seq the machine acknowledged (never backwards) and publish
         {"kind": "applied", "seq"} to the session, atomically and
         in one round trip (the agent reports every patch: this is on the hot path)."""
-        envelope = json.dumps({"kind": "applied", "seq": seq}, separators=(",", ":"))
-        async with translated_redis_errors():
-            await self._report_applied(keys=[], args=[self.prefix, session_id, seq, envelope])
+        envelope = _applied_envelope(seq)
+        await self._run_script(self._report_applied, self.prefix, session_id, seq, envelope)
+
+    def report_applied_soon(self, session_id: str, seq: int) -> asyncio.Future[Any]:
+        """report_applied, queued on the batcher without waiting for Redis's reply: the
+        agent's socket goes on reading while the report is sent. Reports queued by one caller
+        are sent in order. The future holds the redis-py error if the report failed."""
+        if self._batcher is None:
+            raise RuntimeError("report_applied_soon needs the web process's ScriptBatcher")
+        try:
+            return self._batcher.submit(
+                self._report_applied, self.prefix, session_id, seq, _applied_envelope(seq)
+            )
+        except BatcherClosed as exc:
+            raise PoolUnavailable(f"Redis: {exc}") from exc
 
     async def applied(self, session_id: str) -> int:
         async with translated_redis_errors():

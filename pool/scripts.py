@@ -57,5 +57,8 @@ class Scripts:
             for name in _NAMES
         }
 
+    def script(self, name: str) -> AsyncScript:
+        return self._scripts[name]
+
     async def run(self, name: str, *args: str | int) -> Any:
         return await self._scripts[name](keys=[], args=list(args))

@@ -103,6 +103,10 @@ class EditorConnection:
                     )
                 )
 
+    def wants(self, envelope: dict[str, Any]) -> bool:
+        """The hub's filter: not this socket's own patches (their `ack` is its answer)."""
+        return envelope.get("origin") != self.socket_id
+
     async def relay(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
             envelope = await queue.get()
@@ -156,7 +160,8 @@ async def editor_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = EditorConnection(websocket, res.edits, str(session_id))
     guard = Guard(websocket)
-    async with res.hub.subscribe(session_channel(res.edits.prefix, str(session_id))) as queue:
+    channel = session_channel(res.edits.prefix, str(session_id))
+    async with res.hub.subscribe(channel, accept=connection.wants) as queue:
         await run_until_either_ends(
             _read_loop(guard, connection), connection.relay(queue), f"editor-{session_id}"
         )

@@ -6,6 +6,11 @@ listener that cannot keep up is not allowed to block the others: its queue overf
 `resync` marker, and the socket catches up from the edit stream, which is the source of truth.
 Pub/sub is at-most-once, so after a reconnect to Redis every listener gets `resync` too.
 
+A listener may pass a filter (`accept`): envelopes it refuses are dropped here, in the reader,
+instead of waking the socket's relay task only to be ignored there. Each patch is published
+once and heard by its editor (its own echo) and its agent, and each `applied` by both too:
+filtering halves the relay wake-ups of the hot path. `resync` bypasses filters.
+
 Concurrency: subscribe/unsubscribe only send commands (the reader task is the only one reading
 the connection), serialised by a lock and reference-counted per channel.
 """
@@ -16,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -28,12 +33,15 @@ log = logging.getLogger(__name__)
 RESYNC: dict[str, Any] = {"kind": "resync"}
 QUEUE_SIZE = 1024
 
+Accept = Callable[[dict[str, Any]], bool]
+
 
 class Hub:
     def __init__(self, redis: Redis, *, prefix: str) -> None:
         self._redis = redis
         self._pubsub: PubSub = redis.pubsub(ignore_subscribe_messages=True)
         self._listeners: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self._filters: dict[asyncio.Queue[dict[str, Any]], Accept] = {}
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         # A channel nobody publishes on keeps the connection subscribed while no socket is.
@@ -51,13 +59,20 @@ class Hub:
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, *channels: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    async def subscribe(
+        self, *channels: str, accept: Accept | None = None
+    ) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue of the envelopes published on `channels` (and on any channel added later)
+        that `accept` lets through; all of them without `accept`."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
-        await self._add(queue, channels)
+        if accept is not None:
+            self._filters[queue] = accept
         try:
+            await self._add(queue, channels)
             yield queue
         finally:
             await self._remove(queue, channels)
+            self._filters.pop(queue, None)
 
     async def add_channel(self, queue: asyncio.Queue[dict[str, Any]], channel: str) -> None:
         """Subscribe an existing listener to one more channel (an agent learning its session)."""
@@ -118,7 +133,9 @@ class Hub:
 
     def _deliver(self, channel: str, envelope: dict[str, Any]) -> None:
         for queue in tuple(self._listeners.get(channel, ())):
-            _offer(queue, envelope)
+            accept = self._filters.get(queue)
+            if accept is None or accept(envelope):
+                _offer(queue, envelope)
 
     def _deliver_all(self, envelope: dict[str, Any]) -> None:
         for listeners in tuple(self._listeners.values()):

@@ -38,6 +38,8 @@ from pool.edit_log import EditLog, machine_channel, session_channel
 
 log = logging.getLogger(__name__)
 
+RELAYED_TO_AGENT = frozenset({"assign", "hydrate", "patch"})
+
 
 class AgentConnection:
     def __init__(self, websocket: WebSocket, res: Resources, machine_id: str) -> None:
@@ -49,6 +51,7 @@ class AgentConnection:
         self.sent = 0  # the last seq relayed to (or reported applied by) the agent
         self._send_lock = asyncio.Lock()
         self.queue: asyncio.Queue[dict[str, Any]] | None = None
+        self._reported: asyncio.Future[Any] | None = None  # the last `applied` report queued
 
     async def send(self, text: str) -> None:
         async with self._send_lock:
@@ -80,6 +83,12 @@ class AgentConnection:
         for patch in patches:
             await self.send(frame("patch", seq=patch.seq, changes=patch.changes))
             self.sent = patch.seq
+
+    @staticmethod
+    def wants(envelope: dict[str, Any]) -> bool:
+        """The hub's filter: what the relay acts on. The session channel also carries what the
+        agent itself reported (`applied`, `status`, logs), for the editors."""
+        return envelope.get("kind") in RELAYED_TO_AGENT
 
     async def relay(self) -> None:
         assert self.queue is not None
@@ -117,10 +126,17 @@ class AgentConnection:
             return
         if self.session is None:
             return  # a warm machine's status and logs concern no session yet
-        channel = session_channel(self.edits.prefix, self.session)
         if isinstance(message, AgentApplied):
-            await self.edits.report_applied(self.session, message.seq)
-        elif isinstance(message, AgentStatus):
+            # Not awaited: the next frame is read while Redis takes the report. One `applied`
+            # per patch, so waiting here would cost a round trip and a wake-up per patch.
+            self._reported = self.edits.report_applied_soon(self.session, message.seq)
+            self._reported.add_done_callback(_log_failed_report)
+            return
+        if self._reported is not None and not self._reported.done():
+            # What the editors hear keeps the agent's order: its last `applied` first.
+            await asyncio.wait([self._reported])
+        channel = session_channel(self.edits.prefix, self.session)
+        if isinstance(message, AgentStatus):
             await self.edits.record_status(self.session, message.state, message.detail)
             await self.edits.publish(
                 channel, {"kind": "status", "state": message.state, "detail": message.detail}
@@ -146,6 +162,11 @@ class AgentConnection:
         await self.assign(record.session_id, hello.session, hello.appliedSeq)
 
 
+def _log_failed_report(report: asyncio.Future[Any]) -> None:
+    if not report.cancelled() and (exc := report.exception()) is not None:
+        log.warning("an applied report was not recorded: %s", exc)
+
+
 def token_matches(token: str, expected_hash: str | None) -> bool:
     if not expected_hash or not token:
         return False
@@ -165,7 +186,8 @@ async def sandbox_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = AgentConnection(websocket, res, machine_id)
     guard = Guard(websocket, rate=500, burst=1000)
-    async with res.hub.subscribe(machine_channel(res.edits.prefix, machine_id)) as queue:
+    channel = machine_channel(res.edits.prefix, machine_id)
+    async with res.hub.subscribe(channel, accept=connection.wants) as queue:
         connection.queue = queue
         try:
             await run_until_either_ends(

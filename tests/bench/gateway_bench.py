@@ -342,7 +342,7 @@ class WebProcess:
                 self.process.wait(5)
 
 
-def web_env(database_url: str, data_dir: Path) -> dict[str, str]:
+def web_env(database_url: str, data_dir: Path, server_deflate: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREVIEW_", "SUPABASE_"))}
     env.update(
         DATABASE_URL=database_url,
@@ -356,6 +356,7 @@ def web_env(database_url: str, data_dir: Path) -> dict[str, str]:
         PREVIEW_POOL_MAX="0",
         PREVIEW_DEFAULT_TEMPLATE=TEMPLATE,
         PREVIEW_DEFAULT_REGION=REGION,
+        PREVIEW_WS_DEFLATE="true" if server_deflate else "false",
     )
     return env
 
@@ -818,7 +819,7 @@ async def run_phase(
     setup_started = time.perf_counter()
     machines = await register_machines(args.sessions)
     lanes = [Lane(m, token) for m, token in machines.items()]
-    env = web_env(database_url, work_dir / "data")
+    env = web_env(database_url, work_dir / "data", args.server_deflate)
     processes: list[WebProcess] = []
     stats = Stats()
     tasks: list[asyncio.Task[None]] = []
@@ -896,7 +897,8 @@ def print_report(
     print(
         f"{args.sessions} sessions ({2 * args.sessions} sockets) from one load generator; "
         f"{args.rate:g} patches/s for {args.seconds:g} s (after {args.warmup:g} s warm-up); "
-        f"compression {'deflate' if args.compression else 'off'}"
+        f"clients offer deflate: {'yes' if args.compression else 'no'}; "
+        f"server accepts it: {'yes' if args.server_deflate else 'no'}"
     )
     print()
     columns = [f"{p.webs} web{'s' if p.webs > 1 else ''}" for p in phases]
@@ -1016,6 +1018,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="compression",
         action="store_false",
         help="clients do not offer permessage-deflate (browsers do; the default offers it)",
+    )
+    parser.add_argument(
+        "--server-deflate",
+        action="store_true",
+        help="the server accepts permessage-deflate (PREVIEW_WS_DEFLATE; off by default)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(

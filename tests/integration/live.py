@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from app.server import create_app
+from app.server import create_app, websocket_options
 from app.settings import Settings
 
 
@@ -31,8 +31,8 @@ def live_server(settings: Settings, port: int | None = None) -> Iterator[str]:
         port=port,
         log_config=None,
         access_log=False,
-        ws_max_size=2 * 1024 * 1024,
         lifespan="on",
+        **websocket_options(settings),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="live-uvicorn", daemon=True)

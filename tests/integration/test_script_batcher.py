@@ -1,0 +1,130 @@
+"""The script batcher on the real Redis: calls queued together share one pipeline, replies go
+to their own callers, an unknown script is loaded, and nothing is left hanging at stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from app.settings import Settings
+from pool.edit_log import Appended, Change, EditLog
+from pool.script_batcher import BatcherClosed, ScriptBatcher
+from tests.conftest import REDIS_URL
+
+ECHO = "return ARGV[1]"
+FAIL_ON_BAD = "if ARGV[1] == 'bad' then return redis.error_reply('refused') end return ARGV[1]"
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[Redis]:
+    redis: Redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture
+async def batcher(client: Redis) -> AsyncIterator[ScriptBatcher]:
+    batcher = ScriptBatcher(client, max_batch=8)
+    await batcher.start()
+    try:
+        yield batcher
+    finally:
+        await batcher.stop()
+
+
+async def test_concurrent_calls_share_pipelines_in_order(
+    client: Redis, batcher: ScriptBatcher
+) -> None:
+    append = client.register_script("return redis.call('RPUSH', KEYS[1] or 'order', ARGV[1])")
+    replies = await asyncio.gather(*(batcher.run(append, str(i)) for i in range(50)))
+    assert sorted(replies) == list(range(1, 51))
+    assert await client.lrange("order", 0, -1) == [str(i) for i in range(50)]  # type: ignore[misc]
+    # Queued together, in batches of at most 8: a handful of pipelines, not 50 round trips.
+    assert replies == list(range(1, 51))
+    assert batcher.pipelines_sent <= 8
+
+
+async def test_an_error_reply_goes_to_its_caller_only(
+    client: Redis, batcher: ScriptBatcher
+) -> None:
+    script = client.register_script(FAIL_ON_BAD)
+    results = await asyncio.gather(
+        batcher.run(script, "a"),
+        batcher.run(script, "bad"),
+        batcher.run(script, "c"),
+        return_exceptions=True,
+    )
+    assert results[0] == "a" and results[2] == "c"
+    assert isinstance(results[1], ResponseError) and "refused" in str(results[1])
+
+
+async def test_a_script_redis_forgot_is_loaded_again(client: Redis, batcher: ScriptBatcher) -> None:
+    script = client.register_script(ECHO)
+    assert await batcher.run(script, "first") == "first"
+    await client.script_flush()
+    assert await asyncio.gather(batcher.run(script, "x"), batcher.run(script, "y")) == ["x", "y"]
+
+
+async def test_calls_after_stop_are_refused(client: Redis) -> None:
+    batcher = ScriptBatcher(client)
+    script = client.register_script(ECHO)
+    with pytest.raises(BatcherClosed):
+        await batcher.run(script, "not started")
+    await batcher.start()
+    assert await batcher.run(script, "ok") == "ok"
+    await batcher.stop()
+    with pytest.raises(BatcherClosed):
+        await batcher.run(script, "stopped")
+
+
+async def test_the_edit_log_appends_through_the_batcher(
+    client: Redis, batcher: ScriptBatcher
+) -> None:
+    edits = EditLog(client, batcher=batcher)
+    outcomes = await asyncio.gather(
+        *(edits.append(f"s{i}", 1, [Change("a.js", str(i))], {"kind": "patch"}) for i in range(20))
+    )
+    assert outcomes == [Appended(1, duplicate=False)] * 20
+    await edits.report_applied("s3", 1)
+    assert await edits.applied("s3") == 1
+    assert (await edits.snapshot("s7")).files == {"a.js": "7"}
+
+
+async def test_a_lost_connection_fails_its_batch_and_the_next_call_reconnects(
+    client: Redis, batcher: ScriptBatcher
+) -> None:
+    script = client.register_script(ECHO)
+    assert await batcher.run(script, "before") == "before"
+    await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    try:
+        assert await batcher.run(script, "maybe") == "maybe"
+    except RedisError:
+        pass  # the batch on the killed connection failed: its caller hears it, nobody hangs
+    assert await batcher.run(script, "after") == "after"
+
+
+async def test_applied_reports_queued_without_waiting_keep_their_order(
+    client: Redis, batcher: ScriptBatcher
+) -> None:
+    edits = EditLog(client, batcher=batcher)
+    async with client.pubsub() as pubsub:
+        await pubsub.subscribe(f"{edits.prefix}ch:session:s1")
+        reports = [edits.report_applied_soon("s1", seq) for seq in range(1, 21)]
+        await asyncio.gather(*reports)
+        heard = []
+        for _ in range(100):  # the subscribe confirmation comes back as None
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:
+                heard.append(message["data"])
+            if len(heard) == 20:
+                break
+    assert heard == [f'{{"kind":"applied","seq":{seq}}}' for seq in range(1, 21)]
+    assert await edits.applied("s1") == 20
+    with pytest.raises(RuntimeError):
+        EditLog(client).report_applied_soon("s1", 21)

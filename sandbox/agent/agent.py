@@ -117,6 +117,9 @@ class Agent:
             if message.session != self._state.session:
                 self._monitor.forget_pending()
                 self._save(AgentState(session=message.session, applied_seq=0))
+            # What the agent said while warm concerned no session, and the gateway kept none
+            # of it: say it again, so the session's editors see "ready" rather than nothing.
+            await self._monitor.restate()
         elif isinstance(message, Ping):
             await self._link.send(frame("pong"))
         elif isinstance(message, ServerError):

@@ -349,6 +349,9 @@ async def test_hydrate_replaces_the_project_files(machine: Machine) -> None:
     mark = gateway.mark()
 
     await gateway.send({"type": "assign", "session": "sess-1"})
+    # A warm machine's status concerned no session; the new session's editors hear it now.
+    restated = await gateway.expect("status", after=mark)
+    assert restated["state"] == "ready"
     await gateway.send({"type": "hydrate", "session": "sess-1", "seq": 3, "files": files})
 
     await gateway.applied(3, after=mark)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # SIGTERM (`kill`, a process manager, Fly stopping a machine) stops a command the way
+    # Ctrl-C does. uvicorn handles both while it serves, then re-raises the signal; with
+    # SIGTERM's default action the process would die there, skipping every cleanup: `dev`
+    # would leave its embedded Postgres, Valkey and local machines running. Raising SIGINT
+    # instead takes Ctrl-C's path, where asyncio.run cancels the main task so its `finally`
+    # blocks run before KeyboardInterrupt.
+    signal.signal(signal.SIGTERM, _as_interrupt)
     try:
         settings = load_settings()
         return int(args.run(args, settings) or 0)
@@ -36,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _as_interrupt(signum: int, frame: object) -> None:
+    signal.raise_signal(signal.SIGINT)
 
 
 def _parser() -> argparse.ArgumentParser:

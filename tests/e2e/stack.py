@@ -284,14 +284,16 @@ def _raise_demo_quotas(database_url: str, user_id: str) -> None:
 
 
 def _stop(stack: Stack) -> list[str]:
-    """SIGINT `dev`, wait, then make sure none of its machines' processes survived."""
+    """SIGTERM `dev`, wait, then make sure none of its machines' processes survived. SIGTERM,
+    not Ctrl-C's SIGINT: it is what `kill` and process managers send, and the one whose
+    default action would skip the cleanup (app/cli.py: main)."""
     problems = []
     if stack.process.poll() is None:
-        stack.process.send_signal(signal.SIGINT)
+        stack.process.send_signal(signal.SIGTERM)
         try:
             stack.process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            problems.append(f"`dev` did not stop within {STOP_TIMEOUT}s after SIGINT")
+            problems.append(f"`dev` did not stop within {STOP_TIMEOUT}s after SIGTERM")
             stack.process.kill()
             stack.process.wait()
     deadline = time.monotonic() + 5.0

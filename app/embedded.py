@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+
+from pool.providers.local_process import is_alive
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +49,12 @@ def _forget_dead_handles(pgdata: Path) -> None:
         return
     if not isinstance(pids, list):
         return
-    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    alive = [pid for pid in pids if isinstance(pid, int) and is_alive(pid)]
     if alive != pids:
         log.info(
             "forgetting %d dead process(es) that held the embedded Postgres", len(pids) - len(alive)
         )
         handles.write_text(json.dumps(alive))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process, alive
-    return True
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode
 import websockets
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.preview_upstream import UpstreamError, relay
+from app.preview_upstream import HOP_BY_HOP, UpstreamError, relay
 from app.resources import Resources
 from app.session_tokens import InvalidSessionToken, verify_session_token
 from sql import sessions
@@ -38,22 +38,7 @@ CACHE_SECONDS = 2.0
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Request headers this hop does not pass on: hop-by-hop ones (RFC 9110 7.6.1), the framing and
 # `Host` the upstream request sets itself, and `Expect`, since the body is read before it goes.
-_NOT_FORWARDED = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"trailers",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-        b"expect",
-    }
-)
+_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 
 
 def preview_host_pattern(domain: str | None) -> re.Pattern[str]:

@@ -27,7 +27,7 @@ CHUNK = 1024 * 1024
 # arrives in a few reads rather than sixteen 64 KiB ones.
 BUFFER = 2 * 1024 * 1024
 # Hop-by-hop headers (RFC 9110 7.6.1) and the framing this hop sets itself.
-_NOT_FORWARDED = frozenset(
+HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -130,7 +130,7 @@ async def _relay_response(reader: asyncio.StreamReader, send: Send, *, head_only
                     "headers": [
                         (name, value)
                         for name, value in response.headers
-                        if name.lower() not in _NOT_FORWARDED
+                        if name.lower() not in HOP_BY_HOP
                     ],
                 }
             )

@@ -10,27 +10,16 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from app.settings import Settings
 from pool.edit_log import Appended, Change, EditLog
 from pool.script_batcher import BatcherClosed, ScriptBatcher
-from tests.conftest import REDIS_URL
 
 ECHO = "return ARGV[1]"
 FAIL_ON_BAD = "if ARGV[1] == 'bad' then return redis.error_reply('refused') end return ARGV[1]"
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Redis]:
-    redis: Redis = Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-
-
-@pytest.fixture
-async def batcher(client: Redis) -> AsyncIterator[ScriptBatcher]:
-    batcher = ScriptBatcher(client, max_batch=8)
+async def batcher(redis_client: Redis) -> AsyncIterator[ScriptBatcher]:
+    batcher = ScriptBatcher(redis_client, max_batch=8)
     await batcher.start()
     try:
         yield batcher
@@ -39,21 +28,21 @@ async def batcher(client: Redis) -> AsyncIterator[ScriptBatcher]:
 
 
 async def test_concurrent_calls_share_pipelines_in_order(
-    client: Redis, batcher: ScriptBatcher
+    redis_client: Redis, batcher: ScriptBatcher
 ) -> None:
-    append = client.register_script("return redis.call('RPUSH', KEYS[1] or 'order', ARGV[1])")
+    append = redis_client.register_script("return redis.call('RPUSH', KEYS[1] or 'order', ARGV[1])")
     replies = await asyncio.gather(*(batcher.run(append, str(i)) for i in range(50)))
     assert sorted(replies) == list(range(1, 51))
-    assert await client.lrange("order", 0, -1) == [str(i) for i in range(50)]  # type: ignore[misc]
+    assert await redis_client.lrange("order", 0, -1) == [str(i) for i in range(50)]  # type: ignore[misc]
     # Queued together, in batches of at most 8: a handful of pipelines, not 50 round trips.
     assert replies == list(range(1, 51))
     assert batcher.pipelines_sent <= 8
 
 
 async def test_an_error_reply_goes_to_its_caller_only(
-    client: Redis, batcher: ScriptBatcher
+    redis_client: Redis, batcher: ScriptBatcher
 ) -> None:
-    script = client.register_script(FAIL_ON_BAD)
+    script = redis_client.register_script(FAIL_ON_BAD)
     results = await asyncio.gather(
         batcher.run(script, "a"),
         batcher.run(script, "bad"),
@@ -64,16 +53,18 @@ async def test_an_error_reply_goes_to_its_caller_only(
     assert isinstance(results[1], ResponseError) and "refused" in str(results[1])
 
 
-async def test_a_script_redis_forgot_is_loaded_again(client: Redis, batcher: ScriptBatcher) -> None:
-    script = client.register_script(ECHO)
+async def test_a_script_redis_forgot_is_loaded_again(
+    redis_client: Redis, batcher: ScriptBatcher
+) -> None:
+    script = redis_client.register_script(ECHO)
     assert await batcher.run(script, "first") == "first"
-    await client.script_flush()
+    await redis_client.script_flush()
     assert await asyncio.gather(batcher.run(script, "x"), batcher.run(script, "y")) == ["x", "y"]
 
 
-async def test_calls_after_stop_are_refused(client: Redis) -> None:
-    batcher = ScriptBatcher(client)
-    script = client.register_script(ECHO)
+async def test_calls_after_stop_are_refused(redis_client: Redis) -> None:
+    batcher = ScriptBatcher(redis_client)
+    script = redis_client.register_script(ECHO)
     with pytest.raises(BatcherClosed):
         await batcher.run(script, "not started")
     await batcher.start()
@@ -84,9 +75,9 @@ async def test_calls_after_stop_are_refused(client: Redis) -> None:
 
 
 async def test_the_edit_log_appends_through_the_batcher(
-    client: Redis, batcher: ScriptBatcher
+    redis_client: Redis, batcher: ScriptBatcher
 ) -> None:
-    edits = EditLog(client, batcher=batcher)
+    edits = EditLog(redis_client, batcher=batcher)
     outcomes = await asyncio.gather(
         *(edits.append(f"s{i}", 1, [Change("a.js", str(i))], {"kind": "patch"}) for i in range(20))
     )
@@ -97,11 +88,11 @@ async def test_the_edit_log_appends_through_the_batcher(
 
 
 async def test_a_lost_connection_fails_its_batch_and_the_next_call_reconnects(
-    client: Redis, batcher: ScriptBatcher
+    redis_client: Redis, batcher: ScriptBatcher
 ) -> None:
-    script = client.register_script(ECHO)
+    script = redis_client.register_script(ECHO)
     assert await batcher.run(script, "before") == "before"
-    await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await redis_client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     try:
         assert await batcher.run(script, "maybe") == "maybe"
     except RedisError:
@@ -110,10 +101,10 @@ async def test_a_lost_connection_fails_its_batch_and_the_next_call_reconnects(
 
 
 async def test_applied_reports_queued_without_waiting_keep_their_order(
-    client: Redis, batcher: ScriptBatcher
+    redis_client: Redis, batcher: ScriptBatcher
 ) -> None:
-    edits = EditLog(client, batcher=batcher)
-    async with client.pubsub() as pubsub:
+    edits = EditLog(redis_client, batcher=batcher)
+    async with redis_client.pubsub() as pubsub:
         await pubsub.subscribe(f"{edits.prefix}ch:session:s1")
         reports = [edits.report_applied_soon("s1", seq) for seq in range(1, 21)]
         await asyncio.gather(*reports)
@@ -127,4 +118,4 @@ async def test_applied_reports_queued_without_waiting_keep_their_order(
     assert heard == [f'{{"kind":"applied","seq":{seq}}}' for seq in range(1, 21)]
     assert await edits.applied("s1") == 20
     with pytest.raises(RuntimeError):
-        EditLog(client).report_applied_soon("s1", 21)
+        EditLog(redis_client).report_applied_soon("s1", 21)

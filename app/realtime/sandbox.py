@@ -8,7 +8,10 @@ gone, or the machine is new to a session that already has files, the snapshot is
 `hydrate_machine` arq job (the heavy part stays off the socket's hot path).
 
 Authentication: the machine token the provider gave the machine, checked against the SHA-256
-kept in the machine's Redis record.
+kept in the machine's Redis record. It is checked again whenever the socket is to serve a new
+session: a recycle gives the machine a new token, and a socket opened with the last one (by
+whoever read it inside the machine during the last session) must not hear the next user's
+session. It is closed instead (1008).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from app.realtime.frames import (
     frame,
     parse_agent_frame,
 )
-from app.realtime.guard import CLOSE_POLICY, Guard, run_until_either_ends
+from app.realtime.guard import CLOSE_POLICY, Guard, SocketClosed, run_until_either_ends
 from app.resources import Resources
 from pool.edit_log import EditLog, machine_channel, session_channel
 
@@ -42,11 +45,14 @@ RELAYED_TO_AGENT = frozenset({"assign", "hydrate", "patch"})
 
 
 class AgentConnection:
-    def __init__(self, websocket: WebSocket, res: Resources, machine_id: str) -> None:
+    def __init__(
+        self, websocket: WebSocket, res: Resources, machine_id: str, token_hash: str
+    ) -> None:
         self.websocket = websocket
         self.res = res
         self.edits: EditLog = res.edits
         self.machine_id = machine_id
+        self.token_hash = token_hash  # what this socket authenticated with
         self.session: str | None = None
         self.sent = 0  # the last seq relayed to (or reported applied by) the agent
         self._send_lock = asyncio.Lock()
@@ -57,9 +63,18 @@ class AgentConnection:
         async with self._send_lock:
             await self.websocket.send_text(text)
 
-    async def assign(self, session: str, agent_session: str | None, applied: int) -> None:
-        """Serve `session`: listen on its channel, tell the agent, and bring it up to date."""
+    async def assign(self, session: str, agent_session: str | None, applied: int) -> bool:
+        """Serve `session`: listen on its channel, tell the agent, and bring it up to date.
+        False (and the socket closed) when the machine's token changed since this socket
+        authenticated."""
         if self.session != session:
+            current = await self.res.inventory.token_hash(self.machine_id)
+            if current is None or not hmac.compare_digest(current, self.token_hash):
+                log.warning(
+                    "closing a sandbox socket of %s: its token was revoked", self.machine_id
+                )
+                await self.websocket.close(code=CLOSE_POLICY, reason="machine token revoked")
+                return False
             if self.session is not None and self.queue is not None:
                 await self.res.hub.remove_channel(
                     self.queue, session_channel(self.edits.prefix, self.session)
@@ -72,6 +87,7 @@ class AgentConnection:
             applied = 0
         self.sent = applied
         await self.catch_up()
+        return True
 
     async def catch_up(self) -> None:
         if self.session is None:
@@ -96,7 +112,8 @@ class AgentConnection:
             envelope = await self.queue.get()
             kind = envelope.get("kind")
             if kind == "assign":
-                await self.assign(str(envelope["session"]), None, 0)
+                if not await self.assign(str(envelope["session"]), None, 0):
+                    return
             elif kind == "hydrate" and envelope.get("session") == self.session:
                 await self.send(
                     frame(
@@ -159,7 +176,8 @@ class AgentConnection:
             )
         ):
             return  # warm: wait for `assign` on the machine channel
-        await self.assign(record.session_id, hello.session, hello.appliedSeq)
+        if not await self.assign(record.session_id, hello.session, hello.appliedSeq):
+            raise SocketClosed("machine token revoked")
 
 
 def _log_failed_report(report: asyncio.Future[Any]) -> None:
@@ -184,7 +202,8 @@ async def sandbox_socket(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_POLICY, reason="a valid machine token is required")
         return
     await websocket.accept()
-    connection = AgentConnection(websocket, res, machine_id)
+    assert expected is not None  # token_matches refuses a machine without a token
+    connection = AgentConnection(websocket, res, machine_id, expected)
     guard = Guard(websocket, rate=500, burst=1000)
     channel = machine_channel(res.edits.prefix, machine_id)
     async with res.hub.subscribe(channel, accept=connection.wants) as queue:

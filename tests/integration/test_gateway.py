@@ -23,12 +23,12 @@ from tests.integration.live import live_server
 MACHINE_TOKEN = "machine-token-for-tests"
 
 
-def _set_tokens(machine_ids: list[str]) -> None:
+def _set_tokens(machine_ids: list[str], token: str = MACHINE_TOKEN) -> None:
     async def run() -> None:
         client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
         try:
             for machine_id in machine_ids:
-                await Inventory(client).set_token(machine_id, MACHINE_TOKEN)
+                await Inventory(client).set_token(machine_id, token)
         finally:
             await client.aclose()
 
@@ -221,3 +221,35 @@ def test_a_flood_closes_with_1008(leased: Any) -> None:
             while True:
                 editor.recv(timeout=10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+def test_a_socket_opened_with_a_revoked_token_never_hears_the_next_session(
+    settings: Settings,
+) -> None:
+    # A recycle gives the machine a new token; a socket opened with the old one (read inside
+    # the machine during the last session) stays open until it is to serve a new session.
+    stolen, fresh = fill_pool(1) + fill_pool(1)
+    _set_tokens([stolen, fresh])
+    user = make_user(settings.database_url or "")
+    with live_server(settings) as host:
+        server = Server(host)
+        with server.agent(stolen) as old, server.agent(fresh) as current:
+            send(old, "hello", machineId=stolen, session=None, appliedSeq=0)
+            send(current, "hello", machineId=fresh, session=None, appliedSeq=0)
+            _set_tokens([stolen], "the-new-token")
+            for _ in range(2):  # lease both machines
+                response = httpx.post(
+                    f"http://{host}/api/preview/sessions",
+                    json={"projectId": str(user.project_id)},
+                    headers=user.headers,
+                )
+                assert response.status_code == 201, response.text
+
+            assert receive_until(current, "assign")["session"]
+            with pytest.raises(ConnectionClosed) as closed:
+                receive_until(old, "assign")
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        # The machine's own agent, with the new token, is served as usual.
+        with server.agent(stolen, token="the-new-token") as agent:
+            send(agent, "hello", machineId=stolen, session=None, appliedSeq=0)
+            assert receive_until(agent, "assign")["session"]

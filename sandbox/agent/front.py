@@ -109,6 +109,7 @@ class Front:
         up_writer.write(head if _is_upgrade(headers) else _one_shot(request_line, headers))
         upload = asyncio.create_task(_pipe(reader, up_writer))
         try:
+            await relay_response_head(up_reader, writer)
             await _pipe(up_reader, writer)
             # Vite is done; a client that never closes its side must not hold the task.
             await asyncio.wait({upload}, timeout=LINGER)
@@ -127,6 +128,31 @@ def _one_shot(request_line: bytes, headers: list[bytes]) -> bytes:
     hop = {b"connection", b"keep-alive", b"proxy-connection"}
     kept = [line for line in headers if line.split(b":", 1)[0].strip().lower() not in hop]
     return b"\r\n".join([request_line, *kept, b"Connection: close", b"", b""])
+
+
+async def relay_response_head(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    """Copy the dev server's response head(s) without Fly's routing headers.
+
+    On Fly this front is behind Fly's proxy, which acts on `fly-replay` in a response. The dev
+    server runs the user's code (vite.config.js is theirs to edit), so a response naming
+    another machine could make the proxy deliver a request where the preview token was never
+    checked. Interim 1xx heads (100 Continue) are followed by the real one, filtered too.
+    """
+    while True:
+        try:
+            head = await source.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            sink.write(exc.partial)  # no complete head: the client sees what there was
+            return
+        except asyncio.LimitOverrunError:
+            sink.close()  # a head larger than the buffer is nothing a browser should get
+            return
+        status_line, *lines = head[:-4].split(b"\r\n")
+        kept = [line for line in lines if not line.lower().startswith(b"fly-")]
+        sink.write(b"\r\n".join([status_line, *kept, b"", b""]))
+        code = status_line.split(b" ", 2)[1] if status_line.count(b" ") >= 1 else b""
+        if not code.startswith(b"1") or code == b"101":
+            return
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

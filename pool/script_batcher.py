@@ -12,10 +12,11 @@ process sends a lone call at once (no timer, no added delay).
 Order: calls go out in the order they were queued, and each socket awaits its reply before its
 next call, so one socket's calls never overtake each other.
 
-Errors: a Redis error reply is raised to its own caller only; a lost connection fails every call
-of the batch with the redis-py error, which callers translate as they would for a direct call
-(`translated_redis_errors`). A script Redis does not know yet (NOSCRIPT: a restarted or flushed
-server) is loaded and its calls are sent again.
+Errors: a Redis error reply is raised to its own caller only; a connection found dead is
+replaced and the batch sent once more (so the scripts sent through here must be idempotent);
+a connection lost twice fails every call of the batch with the redis-py error, which callers
+translate as they would for a direct call (`translated_redis_errors`). A script Redis does
+not know yet (NOSCRIPT: a restarted or flushed server) is loaded and its calls are sent again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 MAX_BATCH = 500
 
@@ -109,7 +112,16 @@ class ScriptBatcher:
                     call.future.set_result(reply)
 
     async def _send(self, batch: list[_Call]) -> list[Any]:
-        replies = await self._pipeline(batch)
+        try:
+            replies = await self._pipeline(batch)
+        except (RedisConnectionError, RedisTimeoutError):
+            # The batcher's own connection is never checked out of a pool, so nothing noticed
+            # that Redis closed it (a restart, a failover, a server-side idle timeout): the
+            # first batch after that fails. Sent once more on a new connection. Some calls of
+            # the failed batch may have run; sending them again is safe because every script
+            # sent through here is idempotent (an append of a seq already in the stream is
+            # answered `dup`; an applied report keeps the highest seq).
+            replies = await self._pipeline(batch)
         unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if unknown:
             for script in {id(batch[i].script): batch[i].script for i in unknown}.values():

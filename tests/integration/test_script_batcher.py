@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from pool.edit_log import Appended, Change, EditLog
 from pool.script_batcher import BatcherClosed, ScriptBatcher
@@ -87,17 +87,16 @@ async def test_the_edit_log_appends_through_the_batcher(
     assert (await edits.snapshot("s7")).files == {"a.js": "7"}
 
 
-async def test_a_lost_connection_fails_its_batch_and_the_next_call_reconnects(
+async def test_a_connection_redis_closed_is_replaced_without_failing_a_call(
     redis_client: Redis, batcher: ScriptBatcher
 ) -> None:
+    # A Redis restart, a failover or a server-side idle timeout closes the batcher's own
+    # connection while it waits; nothing checks it out of a pool, so the next batch finds out.
     script = redis_client.register_script(ECHO)
     assert await batcher.run(script, "before") == "before"
-    await redis_client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-    try:
-        assert await batcher.run(script, "maybe") == "maybe"
-    except RedisError:
-        pass  # the batch on the killed connection failed: its caller hears it, nobody hangs
-    assert await batcher.run(script, "after") == "after"
+    for _ in range(3):
+        await redis_client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert await batcher.run(script, "after a kill") == "after a kill"
 
 
 async def test_applied_reports_queued_without_waiting_keep_their_order(

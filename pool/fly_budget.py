@@ -9,19 +9,28 @@ limiter does.
 
 The interval is stretched by SLACK so that our clock and Fly's, and the request's trip there,
 never make a request at the exact edge of a bucket look early to Fly.
+
+When Redis cannot be reached, the process falls back to its own buckets (with a warning)
+rather than failing the Fly call: pacing alone is worth less than the mutation, and a
+mutation that failed here would leave a machine half-way (a reset stopped, not started).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from redis.asyncio import Redis
 
+from pool.errors import PoolUnavailable
 from pool.leasing import DEFAULT_PREFIX
-from pool.providers.fly_ratelimit import DEFAULT_RATE, FLY_RATES, Rate
+from pool.providers.fly_ratelimit import DEFAULT_RATE, FLY_RATES, Rate, RateLimiter
 from pool.redis_errors import translated_redis_errors
 from pool.scripts import Scripts
+
+log = logging.getLogger(__name__)
 
 SLACK = 1.02
 
@@ -43,6 +52,7 @@ class SharedRateLimiter:
         self._default = default
         self._sleep = sleep
         self._prefix = prefix
+        self._local = RateLimiter(time.monotonic, sleep, rates, default)
 
     def rate_for(self, action: str) -> Rate:
         return self._rates.get(action, self._default)
@@ -50,9 +60,14 @@ class SharedRateLimiter:
     async def acquire(self, action: str, scope: str) -> None:
         rate = self.rate_for(action)
         interval_us = round(1_000_000 * SLACK / rate.per_second)
-        async with translated_redis_errors():
-            wait_us = await self._scripts.run(
-                "fly_slot", self._prefix, action, scope, interval_us, rate.burst
-            )
+        try:
+            async with translated_redis_errors():
+                wait_us = await self._scripts.run(
+                    "fly_slot", self._prefix, action, scope, interval_us, rate.burst
+                )
+        except PoolUnavailable as exc:
+            log.warning("Fly rate budget unreachable, pacing this process alone: %s", exc)
+            await self._local.acquire(action, scope)
+            return
         if int(wait_us) > 0:
             await self._sleep(int(wait_us) / 1_000_000)

@@ -150,7 +150,12 @@ class FlyProvider:
             token = new_machine_token()
             await self._update(machine_id, nonce, lambda config: with_token(config, token))
             await self._act(machine_id, "start", nonce, {"started", "starting"})
-        return await self.get(machine_id)
+        machine = await self.get(machine_id)
+        if machine.metadata.get("token") != token:
+            # Fly can roll an update back (research notes section 8); a machine that kept the
+            # last session's token must not be pooled again. The recycle destroys it.
+            raise ProviderError(f"machine {machine_id} did not take its new token")
+        return machine
 
     async def resize(self, machine_id: str, cpus: int, memory_mb: int) -> Machine:
         """Change the guest size; a running machine reboots on its new version (notes

@@ -114,3 +114,21 @@ async def test_the_shared_budget_is_per_action_and_scope(redis_client: Redis) ->
     assert len(waits) == 2
     assert 0.95 <= waits[0] <= 1.03
     assert 0.15 <= waits[1] <= 0.21
+
+
+async def test_without_redis_a_process_paces_itself_instead_of_failing_the_call() -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    unreachable: Redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    limiter = SharedRateLimiter(unreachable, sleep=record)
+    try:
+        for _ in range(4):
+            await limiter.acquire("Machines_stop", "m1")
+    finally:
+        await unreachable.aclose()
+
+    # Fly's limit kept by this process's own bucket: 3 at once, the fourth a second later.
+    assert len(waits) == 1 and 0.9 <= waits[0] <= 1.01

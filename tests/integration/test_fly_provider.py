@@ -231,6 +231,20 @@ async def test_reset_gives_the_agent_a_new_token_and_keeps_the_rest_of_the_confi
     assert (await fly.wait(machine.id, MachineState.STARTED, BOOT)).healthy
 
 
+async def test_a_reset_whose_update_did_not_take_is_an_error(
+    fly: FlyProvider, fake: FakeFlyAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine = await started(fly)
+    fake_machine = fake.machines[machine.id]
+    # Fly answers the update but the machine keeps its old config (a silent rollback, research
+    # notes section 8): the machine still holds the last session's token.
+    monkeypatch.setattr(fake_machine, "update", lambda now, config, skip_launch: None)
+
+    with pytest.raises(ProviderError, match="did not take its new token"):
+        await fly.reset(machine.id)
+    assert fake_machine.config["env"]["PREVIEW_MACHINE_TOKEN"] == machine.metadata["token"]
+
+
 async def test_every_mutation_holds_the_lease(fly: FlyProvider, fake: FakeFlyAPI) -> None:
     machine = await started(fly)
     await fly.stop(machine.id)

@@ -35,7 +35,13 @@ from app.realtime.frames import (
     frame,
     parse_agent_frame,
 )
-from app.realtime.guard import CLOSE_POLICY, Guard, SocketClosed, run_until_either_ends
+from app.realtime.guard import (
+    CLOSE_INTERNAL,
+    CLOSE_POLICY,
+    Guard,
+    SocketClosed,
+    run_until_either_ends,
+)
 from app.resources import Resources
 from pool.edit_log import EditLog, machine_channel, session_channel
 
@@ -58,6 +64,7 @@ class AgentConnection:
         self._send_lock = asyncio.Lock()
         self.queue: asyncio.Queue[dict[str, Any]] | None = None
         self._reported: asyncio.Future[Any] | None = None  # the last `applied` report queued
+        self._closing: asyncio.Future[None] | None = None
 
     async def send(self, text: str) -> None:
         async with self._send_lock:
@@ -147,7 +154,7 @@ class AgentConnection:
             # Not awaited: the next frame is read while Redis takes the report. One `applied`
             # per patch, so waiting here would cost a round trip and a wake-up per patch.
             self._reported = self.edits.report_applied_soon(self.session, message.seq)
-            self._reported.add_done_callback(_log_failed_report)
+            self._reported.add_done_callback(self._after_report)
             return
         if self._reported is not None and not self._reported.done():
             # What the editors hear keeps the agent's order: its last `applied` first.
@@ -164,6 +171,18 @@ class AgentConnection:
             kind = "error" if isinstance(message, AgentRejected) else message.type
             await self.edits.publish(channel, {"kind": kind, **fields})
 
+    def _after_report(self, report: asyncio.Future[Any]) -> None:
+        """A report Redis did not take is not retried here: the socket is closed instead
+        (1011), the agent reconnects and says hello with what it applied, and on_hello
+        reports that. Editors hear every seq the machine applied, late rather than never."""
+        if report.cancelled() or (exc := report.exception()) is None:
+            return
+        log.warning("an applied report of %s was not recorded: %s", self.machine_id, exc)
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(
+                self.websocket.close(code=CLOSE_INTERNAL, reason="applied report failed")
+            )
+
     async def on_hello(self, hello: AgentHello) -> None:
         record = await self.res.inventory.machine(self.machine_id)
         if (
@@ -178,11 +197,10 @@ class AgentConnection:
             return  # warm: wait for `assign` on the machine channel
         if not await self.assign(record.session_id, hello.session, hello.appliedSeq):
             raise SocketClosed("machine token revoked")
-
-
-def _log_failed_report(report: asyncio.Future[Any]) -> None:
-    if not report.cancelled() and (exc := report.exception()) is not None:
-        log.warning("an applied report was not recorded: %s", exc)
+        if hello.session == record.session_id and hello.appliedSeq > 0:
+            # What the agent applied while no report got through (a lost socket, a failed
+            # report): the applied mark never goes backwards, so a stale hello changes nothing.
+            await self.edits.report_applied(record.session_id, hello.appliedSeq)
 
 
 def token_matches(token: str, expected_hash: str | None) -> bool:

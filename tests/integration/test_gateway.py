@@ -113,6 +113,31 @@ def test_an_edit_reaches_the_agent_and_applied_reaches_the_editor(leased: Any) -
             assert receive_until(editor, "buildError")["line"] == 3
 
 
+def test_what_an_agent_applied_unreported_reaches_the_editors_on_its_hello(
+    leased: Any,
+) -> None:
+    # The agent wrote patches 1 and 2, but no `applied` got through (its socket dropped, or
+    # Redis refused the report): its next hello carries appliedSeq 2, and that is reported.
+    server, session, machine = leased
+    with server.editor(session) as editor:
+        send(editor, "hello", lastSeq=0)
+        receive_until(editor, "welcome")
+        for seq in (1, 2):
+            send(editor, "patch", seq=seq, changes=[{"path": "a.js", "content": str(seq)}])
+            assert receive_until(editor, "ack")["seq"] == seq
+        with server.agent(machine) as agent:
+            send(agent, "hello", machineId=machine, session=session["id"], appliedSeq=2)
+            assert receive_until(editor, "applied")["seq"] == 2
+            send(agent, "ping")
+            frames = [json.loads(agent.recv(timeout=10)) for _ in range(1)]
+            while frames[-1]["type"] != "pong":
+                frames.append(json.loads(agent.recv(timeout=10)))
+            assert [f["type"] for f in frames if f["type"] == "patch"] == []  # it had both
+    with server.editor(session) as late:
+        send(late, "hello", lastSeq=2)
+        assert receive_until(late, "welcome")["applied"] == 2
+
+
 def test_a_reconnecting_editor_gets_what_it_missed(leased: Any) -> None:
     server, session, _ = leased
     with server.editor(session) as editor:

@@ -145,20 +145,23 @@ class AgentConnection:
                 self.sent = seq
 
     async def on_frame(self, message: Any) -> None:
-        if isinstance(message, AgentHello):
-            await self.on_hello(message)
-            return
-        if self.session is None:
-            return  # a warm machine's status and logs concern no session yet
         if isinstance(message, AgentApplied):
+            if self.session is None:
+                return  # a warm machine's reports concern no session yet
             # Not awaited: the next frame is read while Redis takes the report. One `applied`
             # per patch, so waiting here would cost a round trip and a wake-up per patch.
             self._reported = self.edits.report_applied_soon(self.session, message.seq)
             self._reported.add_done_callback(self._after_report)
             return
         if self._reported is not None and not self._reported.done():
-            # What the editors hear keeps the agent's order: its last `applied` first.
+            # What the editors hear keeps the agent's order: its last `applied` first (and a
+            # hello compares its appliedSeq with a mark that includes it).
             await asyncio.wait([self._reported])
+        if isinstance(message, AgentHello):
+            await self.on_hello(message)
+            return
+        if self.session is None:
+            return  # a warm machine's status and logs concern no session yet
         channel = session_channel(self.edits.prefix, self.session)
         if isinstance(message, AgentStatus):
             await self.edits.record_status(self.session, message.state, message.detail)
@@ -197,9 +200,11 @@ class AgentConnection:
             return  # warm: wait for `assign` on the machine channel
         if not await self.assign(record.session_id, hello.session, hello.appliedSeq):
             raise SocketClosed("machine token revoked")
-        if hello.session == record.session_id and hello.appliedSeq > 0:
-            # What the agent applied while no report got through (a lost socket, a failed
-            # report): the applied mark never goes backwards, so a stale hello changes nothing.
+        if hello.session != record.session_id or hello.appliedSeq == 0:
+            return
+        # What the agent applied while no report got through (a lost socket, a failed report).
+        # Only a gain is reported: editors hear each seq applied once.
+        if hello.appliedSeq > await self.edits.applied(record.session_id):
             await self.edits.report_applied(record.session_id, hello.appliedSeq)
 
 

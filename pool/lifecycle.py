@@ -10,7 +10,10 @@ fencing epoch, so a job delivered twice does its work once.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+
+from psycopg_pool import AsyncConnectionPool
 
 from pool.errors import ProviderError
 from pool.inventory import Inventory, PoolKey
@@ -28,7 +31,9 @@ from pool.provider import (
 from pool.refill import RefillSettings, destroy_machine, tier_input
 from pool.states import PoolState, Tier
 from pool.tiers import bring_to
+from sql import sessions
 from sql.sessions import EndedSession
+from sql.states import SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,25 @@ async def release_session_machine(
     if await broker.release(ended.machine_id, ended.epoch):
         # release bumped the epoch; the recycle job expects the machine there.
         await enqueue_recycle(ended.machine_id, ended.epoch + 1)
+
+
+async def end_and_release(
+    db: AsyncConnectionPool,
+    broker: LeaseBroker,
+    session_id: uuid.UUID,
+    enqueue_recycle: EnqueueRecycle,
+    *,
+    reason: str,
+    status: SessionStatus,
+) -> bool:
+    """End a session (Postgres) and release what it held (Redis). False when it had already
+    ended: whoever ended it released it."""
+    async with db.connection() as conn:
+        ended = await sessions.end_session(conn, session_id, reason=reason, status=status)
+    if ended is None:
+        return False
+    await release_session_machine(broker, ended, enqueue_recycle)
+    return True
 
 
 async def recycle_machine(

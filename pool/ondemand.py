@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from pool.errors import ProviderError
 from pool.inventory import Inventory, PoolKey
 from pool.leasing import LeaseBroker
-from pool.lifecycle import EnqueueRecycle, release_session_machine
+from pool.lifecycle import EnqueueRecycle, end_and_release
 from pool.metrics import Metrics
 from pool.provider import Guest, MachineProvider
 from pool.refill import RefillSettings, create_and_wait
@@ -43,12 +43,14 @@ async def boot_for_session(
         machine = await create_and_wait(inventory, provider, pool, settings, guest)
     except ProviderError as exc:
         log.warning("on-demand boot for %s failed: %s", session_id, exc)
-        async with db.connection() as conn:
-            ended = await sessions.end_session(
-                conn, session_id, reason="boot_failed", status=SessionStatus.FAILED
-            )
-        if ended is not None:
-            await release_session_machine(broker, ended, enqueue_recycle)
+        await end_and_release(
+            db,
+            broker,
+            session_id,
+            enqueue_recycle,
+            reason="boot_failed",
+            status=SessionStatus.FAILED,
+        )
         metrics.incr("ondemand.failed")
         return "failed"
     epoch = await inventory.claim_leased(

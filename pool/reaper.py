@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from pool.leasing import LeaseBroker
-from pool.lifecycle import EnqueueRecycle, release_session_machine
+from pool.lifecycle import EnqueueRecycle, end_and_release
 from pool.metrics import Metrics
 from sql import sessions
 from sql.states import SessionStatus
@@ -62,10 +62,9 @@ async def reap(
         )
     for session_id, reason in due:
         status = SessionStatus.FAILED if reason == "boot_timeout" else SessionStatus.ENDED
-        async with db.connection() as conn:
-            done = await sessions.end_session(conn, session_id, reason=reason, status=status)
-        if done is not None:
-            await release_session_machine(broker, done, enqueue_recycle)
+        if await end_and_release(
+            db, broker, session_id, enqueue_recycle, reason=reason, status=status
+        ):
             ended += 1
     metrics.incr("reaper.reclaimed", reclaimed)
     metrics.incr("reaper.ended", ended)

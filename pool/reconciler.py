@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pool.inventory import Inventory, MachineRecord
 from pool.leasing import LeaseBroker
-from pool.lifecycle import EnqueueRecycle, release_session_machine
+from pool.lifecycle import EnqueueRecycle, end_and_release
 from pool.metrics import Metrics
 from pool.provider import Machine, MachineProvider, MachineState
 from pool.refill import destroy_machine
@@ -143,11 +143,12 @@ async def _drop_stale_user_entries(
 async def _fail_session(
     db: AsyncConnectionPool, broker: LeaseBroker, session_id: str, enqueue: EnqueueRecycle
 ) -> int:
-    async with db.connection() as conn:
-        ended = await sessions.end_session(
-            conn, uuid.UUID(session_id), reason="machine_lost", status=SessionStatus.FAILED
-        )
-    if ended is None:
-        return 0
-    await release_session_machine(broker, ended, enqueue)
-    return 1
+    ended = await end_and_release(
+        db,
+        broker,
+        uuid.UUID(session_id),
+        enqueue,
+        reason="machine_lost",
+        status=SessionStatus.FAILED,
+    )
+    return int(ended)

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from pool.errors import ProviderError
 from pool.inventory import Inventory
 from pool.leasing import LeaseBroker
-from pool.lifecycle import EnqueueRecycle, release_session_machine
+from pool.lifecycle import EnqueueRecycle, end_and_release
 from pool.metrics import Metrics
 from pool.provider import MachineProvider
 from pool.states import PoolState, Tier
@@ -69,12 +69,14 @@ async def wake_for_session(
         machine = await bring_to(provider, machine_id, Tier.HOT, timeout)
     except ProviderError as exc:
         log.warning("could not wake %s for %s: %s", machine_id, session_id, exc)
-        async with db.connection() as conn:
-            ended = await sessions.end_session(
-                conn, session_id, reason="wake_failed", status=SessionStatus.FAILED
-            )
-        if ended is not None:
-            await release_session_machine(broker, ended, enqueue_recycle)
+        await end_and_release(
+            db,
+            broker,
+            session_id,
+            enqueue_recycle,
+            reason="wake_failed",
+            status=SessionStatus.FAILED,
+        )
         metrics.incr("wake.failed")
         return "failed"
     await inventory.set_token(machine_id, machine.metadata.get("token"))

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket
 
-from app.realtime.frames import EditorHello, EditorPatch, FrameError, frame, parse_editor_frame
-from app.realtime.guard import CLOSE_POLICY, Guard, run_until_either_ends
+from app.realtime.frames import EditorHello, EditorPatch, frame, parse_editor_frame
+from app.realtime.guard import CLOSE_POLICY, Guard, incoming, run_until_either_ends
 from app.resources import Resources
 from app.session_tokens import InvalidSessionToken, verify_session_token
 from pool.edit_log import Appended, Change, Conflict, EditLog, session_channel
@@ -168,13 +168,7 @@ async def editor_socket(websocket: WebSocket) -> None:
 
 
 async def _read_loop(guard: Guard, connection: EditorConnection) -> None:
-    while True:
-        text = await guard.receive()
-        try:
-            message = parse_editor_frame(text)
-        except FrameError as exc:
-            await connection.send(frame("error", code=exc.code, message=exc.message))
-            continue
+    async for message in incoming(guard, parse_editor_frame, connection.send):
         if isinstance(message, EditorHello):
             await connection.on_hello(message)
         elif isinstance(message, EditorPatch):

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app.realtime.frames import FrameError, frame
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +120,21 @@ async def run_until_either_ends(reader: Awaitable[None], relay: Awaitable[None],
             result, SocketClosed | WebSocketDisconnect | RuntimeError
         ):
             log.warning("%s ended with %r", name, result)
+
+
+Message = TypeVar("Message")
+
+
+async def incoming(
+    guard: Guard, parse: Callable[[str], Message], send: Callable[[str], Awaitable[None]]
+) -> AsyncIterator[Message]:
+    """The socket's frames, parsed. A malformed one is answered with `error` and skipped: the
+    socket stays open, and nothing else happens because of it."""
+    while True:
+        text = await guard.receive()
+        try:
+            message = parse(text)
+        except FrameError as exc:
+            await send(frame("error", code=exc.code, message=exc.message))
+            continue
+        yield message

@@ -31,7 +31,6 @@ from app.realtime.frames import (
     AgentLog,
     AgentRejected,
     AgentStatus,
-    FrameError,
     frame,
     parse_agent_frame,
 )
@@ -40,6 +39,7 @@ from app.realtime.guard import (
     CLOSE_POLICY,
     Guard,
     SocketClosed,
+    incoming,
     run_until_either_ends,
 )
 from app.resources import Resources
@@ -243,13 +243,7 @@ async def sandbox_socket(websocket: WebSocket) -> None:
 
 
 async def _read_loop(guard: Guard, connection: AgentConnection) -> None:
-    while True:
-        text = await guard.receive()
-        try:
-            message = parse_agent_frame(text)
-        except FrameError as exc:
-            await connection.send(frame("error", code=exc.code, message=exc.message))
-            continue
+    async for message in incoming(guard, parse_agent_frame, connection.send):
         if message.type == "ping":
             await connection.send(frame("pong"))
             continue

@@ -43,12 +43,10 @@ import contextlib
 import json
 import math
 import os
-import platform
 import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,14 +60,24 @@ from typing import Any
 
 import httpx
 import psycopg
-import redis
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.auth import mint_hs256_token
 from pool.inventory import Inventory, PoolKey
-from sql.migrate import apply_migrations
+from tests.bench import common
+from tests.bench.common import (
+    POSTGRES,
+    REDIS,
+    cpu_by_name,
+    free_port,
+    machine_description,
+    percentile,
+    process_cpu,
+    system_ticks,
+    verdict,
+)
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/10")
@@ -85,65 +93,6 @@ DRAIN_STALL_SECONDS = 10.0  # a backlog still moving is waited for; one stuck th
 DRAIN_MAX_SECONDS = 300.0
 LAG_TICK_SECONDS = 0.005
 SEND_TICK_SECONDS = 0.001
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
-# --- the machine and its CPU ------------------------------------------------------------------
-
-
-def machine_description() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "cpu": model,
-        "python": platform.python_version(),
-        "loadavg": os.getloadavg(),
-    }
-
-
-def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0, 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def _cpu_by_name(names: frozenset[str]) -> float:
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if text[text.find("(") + 1 : text.rfind(")")] in names:
-            fields = text.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _system_ticks() -> tuple[int, int]:
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-POSTGRES, REDIS = frozenset({"postgres"}), frozenset({"redis-server", "valkey-server"})
 
 
 @dataclass
@@ -171,11 +120,11 @@ class CpuMeter:
         self,
     ) -> tuple[list[tuple[float, float]], float, float, float, tuple[int, int], float]:
         return (
-            [_cpu_seconds(pid) for pid in self.web_pids],
+            [process_cpu(pid) for pid in self.web_pids],
             time.process_time(),
-            _cpu_by_name(REDIS),
-            _cpu_by_name(POSTGRES),
-            _system_ticks(),
+            cpu_by_name(REDIS),
+            cpu_by_name(POSTGRES),
+            system_ticks(),
             time.perf_counter(),
         )
 
@@ -207,24 +156,12 @@ class CpuMeter:
 
 @contextlib.contextmanager
 def fresh_database() -> Iterator[str]:
-    name = f"po_gwbench_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-        asyncio.run(apply_migrations(url))
+    with common.fresh_database(ADMIN_URL, "po_gwbench") as url:
         yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def flush_redis() -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    common.flush_redis(REDIS_URL)
 
 
 @dataclass(frozen=True)
@@ -281,17 +218,11 @@ async def register_machines(count: int) -> dict[str, str]:
 # --- web processes ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class WebProcess:
     """`preview-orchestrator web` in its own process group, its output in a file."""
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}.log"
         script = Path(sys.executable).with_name("preview-orchestrator")
@@ -951,20 +882,16 @@ def print_report(
     print()
     print(f"{'target':<28}" + "".join(f"{c:>{width}}" for c in columns))
     relay = [
-        f"{p.figures('relay')[1]:.1f} ms {_verdict(p.figures('relay')[1] <= RELAY_P99_TARGET_MS)}"
+        f"{p.figures('relay')[1]:.1f} ms {verdict(p.figures('relay')[1] <= RELAY_P99_TARGET_MS)}"
         for p in phases
     ]
-    loss = [f"{p.loss} {_verdict(p.loss == 0)}" for p in phases]
+    loss = [f"{p.loss} {verdict(p.loss == 0)}" for p in phases]
     print(
         f"{f'p99 relay <= {RELAY_P99_TARGET_MS:g} ms':<28}"
         + "".join(f"{c:>{width}}" for c in relay)
     )
     print(f"{'no loss':<28}" + "".join(f"{c:>{width}}" for c in loss))
     print("  loss: seqs an agent never got + duplicates + out of order + patches never acked")
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def passed(phase: PhaseResult) -> bool:

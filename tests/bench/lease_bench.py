@@ -44,11 +44,9 @@ import itertools
 import json
 import math
 import os
-import platform
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,7 +64,18 @@ import redis.asyncio as aioredis
 
 from app.auth import mint_hs256_token
 from pool.inventory import Inventory, PoolKey
-from sql.migrate import apply_migrations
+from tests.bench import common
+from tests.bench.common import (
+    POSTGRES,
+    REDIS,
+    cpu_by_name,
+    free_port,
+    machine_description,
+    percentile,
+    process_cpu,
+    system_ticks,
+    verdict,
+)
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -149,73 +158,6 @@ class PhaseResult:
         }
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-# --- the machine ------------------------------------------------------------------------------
-
-
-def machine_description() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "cpu": model,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "loadavg": os.getloadavg(),
-    }
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), 0 when unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _system_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies over all cores."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
-
-
-def _cpu_by_name(names: frozenset[str]) -> float:
-    """CPU time of every process whose name is in `names` (all Postgres backends, say)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name = text[text.find("(") + 1 : text.rfind(")")]
-        if name in names:
-            fields = text.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-POSTGRES, REDIS = frozenset({"postgres"}), frozenset({"redis-server", "valkey-server"})
-
-
 class CpuMeter:
     """CPU used during a phase by the web process, this process, Postgres (every backend on
     the server, so other users of it count too), Redis, and the machine as a whole."""
@@ -225,11 +167,11 @@ class CpuMeter:
 
     def _sample(self) -> tuple[float, float, float, float, tuple[int, int]]:
         return (
-            _cpu_seconds(self.web_pid),
+            sum(process_cpu(self.web_pid)),
             time.process_time(),
-            _cpu_by_name(POSTGRES),
-            _cpu_by_name(REDIS),
-            _system_ticks(),
+            cpu_by_name(POSTGRES),
+            cpu_by_name(REDIS),
+            system_ticks(),
         )
 
     def __enter__(self) -> CpuMeter:
@@ -252,31 +194,14 @@ class CpuMeter:
 # --- stores -------------------------------------------------------------------------------------
 
 
-def _database_url(name: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
-
-
 @contextlib.contextmanager
 def fresh_database() -> Iterator[str]:
-    name = f"po_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = _database_url(name)
-        asyncio.run(apply_migrations(url))
+    with common.fresh_database(ADMIN_URL, "po_bench") as url:
         yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def flush_redis() -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    common.flush_redis(REDIS_URL)
 
 
 def server_versions(database_url: str) -> dict[str, str]:
@@ -340,12 +265,6 @@ async def fill_pool(count: int) -> None:
 
 
 # --- processes ----------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _command() -> list[str]:
@@ -724,10 +643,6 @@ async def destroy_local_machines(data_dir: Path) -> int:
 # --- the report ---------------------------------------------------------------------------------
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def report(
     machine: dict[str, Any],
     versions: dict[str, str],
@@ -788,7 +703,7 @@ def report(
     ]
     print(f"{'target':<40}{'measured':>12}  result")
     for name, figure, ok in checks:
-        print(f"{name:<40}{figure:>12}  {_verdict(ok)}")
+        print(f"{name:<40}{figure:>12}  {verdict(ok)}")
     ratio = None
     if ondemand is not None and ondemand.count:
         ratio = ondemand.percentile(50) / latency.percentile(50)
@@ -813,7 +728,7 @@ async def run(args: argparse.Namespace, database_url: str, work_dir: Path) -> di
     machine = machine_description()
     versions = server_versions(database_url)
     users = make_users(database_url, args.users)
-    port = args.port or _free_port()
+    port = args.port or free_port()
     data_dir = work_dir / "data"
     env = service_env(database_url, data_dir, ondemand_max=max(100, args.boots * 2))
     flush_redis()

@@ -50,7 +50,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -66,6 +65,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
+from tests.bench.common import machine_description, percentile, verdict
 from tests.e2e.browser import PageLog, chromium, wait_console, wait_text
 from tests.e2e.editor import Editor
 from tests.e2e.stack import Stack, app_source, running_stack
@@ -102,14 +102,6 @@ OBSERVER = """
 """
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
 def summary(values: list[float]) -> dict[str, float]:
     return {
         "n": len(values),
@@ -119,22 +111,6 @@ def summary(values: list[float]) -> dict[str, float]:
         "mean": statistics.fmean(values) if values else math.nan,
         "min": min(values, default=math.nan),
         "max": max(values, default=math.nan),
-    }
-
-
-def machine_description() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cores": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "loadavg": os.getloadavg(),
     }
 
 
@@ -523,10 +499,6 @@ def bench_page_load_floor(stack: Stack, browser: Browser, runs: int) -> tuple[li
 
 
 # --- report -----------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 @dataclass

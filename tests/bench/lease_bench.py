@@ -69,13 +69,13 @@ from tests.bench.common import (
     POSTGRES,
     REDIS,
     cpu_by_name,
-    free_port,
     machine_description,
     percentile,
     process_cpu,
     system_ticks,
     verdict,
 )
+from tests.e2e.stack import free_port
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")

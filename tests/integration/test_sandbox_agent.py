@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,39 +34,15 @@ from websockets.typing import Subprotocol
 
 from pool.provider import MachineSpec, MachineState
 from pool.providers.local import LocalProvider
+from tests.e2e.stack import app_source, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "sandbox" / "templates"
 TOKEN = "machine-token-for-tests"
 BOOT_TIMEOUT = 40.0
 STEP_TIMEOUT = 10.0
-APP = """import { useState } from 'react'
-
-export default function App() {
-  const [count, setCount] = useState(0)
-  return (
-    <main>
-      <h1 id="title">TITLE</h1>
-      <button id="counter" type="button" onClick={() => setCount((n) => n + 1)}>
-        count is {count}
-      </button>
-    </main>
-  )
-}
-"""
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
-
-
-def app_source(title: str) -> str:
-    return APP.replace("TITLE", title)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @dataclass

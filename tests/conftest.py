@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from arq.connections import RedisSettings
 from app.auth import mint_hs256_token
 from app.settings import Settings, load_settings
 from sql.migrate import apply_migrations
+from sql.sessions import NewSession
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -155,3 +157,31 @@ def fill_pool(count: int, template: str = "react-web", region: str = "local") ->
             await client.aclose()
 
     return asyncio.run(fill())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def new_session(
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    project_id: uuid.UUID,
+    template: str = "react-web",
+    region: str = "local",
+) -> NewSession:
+    """A session row as the lease path records it, with the free plan's limits."""
+    return NewSession(
+        id=session_id,
+        project_id=project_id,
+        user_id=user_id,
+        template=template,
+        region=region,
+        device_type="web",
+        config={},
+        max_session_seconds=3600,
+        idle_timeout_seconds=900,
+    )

@@ -77,7 +77,7 @@ from tests.bench.common import (
     system_ticks,
     verdict,
 )
-from tests.e2e.stack import free_port
+from tests.conftest import free_port
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/10")

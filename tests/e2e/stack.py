@@ -18,7 +18,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import psycopg
 import redis
 
 from pool.providers.local import LocalProvider
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("preview-orchestrator")
@@ -65,13 +65,6 @@ export default function App() {
 
 def app_source(title: str) -> str:
     return APP.replace("TITLE", title)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def _database_url(name: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from redis.asyncio import Redis
 
 from pool.inventory import Inventory, PoolKey
 from pool.providers.local import LocalProvider
-from tests.conftest import ADMIN_URL, JWT_SECRET, REDIS_URL, TOKEN_SECRET
+from tests.conftest import ADMIN_URL, JWT_SECRET, REDIS_URL, TOKEN_SECRET, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("preview-orchestrator")
@@ -36,13 +35,6 @@ async def fill_ready(redis: Redis, count: int, pool: PoolKey = POOL) -> list[str
         await inventory.mark_booting(machine_id, pool)
         await inventory.make_ready(machine_id, pool, f"http://127.0.0.1:1/{machine_id}")
     return ids
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

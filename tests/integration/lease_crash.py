@@ -21,7 +21,8 @@ import psycopg
 from redis.asyncio import Redis
 
 from pool.leasing import LeaseBroker, Leased, LeaseRequest
-from sql.sessions import NewSession, record_session
+from sql.sessions import record_session
+from tests.conftest import new_session
 
 TEMPLATE, REGION = "react-web", "local"
 
@@ -47,17 +48,7 @@ async def lease_then_die(argv: list[str]) -> None:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             await record_session(
                 conn,
-                NewSession(
-                    id=session_id,
-                    project_id=uuid.UUID(project),
-                    user_id=user_id,
-                    template=TEMPLATE,
-                    region=REGION,
-                    device_type="web",
-                    config={},
-                    max_session_seconds=3600,
-                    idle_timeout_seconds=900,
-                ),
+                new_session(session_id, user_id, uuid.UUID(project), TEMPLATE, REGION),
                 max_concurrent=3,
                 machine_id=outcome.machine_id,
                 epoch=outcome.epoch,

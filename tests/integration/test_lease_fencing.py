@@ -25,7 +25,7 @@ from pool.states import PoolState
 from sql.database import open_pool
 from sql.errors import LeaseConflict
 from sql.sessions import NewSession, record_session
-from tests.conftest import REDIS_URL, User, make_user
+from tests.conftest import REDIS_URL, User, make_user, new_session
 from tests.integration.helpers import POOL, REPO_ROOT, fill_ready
 
 PENDING_TTL_MS = 1000
@@ -54,17 +54,7 @@ class RecycleLog:
 
 
 def _new_session(user: User, session_id: uuid.UUID) -> NewSession:
-    return NewSession(
-        id=session_id,
-        project_id=user.project_id,
-        user_id=user.id,
-        template=POOL.template,
-        region=POOL.region,
-        device_type="web",
-        config={},
-        max_session_seconds=3600,
-        idle_timeout_seconds=900,
-    )
+    return new_session(session_id, user.id, user.project_id, POOL.template, POOL.region)
 
 
 def _request(user_id: uuid.UUID, session_id: uuid.UUID) -> LeaseRequest:

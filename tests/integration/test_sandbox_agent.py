@@ -34,7 +34,8 @@ from websockets.typing import Subprotocol
 
 from pool.provider import MachineSpec, MachineState
 from pool.providers.local import LocalProvider
-from tests.e2e.stack import app_source, free_port
+from tests.conftest import free_port
+from tests.e2e.stack import app_source
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "sandbox" / "templates"

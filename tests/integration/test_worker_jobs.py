@@ -25,8 +25,8 @@ from pool.reconciler import reconcile
 from pool.refill import RefillSettings, boot_into_pool
 from pool.states import PoolState
 from sql.pool_targets import PoolTarget, set_target
-from sql.sessions import NewSession, record_session
-from tests.conftest import REDIS_URL, User, make_user
+from sql.sessions import record_session
+from tests.conftest import REDIS_URL, User, make_user, new_session
 from tests.integration.helpers import POOL, destroy_all_machines, fill_ready
 from workers import jobs
 from workers.config import WorkerConfig
@@ -99,17 +99,7 @@ async def _lease_and_commit(deps: WorkerContext, user: User) -> tuple[uuid.UUID,
     async with deps.db.connection() as conn:
         await record_session(
             conn,
-            NewSession(
-                id=session_id,
-                project_id=user.project_id,
-                user_id=user.id,
-                template=POOL.template,
-                region=POOL.region,
-                device_type="web",
-                config={},
-                max_session_seconds=3600,
-                idle_timeout_seconds=900,
-            ),
+            new_session(session_id, user.id, user.project_id, POOL.template, POOL.region),
             max_concurrent=3,
             machine_id=leased.machine_id,
             epoch=leased.epoch,

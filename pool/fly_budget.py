@@ -48,17 +48,13 @@ class SharedRateLimiter:
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
         self._scripts = Scripts(redis)
-        self._rates = rates
-        self._default = default
         self._sleep = sleep
         self._prefix = prefix
+        # The same rates; used alone when Redis cannot be reached.
         self._local = RateLimiter(time.monotonic, sleep, rates, default)
 
-    def rate_for(self, action: str) -> Rate:
-        return self._rates.get(action, self._default)
-
     async def acquire(self, action: str, scope: str) -> None:
-        rate = self.rate_for(action)
+        rate = self._local.rate_for(action)
         interval_us = round(1_000_000 * SLACK / rate.per_second)
         try:
             async with translated_redis_errors():

@@ -240,6 +240,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         pending_ttl_ms=int(settings.preview_pending_ttl_seconds * 1000),
         ondemand_max=settings.preview_ondemand_max,
         reap_interval_seconds=settings.preview_reap_interval_seconds,
+        idle_warning_seconds=settings.preview_idle_warning_seconds,
         statsd=(
             settings.preview_statsd_host,
             settings.preview_statsd_port,

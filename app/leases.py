@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 
 from app.auth import Principal
+from app.devices import UnknownDevice, resolve_device
 from app.errors import bad_request, forbidden, too_many, unavailable
 from app.resources import Resources
 from app.schemas import CreateSessionBody
@@ -56,6 +57,10 @@ async def create_session(res: Resources, principal: Principal, body: CreateSessi
     region = body.region or res.settings.preview_default_region
     if template not in res.settings.templates:
         raise bad_request(f"unknown template {template!r}", "unknown_template")
+    try:
+        device = resolve_device(body.device, body.device_type)
+    except UnknownDevice as exc:
+        raise bad_request(str(exc), "unknown_device") from None
     async with res.db.connection() as conn:
         context = await load_lease_context(conn, principal.user_id, body.project_id)
     if not context.can_access_project:
@@ -80,7 +85,8 @@ async def create_session(res: Resources, principal: Principal, body: CreateSessi
         user_id=principal.user_id,
         template=template,
         region=region,
-        device_type=body.device_type,
+        device_type=device.platform,
+        device=device.id,
         config=body.options,
         max_session_seconds=limits.max_session_seconds,
         idle_timeout_seconds=limits.idle_timeout_seconds,

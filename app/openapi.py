@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.schemas import CreateSessionBody, PoolBoundsBody, SessionView
+from app.schemas import CreateSessionBody, PoolBoundsBody, SessionView, ShareView, TokenView
 
 _ERROR = {
     "type": "object",
@@ -37,6 +37,20 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": reasons[c], **_json(_ref("Error"))} for c in codes}
 
 
+_DEVICE = {
+    "type": "object",
+    "required": ["id", "name", "platform", "width", "height", "pixelRatio", "frame"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "platform": {"enum": ["web", "ios", "android"]},
+        "width": {"type": "integer", "description": "CSS pixels, portrait"},
+        "height": {"type": "integer", "description": "CSS pixels, portrait"},
+        "pixelRatio": {"type": "number"},
+        "frame": {"enum": ["phone", "tablet", "desktop"]},
+    },
+}
+
 _SESSION_ID = {
     "name": "sessionId",
     "in": "path",
@@ -52,6 +66,9 @@ def build_openapi() -> dict[str, Any]:
         schemas.update(schema.pop("$defs", {}))  # nested bodies become components too
         schemas[model.__name__] = schema
     schemas["Session"] = SessionView.model_json_schema(by_alias=True, mode="serialization")
+    schemas["Token"] = TokenView.model_json_schema(by_alias=True, mode="serialization")
+    schemas["Share"] = ShareView.model_json_schema(by_alias=True, mode="serialization")
+    schemas["Device"] = _DEVICE
     auth: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
@@ -133,6 +150,46 @@ def build_openapi() -> dict[str, Any]:
                         **_errors(400, 401, 404, 409),
                     },
                 },
+            },
+            "/api/preview/sessions/{sessionId}/token": {
+                "parameters": [_SESSION_ID],
+                "post": {
+                    "summary": "A fresh session token (the editor refreshes before expiry)",
+                    "responses": {
+                        "200": {"description": "the new token", **_json(_ref("Token"))},
+                        **_errors(400, 401, 404, 409),
+                    },
+                },
+            },
+            "/api/preview/sessions/{sessionId}/share": {
+                "parameters": [_SESSION_ID],
+                "post": {
+                    "summary": "A short-lived link that opens the preview only (QR code)",
+                    "responses": {
+                        "200": {"description": "the link", **_json(_ref("Share"))},
+                        **_errors(400, 401, 404, 409),
+                    },
+                },
+            },
+            "/api/preview/devices": {
+                "get": {
+                    "security": [],
+                    "summary": "The device catalogue",
+                    "responses": {
+                        "200": {
+                            "description": "phones, tablets and desktops",
+                            **_json(
+                                {
+                                    "type": "object",
+                                    "required": ["devices"],
+                                    "properties": {
+                                        "devices": {"type": "array", "items": _ref("Device")}
+                                    },
+                                }
+                            ),
+                        }
+                    },
+                }
             },
             "/api/admin/pool": {
                 "get": {

@@ -4,8 +4,19 @@
 is the user's app, served by the session's machine. A separate origin per session keeps the
 user's code away from other previews' storage and from the API's origin.
 
-Access needs the session token: `?token=` on the first load, which becomes an HttpOnly cookie
-on that origin (then a redirect drops it from the URL). Another session's token → 403.
+Access needs a session token: `?token=` on the first load, which becomes an HttpOnly cookie
+on that origin (then a redirect drops it from the URL). Another session's token → 403. The
+cookie always holds a `preview`-scoped token (app.session_tokens): whatever the page's code
+does, it never holds a credential for the editor socket.
+
+The cookie is `SameSite=None; Secure; Partitioned`, because the editor embeds the preview in a
+cross-site iframe (previews live on their own registrable domain): a Lax cookie is not sent
+there, and an unpartitioned third-party cookie is refused where third-party cookies are
+blocked. A partitioned (CHIPS) cookie is kept per top-level site, which is what an embed
+wants; Chromium counts http://*.localhost as secure, so the same attributes work in dev.
+`/__preview/token?token=` sets a fresh cookie without touching the page: the panel loads it
+in a hidden iframe after refreshing its token, so module fetches and the HMR socket keep
+working past the first token's expiry, and the app keeps its state.
 
 With the local provider this process reverse-proxies HTTP and the dev server's HMR WebSocket to
 the machine. With Fly it answers with a `fly-replay` header naming the machine, and Fly's proxy
@@ -23,17 +34,27 @@ import contextlib
 import re
 import time
 import uuid
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import websockets
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.preview_upstream import HOP_BY_HOP, UpstreamError, relay
 from app.resources import Resources
-from app.session_tokens import InvalidSessionToken, verify_session_token
+from app.session_tokens import (
+    Grant,
+    InvalidSessionToken,
+    TokenScope,
+    mint_session_token,
+    verify_session_token,
+)
 from sql import sessions
 
 COOKIE = "preview_token"
+# On every preview origin: sets a fresh cookie from ?token= (the panel's token refresh).
+TOKEN_PATH = "/__preview/token"
+_EXCHANGE_SCOPES = frozenset({TokenScope.EDITOR, TokenScope.PREVIEW, TokenScope.SHARE})
+_COOKIE_SCOPES = frozenset({TokenScope.EDITOR, TokenScope.PREVIEW})
 CACHE_SECONDS = 2.0
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Request headers this hop does not pass on: hop-by-hop ones (RFC 9110 7.6.1), the framing and
@@ -71,6 +92,7 @@ class PreviewRouter:
         self, res: Resources, session_id: uuid.UUID, scope: Scope, receive: Receive, send: Send
     ) -> None:
         query_token: str | None = None
+        query: dict[str, str] = {}
         if scope["type"] == "websocket":
             # A socket's `?token=` is the dev server's own (Vite's HMR client sends one): the
             # page's sockets authenticate with the cookie of the first load, and the query
@@ -80,13 +102,23 @@ class PreviewRouter:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             query_token = query.pop("token", None)
             token = query_token or _cookie(scope)
+        scopes = _EXCHANGE_SCOPES if query_token is not None else _COOKIE_SCOPES
         try:
-            verify_session_token(res.token_secret, token or "", session_id, time.time())
+            grant = verify_session_token(
+                res.token_secret, token or "", session_id, time.time(), scopes
+            )
         except InvalidSessionToken:
             await _refuse(scope, send, 403 if token else 401, "a valid preview token is required")
             return
         if query_token is not None:
-            await _redirect_with_cookie(scope, send, query_token, urlencode(query))
+            cookie = _cookie_token(res, session_id, grant)
+            if scope["path"] == TOKEN_PATH:
+                await _set_cookie(send, cookie)
+            else:
+                await _redirect_with_cookie(scope, send, cookie, urlencode(query))
+            return
+        if scope["path"] == TOKEN_PATH:
+            await _refuse(scope, send, 400, f"{TOKEN_PATH} takes ?token=")
             return
         machine_id, address = await self._lookup(res, session_id)
         if machine_id is None or address is None:
@@ -230,26 +262,60 @@ async def _replay(scope: Scope, send: Send, app: str, machine_id: str) -> None:
     await _respond(scope, send, 307, headers, b"")
 
 
+def _cookie_token(res: Resources, session_id: uuid.UUID, grant: Grant) -> str:
+    """The cookie's token: preview scope only. A share link's token is short-lived by design
+    (it is shown as a QR code); the device that used it gets an ordinary token lifetime."""
+    expires = grant.expires_at
+    if grant.scope is TokenScope.SHARE:
+        expires = int(time.time()) + res.settings.preview_session_token_ttl_seconds
+    return mint_session_token(res.token_secret, session_id, expires, TokenScope.PREVIEW)
+
+
+def _set_cookie_header(token: str) -> tuple[bytes, bytes]:
+    cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=None; Secure; Partitioned"
+    return (b"set-cookie", cookie.encode("latin-1"))
+
+
+def _location(path: str, query: str) -> str:
+    """The redirect target: the same path on this origin. Percent-encoded (a header is ASCII)
+    and with one leading slash, so `//evil.example/x` cannot become another origin."""
+    target = "/" + quote(path, safe="/:@!$&'()*+,;=-._~%").lstrip("/")
+    return target + (f"?{quote(query, safe='=&%+')}" if query else "")
+
+
 async def _redirect_with_cookie(scope: Scope, send: Send, token: str, query: str) -> None:
-    location = scope["path"] + (f"?{query}" if query else "")
-    cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax"
-    if scope.get("scheme") in ("https", "wss"):
-        cookie += "; Secure"
-    if scope["type"] == "websocket":
-        await _refuse(scope, send, 400, "pass the token once over HTTP, then use the cookie")
-        return
     await send(
         {
             "type": "http.response.start",
             "status": 302,
             "headers": [
-                (b"location", location.encode("latin-1")),
-                (b"set-cookie", cookie.encode("latin-1")),
+                (b"location", _location(scope["path"], query).encode("ascii")),
+                _set_cookie_header(token),
                 (b"content-length", b"0"),
+                (b"cache-control", b"no-store"),
             ],
         }
     )
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _set_cookie(send: Send, token: str) -> None:
+    """The answer of /__preview/token: a page (the panel loads it in a hidden iframe and waits
+    for its load event) that sets the fresh cookie."""
+    body = b"<!doctype html><title>preview token</title>"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                _set_cookie_header(token),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:

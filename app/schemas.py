@@ -28,7 +28,10 @@ class _Body(BaseModel):
 
 class CreateSessionBody(_Body):
     project_id: uuid.UUID
-    device_type: Literal["web", "ios", "android"] = "web"
+    # The platform (the seed's field); `device` names a device of the catalogue on it. Either
+    # alone is enough: the device picks its platform, the platform its default device.
+    device_type: Literal["web", "ios", "android"] | None = None
+    device: str | None = Field(default=None, pattern=NAME_PATTERN)
     template: str | None = Field(default=None, pattern=NAME_PATTERN)
     region: str | None = Field(default=None, pattern=NAME_PATTERN)
     options: dict[str, Any] = Field(default_factory=dict)
@@ -109,13 +112,34 @@ class SessionView(BaseModel):
     template: str
     region: str
     device_type: str
+    device: str | None
     machine_id: str | None
     preview_url: str
+    preview_origin: str
     ws_url: str
     token: str
+    token_expires_at: datetime
     expires_at: datetime
     created_at: datetime
     last_activity: datetime
+
+
+class TokenView(BaseModel):
+    """A fresh session token (POST /api/preview/sessions/{id}/token)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    token: str
+    token_expires_at: datetime
+
+
+class ShareView(BaseModel):
+    """A short-lived link that opens the preview, and only the preview, on another device."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    url: str
+    expires_at: datetime
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:

@@ -15,13 +15,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.cors import ApiCors
 from app.errors import EXCEPTION_HANDLERS
 from app.openapi import build_openapi
 from app.preview_proxy import PreviewRouter
 from app.realtime.editor import editor_socket
 from app.realtime.sandbox import sandbox_socket
 from app.resources import open_resources
-from app.routes import admin, dev, health, sessions
+from app.routes import admin, dev, health, sessions, ui
 from app.settings import Settings
 from pool import logs
 
@@ -96,11 +97,15 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/openapi.json", openapi, methods=["GET"]),
         WebSocketRoute("/api/preview/sessions/{session_id}/ws", editor_socket),
         WebSocketRoute("/api/sandbox/ws", sandbox_socket),
+        *ui.ROUTES,
     ]
     if settings.preview_dev_mode:
         routes.extend(dev.ROUTES)
+        routes.extend(ui.DEV_ROUTES)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.openapi = build_openapi()
+    # Outermost last: request ids on everything, then preview hosts, then CORS for /api/*.
+    app.add_middleware(ApiCors, origins=settings.allowed_origins)
     app.add_middleware(PreviewRouter, domain=settings.preview_domain)
     app.add_middleware(RequestContext)
     return app

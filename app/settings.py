@@ -46,7 +46,16 @@ class Settings(BaseSettings):
     preview_ondemand_max: int = Field(default=4, ge=0, le=1000)
     preview_reap_interval_seconds: int = Field(default=5, ge=1, le=3600)
     preview_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
-    preview_session_token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    # Session tokens (editor socket, preview origin). Short lifetimes are for tests: the editor
+    # refreshes its token (POST /api/preview/sessions/{id}/token) well before it expires.
+    preview_session_token_ttl_seconds: int = Field(default=3600, ge=10, le=86400)
+    # Links to open a preview on another device (QR code, new tab): preview access only.
+    preview_share_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    # Editors hear `idleWarning` this long before an idle end (at most half the idle timeout).
+    preview_idle_warning_seconds: int = Field(default=60, ge=1, le=3600)
+    # An editor socket's frames restart the session's idle clock; Postgres hears of it at most
+    # this often per socket.
+    preview_activity_flush_seconds: float = Field(default=5.0, gt=0, le=300)
     preview_db_pool_size: int = Field(default=10, ge=1, le=200)
     preview_statsd_host: str | None = None
     preview_statsd_port: int = Field(default=8125, ge=1, le=65535)

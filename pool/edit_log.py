@@ -56,7 +56,18 @@ class TooLarge:
     bytes: int
 
 
-AppendOutcome = Appended | Conflict | TooLarge
+@dataclass(frozen=True)
+class Ended:
+    """The session ended (its end was announced): the patch was refused, not appended."""
+
+    reason: str
+
+
+AppendOutcome = Appended | Conflict | TooLarge | Ended
+
+# How long a session's `ended` mark outlives its end: long enough for every socket that was
+# open, or reconnects, to hear it; the stream and snapshot expire on their own.
+ENDED_MARK_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,10 @@ return 1
 
 def _applied_envelope(seq: int) -> str:
     return json.dumps({"kind": "applied", "seq": seq}, separators=(",", ":"))
+
+
+def session_meta_key(prefix: str, session_id: str) -> str:
+    return f"{prefix}snapmeta:{session_id}"
 
 
 def session_channel(prefix: str, session_id: str) -> str:
@@ -150,6 +165,8 @@ class EditLog:
                 return Conflict(int(head))
             case ["too_large", size]:
                 return TooLarge(int(size))
+            case ["ended", reason]:
+                return Ended(str(reason))
         raise AssertionError(f"unexpected append result {result!r}")
 
     async def head(self, session_id: str) -> int:
@@ -232,6 +249,42 @@ class EditLog:
     async def publish(self, channel: str, envelope: dict[str, Any]) -> None:
         async with translated_redis_errors():
             await self._redis.publish(channel, json.dumps(envelope, separators=(",", ":")))
+
+    async def ended(self, session_id: str) -> tuple[str, str] | None:
+        """(reason, status) once the session's end was announced; None while it is live."""
+        async with translated_redis_errors():
+            reason, status = await resolved(
+                self._redis.hmget(
+                    session_meta_key(self.prefix, session_id), ["ended", "ended_status"]
+                )
+            )
+        return None if reason is None else (str(reason), str(status or "ended"))
+
+
+async def announce_end(
+    redis: Redis, session_id: str, reason: str, status: str, *, prefix: str = DEFAULT_PREFIX
+) -> None:
+    """Mark the session ended for the gateway and tell its sockets, in one transaction: from
+    here on append_patch.lua refuses every patch of it (nothing is acked for a session that is
+    not live), and every editor socket hears `ended` and closes. Called right after Postgres
+    recorded the end, by every path that ends a session (pool.lifecycle)."""
+    meta = session_meta_key(prefix, session_id)
+    envelope = {"kind": "ended", "reason": reason, "status": status}
+    async with translated_redis_errors(), redis.pipeline(transaction=True) as pipe:
+        pipe.hset(meta, mapping={"ended": reason, "ended_status": status})
+        pipe.expire(meta, ENDED_MARK_SECONDS)
+        pipe.publish(session_channel(prefix, session_id), json.dumps(envelope))
+        await pipe.execute()
+
+
+async def announce_idle_warning(
+    redis: Redis, session_id: str, seconds_left: int, *, prefix: str = DEFAULT_PREFIX
+) -> None:
+    """Tell the session's editors it ends for inactivity in `seconds_left` unless a frame (or a
+    heartbeat) arrives. Pub/sub only: an editor that is not connected has nobody to warn."""
+    envelope = {"kind": "idleWarning", "secondsLeft": seconds_left}
+    async with translated_redis_errors():
+        await redis.publish(session_channel(prefix, session_id), json.dumps(envelope))
 
 
 async def push_snapshot(edits: EditLog, session_id: str, machine_id: str) -> int:

@@ -94,6 +94,14 @@ class LeaseBroker:
         self.pending_ttl_ms = pending_ttl_ms
         self.ondemand_max = ondemand_max
 
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     async def lease(self, request: LeaseRequest) -> LeaseOutcome:
         emission_ms = max(1, 60_000 // max(1, request.creations_per_minute))
         async with translated_redis_errors():

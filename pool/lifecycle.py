@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from psycopg_pool import AsyncConnectionPool
 
+from pool.edit_log import announce_end
 from pool.errors import ProviderError
 from pool.inventory import Inventory, PoolKey
 from pool.leasing import LeaseBroker
@@ -43,7 +44,12 @@ EnqueueRecycle = Callable[[str, int], Awaitable[None]]
 async def release_session_machine(
     broker: LeaseBroker, ended: EndedSession, enqueue_recycle: EnqueueRecycle
 ) -> None:
-    """Release what an ended session held: its machine (to be recycled) or its boot slot."""
+    """Tell the session's editors it ended (pool.edit_log.announce_end: from then on none of its
+    patches is acked), then release what it held: its machine (to be recycled) or its boot
+    slot."""
+    await announce_end(
+        broker.redis, str(ended.id), ended.reason, ended.status.value, prefix=broker.prefix
+    )
     if ended.machine_id is None or ended.epoch is None:
         await broker.forget_session(ended.template, ended.region, ended.id, ended.user_id)
         return

@@ -1,5 +1,6 @@
 """The reaper: leases that never committed, and sessions past their idle timeout, their
-maximum duration, or stuck booting.
+maximum duration, or stuck booting. Before a session ends for inactivity its editors are warned
+(`idleWarning`, once per idle stretch), so a person who is still there can keep it.
 
 A pending lease whose deadline passed is settled in Postgres first: the reaper inserts a fence
 row for (machine, epoch). If the API's commit is already there, the lease is real and the
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
+from pool.edit_log import announce_idle_warning
 from pool.leasing import LeaseBroker
 from pool.lifecycle import EnqueueRecycle, end_and_release
 from pool.metrics import Metrics
@@ -29,6 +31,7 @@ class ReapReport:
     reclaimed: int = 0
     promoted: int = 0
     ended: int = 0
+    warned: int = 0
 
 
 async def reap(
@@ -38,6 +41,7 @@ async def reap(
     metrics: Metrics,
     *,
     booting_grace_seconds: int = 180,
+    idle_warning_seconds: int = 60,
 ) -> ReapReport:
     reclaimed = promoted = 0
     for pending in await broker.expired_pending():
@@ -60,6 +64,11 @@ async def reap(
         due = await sessions.find_sessions_to_reap(
             conn, booting_grace_seconds=booting_grace_seconds
         )
+        warn = await sessions.sessions_to_warn(conn, warn_seconds=idle_warning_seconds)
+    for session_id, seconds_left in warn:
+        await announce_idle_warning(
+            broker.redis, str(session_id), seconds_left, prefix=broker.prefix
+        )
     for session_id, reason in due:
         status = SessionStatus.FAILED if reason == "boot_timeout" else SessionStatus.ENDED
         if await end_and_release(
@@ -68,4 +77,5 @@ async def reap(
             ended += 1
     metrics.incr("reaper.reclaimed", reclaimed)
     metrics.incr("reaper.ended", ended)
-    return ReapReport(reclaimed=reclaimed, promoted=promoted, ended=ended)
+    metrics.incr("reaper.idle_warned", len(warn))
+    return ReapReport(reclaimed=reclaimed, promoted=promoted, ended=ended, warned=len(warn))

@@ -48,6 +48,7 @@ class SessionRow:
     idle_timeout_seconds: int
     ended_at: datetime | None
     end_reason: str | None
+    device: str | None
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class NewSession:
     config: dict[str, Any]
     max_session_seconds: int
     idle_timeout_seconds: int
+    device: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,13 @@ class EndedSession:
     epoch: int | None
     template: str
     region: str
+    reason: str
+    status: SessionStatus
 
 
 _SESSION_COLUMNS = """id, project_id, user_id, container_id, status, created_at, last_activity,
     config, template, region, device_type, lease_epoch, expires_at, idle_timeout_seconds,
-    ended_at, end_reason"""
+    ended_at, end_reason, device"""
 
 
 @asynccontextmanager
@@ -134,10 +138,10 @@ _RECORD_SESSION = f"""
         RETURNING u.live
     ), inserted AS (
         INSERT INTO preview_sessions (id, project_id, user_id, container_id, status, config,
-            template, region, device_type, lease_epoch, expires_at, idle_timeout_seconds)
+            template, region, device_type, lease_epoch, expires_at, idle_timeout_seconds, device)
         SELECT %(id)s, %(project)s, %(user)s, %(machine)s::text, %(status)s, %(config)s,
-            %(template)s, %(region)s, %(device)s, %(epoch)s::bigint,
-            now() + make_interval(secs => %(max_seconds)s), %(idle_seconds)s
+            %(template)s, %(region)s, %(device_type)s, %(epoch)s::bigint,
+            now() + make_interval(secs => %(max_seconds)s), %(idle_seconds)s, %(device)s
         FROM slot
         RETURNING {_SESSION_COLUMNS}
     ), ledger AS (
@@ -170,7 +174,8 @@ def _record_params(
         "config": Jsonb(new.config),
         "template": new.template,
         "region": new.region,
-        "device": new.device_type,
+        "device_type": new.device_type,
+        "device": new.device,
         "epoch": epoch,
         "max_seconds": new.max_session_seconds,
         "idle_seconds": new.idle_timeout_seconds,
@@ -288,6 +293,38 @@ async def touch_session(conn: Connection, session_id: uuid.UUID, user_id: uuid.U
         return cursor.rowcount == 1
 
 
+async def record_activity(conn: Connection, session_id: uuid.UUID) -> bool:
+    """An editor frame arrived for this session (the gateway calls this at most every few
+    seconds per socket): the idle clock restarts. False when the session is not live."""
+    async with translated_errors():
+        cursor = await conn.execute(
+            """UPDATE preview_sessions SET last_activity = now()
+               WHERE id = %s AND status IN ('booting', 'active')""",
+            (session_id,),
+        )
+        return cursor.rowcount == 1
+
+
+async def sessions_to_warn(conn: Connection, *, warn_seconds: int) -> list[tuple[uuid.UUID, int]]:
+    """Active sessions that will end for inactivity within their warning window (the smaller
+    of `warn_seconds` and half their idle timeout) and whose editors were not warned since their
+    last activity: marks them warned and returns (id, seconds left)."""
+    async with translated_errors():
+        cursor = await conn.execute(
+            """UPDATE preview_sessions SET idle_warned_at = now()
+               WHERE status = 'active'
+                 AND last_activity < now() - make_interval(
+                     secs => idle_timeout_seconds - least(%s, idle_timeout_seconds / 2))
+                 AND last_activity >= now() - make_interval(secs => idle_timeout_seconds)
+                 AND expires_at > now()
+                 AND (idle_warned_at IS NULL OR idle_warned_at < last_activity)
+               RETURNING id, greatest(0, ceil(extract(epoch FROM last_activity
+                   + make_interval(secs => idle_timeout_seconds) - now())))::int""",
+            (warn_seconds,),
+        )
+        return [(r[0], r[1]) for r in await cursor.fetchall()]
+
+
 async def end_session(
     conn: Connection,
     session_id: uuid.UUID,
@@ -318,6 +355,8 @@ async def end_session(
             epoch=row[3],
             template=row[4],
             region=row[5],
+            reason=reason,
+            status=status,
         )
         await conn.execute(
             """UPDATE machine_leases SET released_at = now(), release_reason = %s

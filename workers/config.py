@@ -24,6 +24,8 @@ class WorkerConfig:
     pending_ttl_ms: int
     ondemand_max: int
     reap_interval_seconds: int = 5
+    # Editors hear `idleWarning` this long (at most half the idle timeout) before an idle end.
+    idle_warning_seconds: int = 60
     resize_interval_seconds: int = 5
     reconcile_interval_seconds: int = 30
     statsd: tuple[str | None, int, str] = (None, 8125, "preview")

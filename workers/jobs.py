@@ -161,7 +161,13 @@ async def resize_guest(ctx: Ctx, template: str, region: str) -> dict[str, Any]:
 
 async def reap(ctx: Ctx) -> dict[str, int]:
     deps = _deps(ctx)
-    report = await reap_pool(deps.db, deps.broker, deps.enqueue_recycle, deps.metrics)
+    report = await reap_pool(
+        deps.db,
+        deps.broker,
+        deps.enqueue_recycle,
+        deps.metrics,
+        idle_warning_seconds=deps.config.idle_warning_seconds,
+    )
     return report.__dict__
 
 

@@ -5,6 +5,12 @@ session into frames, and the one lock that serialises sends between them. The ed
 position (`known`) is the last seq it is known to have; a gap in what the relay sees, or a
 `resync` from the hub, is filled from the edit stream (or with a snapshot when the stream no
 longer holds it).
+
+Every frame the editor sends is activity (app.realtime.activity). When the session ends, by
+whatever path, pool.edit_log.announce_end marks it ended in Redis and publishes `ended`: the
+relay sends `ended {reason, status}` and closes the socket with 4000, and append_patch.lua
+refuses any patch that still arrives (`error session_ended`), so nothing is acked for a session
+that is not live. A socket opened on an ended session is told the same way.
 """
 
 from __future__ import annotations
@@ -18,28 +24,49 @@ from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket
 
+from app.realtime.activity import ActivityRecorder
 from app.realtime.frames import EditorHello, EditorPatch, frame, parse_editor_frame
-from app.realtime.guard import CLOSE_POLICY, Guard, incoming, run_until_either_ends
+from app.realtime.guard import (
+    CLOSE_POLICY,
+    CLOSE_SESSION_ENDED,
+    Guard,
+    SocketClosed,
+    incoming,
+    run_until_either_ends,
+)
 from app.resources import Resources
 from app.session_tokens import InvalidSessionToken, verify_session_token
-from pool.edit_log import Appended, Change, Conflict, EditLog, session_channel
+from pool.edit_log import Appended, Change, Conflict, EditLog, Ended, TooLarge, session_channel
 from sql import sessions
 
 log = logging.getLogger(__name__)
 
 
 class EditorConnection:
-    def __init__(self, websocket: WebSocket, edits: EditLog, session_id: str) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        edits: EditLog,
+        session_id: str,
+        activity: ActivityRecorder | None = None,
+    ) -> None:
         self.websocket = websocket
         self.edits = edits
         self.session_id = session_id
         self.socket_id = uuid.uuid4().hex[:12]
         self.known = 0
+        self.activity = activity
         self._send_lock = asyncio.Lock()
 
     async def send(self, text: str) -> None:
         async with self._send_lock:
             await self.websocket.send_text(text)
+
+    async def end(self, reason: str, status: str) -> None:
+        """Tell the editor its session ended and close (4000: do not reconnect)."""
+        async with self._send_lock:
+            await self.websocket.send_text(frame("ended", reason=reason, status=status))
+            await self.websocket.close(code=CLOSE_SESSION_ENDED, reason="session ended")
 
     async def catch_up(self) -> None:
         patches = await self.edits.since(self.session_id, self.known)
@@ -55,6 +82,10 @@ class EditorConnection:
             self.known = patch.seq
 
     async def on_hello(self, hello: EditorHello) -> None:
+        ended = await self.edits.ended(self.session_id)
+        if ended is not None:
+            await self.end(*ended)
+            raise SocketClosed("the session ended")
         head = await self.edits.head(self.session_id)
         state, detail = await self.edits.status(self.session_id)
         await self.send(
@@ -93,7 +124,7 @@ class EditorConnection:
                         seq=patch.seq,
                     )
                 )
-            case _:
+            case TooLarge():
                 await self.send(
                     frame(
                         "error",
@@ -102,6 +133,18 @@ class EditorConnection:
                         seq=patch.seq,
                     )
                 )
+            case Ended(reason=reason):
+                await self.send(
+                    frame(
+                        "error",
+                        code="session_ended",
+                        message=f"the session ended ({reason}); the patch was not applied",
+                        seq=patch.seq,
+                    )
+                )
+                ended = await self.edits.ended(self.session_id)
+                await self.end(*(ended or (reason, "ended")))
+                raise SocketClosed("the session ended")
 
     def wants(self, envelope: dict[str, Any]) -> bool:
         """The hub's filter: not this socket's own patches (their `ack` is its answer)."""
@@ -121,6 +164,13 @@ class EditorConnection:
                     continue
                 await self.send(frame("patch", seq=envelope["seq"], changes=envelope["changes"]))
                 self.known = envelope["seq"]
+            elif kind == "ended":
+                await self.end(str(envelope["reason"]), str(envelope["status"]))
+                return
+            elif kind == "idleWarning":
+                if self.activity is not None:
+                    self.activity.warned()
+                await self.send(frame(kind, secondsLeft=envelope["secondsLeft"]))
             elif kind in ("applied", "status", "log", "buildError", "error"):
                 fields = {k: v for k, v in envelope.items() if k != "kind"}
                 await self.send(frame(kind, **fields))
@@ -154,21 +204,37 @@ async def editor_socket(websocket: WebSocket) -> None:
         return
     async with res.db.connection() as conn:
         row = await sessions.get_session(conn, session_id)
-    if row is None or row.status not in ("booting", "active"):
-        await websocket.close(code=CLOSE_POLICY, reason="the session has ended")
+    if row is None:
+        await websocket.close(code=CLOSE_POLICY, reason="no such session")
         return
     await websocket.accept()
-    connection = EditorConnection(websocket, res.edits, str(session_id))
-    guard = Guard(websocket)
+
+    async def record() -> None:
+        async with res.db.connection() as conn:
+            await sessions.record_activity(conn, session_id)
+
+    activity = ActivityRecorder(record, interval=res.settings.preview_activity_flush_seconds)
+    connection = EditorConnection(websocket, res.edits, str(session_id), activity)
+    if row.status not in ("booting", "active"):
+        # The token was good, so say why rather than refuse: a browser cannot read the reason
+        # of a refused handshake, and the editor must not keep reconnecting.
+        await connection.end(row.end_reason or row.status, row.status)
+        return
+    guard = Guard(websocket, idle_seconds=None)
     channel = session_channel(res.edits.prefix, str(session_id))
-    async with res.hub.subscribe(channel, accept=connection.wants) as queue:
-        await run_until_either_ends(
-            _read_loop(guard, connection), connection.relay(queue), f"editor-{session_id}"
-        )
+    try:
+        async with res.hub.subscribe(channel, accept=connection.wants) as queue:
+            await run_until_either_ends(
+                _read_loop(guard, connection), connection.relay(queue), f"editor-{session_id}"
+            )
+    finally:
+        await activity.aclose()
 
 
 async def _read_loop(guard: Guard, connection: EditorConnection) -> None:
     async for message in incoming(guard, parse_editor_frame, connection.send):
+        if connection.activity is not None:
+            connection.activity.frame()
         if isinstance(message, EditorHello):
             await connection.on_hello(message)
         elif isinstance(message, EditorPatch):

@@ -26,6 +26,9 @@ CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 CLOSE_IDLE = 1001
 CLOSE_INTERNAL = 1011
+# Private-use codes (RFC 6455 7.4.2), documented in docs/protocol.md. 4000: the session ended
+# (an `ended` frame came first); a client must not reconnect.
+CLOSE_SESSION_ENDED = 4000
 
 
 @dataclass
@@ -57,7 +60,9 @@ class Guard:
     websocket: WebSocket
     rate: float = 200.0
     burst: float = 400.0
-    idle_seconds: float = IDLE_SECONDS
+    # None: never closed for silence (the editor socket: a hidden tab stays silent on purpose so
+    # that its session can idle out; the server's WebSocket pings still find dead peers).
+    idle_seconds: float | None = IDLE_SECONDS
     max_frame_bytes: int = MAX_FRAME_BYTES
     bucket: TokenBucket = field(init=False)
 

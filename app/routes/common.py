@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection, Request
@@ -56,15 +57,18 @@ def preview_origin(res: Resources, session_id: object) -> str:
     return f"{public.scheme}://{session_id}.preview.localhost{port}"
 
 
+def token_expiry(res: Resources, row: SessionRow, ttl_seconds: int) -> int:
+    """When a token minted now for this session expires: `ttl_seconds` from now, never past
+    the session's maximum duration."""
+    return int(min(row.expires_at.timestamp(), time.time() + ttl_seconds))
+
+
 def session_view(res: Resources, row: SessionRow) -> SessionView:
     public = urlsplit(res.settings.preview_public_url)
     ws_scheme = "wss" if public.scheme == "https" else "ws"
-    expires = int(
-        min(
-            row.expires_at.timestamp(), time.time() + res.settings.preview_session_token_ttl_seconds
-        )
-    )
+    expires = token_expiry(res, row, res.settings.preview_session_token_ttl_seconds)
     token = mint_session_token(res.token_secret, row.id, expires)
+    origin = preview_origin(res, row.id)
     return SessionView(
         id=row.id,
         status=row.status,
@@ -72,11 +76,14 @@ def session_view(res: Resources, row: SessionRow) -> SessionView:
         template=row.template,
         region=row.region,
         device_type=row.device_type,
+        device=row.device,
         machine_id=row.container_id,
         # The first load carries the token; the preview origin swaps it for a cookie.
-        preview_url=f"{preview_origin(res, row.id)}/?token={token}",
+        preview_url=f"{origin}/?token={token}",
+        preview_origin=origin,
         ws_url=f"{ws_scheme}://{public.netloc}/api/preview/sessions/{row.id}/ws",
         token=token,
+        token_expires_at=datetime.fromtimestamp(expires, UTC),
         expires_at=row.expires_at,
         created_at=row.created_at,
         last_activity=row.last_activity,

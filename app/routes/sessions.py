@@ -1,19 +1,40 @@
-"""/api/preview/sessions: lease, read, list, heartbeat and end preview sessions."""
+"""/api/preview/sessions: lease, read, list, heartbeat, refresh the token of, share and end
+preview sessions; /api/preview/devices: the device catalogue."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app import leases
+from app.devices import catalogue
 from app.errors import ApiError, bad_request, not_found
-from app.routes.common import authenticate, by_method, resources, session_view
-from app.schemas import CreateSessionBody, parse_body, parse_uuid, read_json
+from app.routes.common import (
+    authenticate,
+    by_method,
+    preview_origin,
+    resources,
+    session_view,
+    token_expiry,
+)
+from app.schemas import (
+    CreateSessionBody,
+    ShareView,
+    TokenView,
+    parse_body,
+    parse_uuid,
+    read_json,
+)
+from app.session_tokens import TokenScope, mint_session_token
 from pool import logs
 from sql import sessions
+from sql.sessions import SessionRow
 
 _OWN_SESSION_ONLY = "session"  # another user's session is reported as not found, never 403
+_LIVE = ("booting", "active")
 
 
 async def create_session(request: Request) -> Response:
@@ -44,16 +65,23 @@ async def list_sessions(request: Request) -> Response:
     )
 
 
-async def get_session(request: Request) -> Response:
+async def _own_session(request: Request) -> SessionRow:
+    """The caller's own session named in the path (another user's is not found)."""
     principal = await authenticate(request)
-    res = resources(request)
     session_id = parse_uuid(request.path_params["session_id"])
     logs.session_id.set(str(session_id))
-    async with res.db.connection() as conn:
+    async with resources(request).db.connection() as conn:
         row = await sessions.get_session(conn, session_id, principal.user_id)
     if row is None:
         raise not_found(_OWN_SESSION_ONLY)
-    return JSONResponse(session_view(res, row).model_dump(mode="json", by_alias=True))
+    return row
+
+
+async def get_session(request: Request) -> Response:
+    row = await _own_session(request)
+    return JSONResponse(
+        session_view(resources(request), row).model_dump(mode="json", by_alias=True)
+    )
 
 
 async def delete_session(request: Request) -> Response:
@@ -85,6 +113,46 @@ async def heartbeat(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def _live_session(request: Request) -> SessionRow:
+    """The caller's own session named in the path, while it is live (409 once it ended)."""
+    row = await _own_session(request)
+    if row.status not in _LIVE:
+        raise ApiError(409, "session_ended", f"the session is {row.status}")
+    return row
+
+
+async def refresh_token(request: Request) -> Response:
+    """A fresh session token, so an editor outlives its first token without a reload: it
+    reconnects its socket with it and hands it to the preview origin (/__preview/token)."""
+    row = await _live_session(request)
+    res = resources(request)
+    expires = token_expiry(res, row, res.settings.preview_session_token_ttl_seconds)
+    view = TokenView(
+        token=mint_session_token(res.token_secret, row.id, expires),
+        token_expires_at=datetime.fromtimestamp(expires, UTC),
+    )
+    return JSONResponse(view.model_dump(mode="json", by_alias=True))
+
+
+async def share_session(request: Request) -> Response:
+    """A short-lived link that opens the preview on another device (a QR code to a phone, a
+    new tab). Its token grants the preview origin only, never the editor socket."""
+    row = await _live_session(request)
+    res = resources(request)
+    expires = token_expiry(res, row, res.settings.preview_share_ttl_seconds)
+    token = mint_session_token(res.token_secret, row.id, expires, TokenScope.SHARE)
+    view = ShareView(
+        url=f"{preview_origin(res, row.id)}/?token={token}",
+        expires_at=datetime.fromtimestamp(expires, UTC),
+    )
+    return JSONResponse(view.model_dump(mode="json", by_alias=True))
+
+
+async def list_devices(request: Request) -> Response:
+    """The device catalogue; public (it says nothing about anyone) and cacheable."""
+    return JSONResponse({"devices": catalogue()}, headers={"Cache-Control": "public, max-age=300"})
+
+
 ROUTES = [
     Route(
         "/api/preview/sessions",
@@ -97,4 +165,7 @@ ROUTES = [
         methods=["GET", "DELETE"],
     ),
     Route("/api/preview/sessions/{session_id}/heartbeat", heartbeat, methods=["POST"]),
+    Route("/api/preview/sessions/{session_id}/token", refresh_token, methods=["POST"]),
+    Route("/api/preview/sessions/{session_id}/share", share_session, methods=["POST"]),
+    Route("/api/preview/devices", list_devices, methods=["GET"]),
 ]

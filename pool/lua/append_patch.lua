@@ -3,6 +3,7 @@
 -- ARGV: prefix, session, seq, changes_json, digest, maxlen, max_snapshot_bytes, max_files,
 --       envelope_json (what to publish; the patch as the gateway frames it)
 -- Returns {'ok', seq} | {'dup', seq} | {'conflict', head} | {'too_large', bytes}
+--         | {'ended', reason} (the session ended: nothing is appended or acked, resends included)
 local p, session, seq = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local changes_json, digest = ARGV[4], ARGV[5]
 local maxlen, max_bytes, max_files = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -11,6 +12,10 @@ local envelope = ARGV[9]
 local stream = p .. 'edits:' .. session
 local snap = p .. 'snap:' .. session
 local meta = p .. 'snapmeta:' .. session
+local ended = redis.call('HGET', meta, 'ended')
+if ended then
+  return {'ended', ended}
+end
 local head = tonumber(redis.call('HGET', meta, 'head') or '0')
 
 if seq <= head then

@@ -1,0 +1,113 @@
+"""The browser side, served by `web` with no build step (docs/embedding.md):
+
+- `/ui/client/{file}`: the TypeScript client, `<preview-panel>` and the React wrapper, compiled
+  to ES modules (`app/ui/client/dist`, committed; the npm package `@preview-orchestrator/client`
+  is the same files);
+- `/ui/vendor/{package}/{file}`: the npm packages they load at run time (the QR code renderer;
+  CodeMirror for the demo; axe-core for the accessibility tests), from `app/ui/node_modules`,
+  installed from `app/ui/package-lock.json`. Only the lockfile's runtime packages are served,
+  never its dev tools;
+- `/ui/demo/{file}` and, in `dev` only, `/`: the demo editor.
+
+Everything here is public and the same for everyone: `Access-Control-Allow-Origin: *`, so an
+editor on another site can import the panel straight from the service.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from app.errors import not_found
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".svg": "image/svg+xml",
+    ".ts": "text/plain; charset=utf-8",
+}
+
+
+@functools.cache
+def runtime_packages(ui_dir: Path) -> frozenset[str]:
+    """npm packages of the lockfile that are not dev-only: what browsers may load."""
+    try:
+        lock = json.loads((ui_dir / "package-lock.json").read_text())
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(
+        path.removeprefix("node_modules/")
+        for path, entry in lock.get("packages", {}).items()
+        if path.startswith("node_modules/")
+        and not entry.get("dev")
+        and "/node_modules/" not in path
+    )
+
+
+def _inside(root: Path, relative: str) -> Path | None:
+    """`relative` under `root`, or None when it is not a plain file there (no `..`, no
+    symlink out of it, no hidden files)."""
+    if not relative or any(part.startswith(".") for part in relative.split("/")):
+        return None
+    candidate = (root / relative).resolve()
+    if not candidate.is_file() or not candidate.is_relative_to(root.resolve()):
+        return None
+    return candidate
+
+
+def _serve(path: Path | None, *, cache: str) -> Response:
+    if path is None or path.suffix not in _TYPES:
+        raise not_found("file")
+    return FileResponse(
+        path,
+        media_type=_TYPES[path.suffix],
+        headers={"Access-Control-Allow-Origin": "*", "Cache-Control": cache},
+    )
+
+
+async def client_file(request: Request) -> Response:
+    return _serve(_inside(UI_DIR / "client" / "dist", request.path_params["path"]), cache=_SHORT)
+
+
+async def demo_file(request: Request) -> Response:
+    return _serve(_inside(UI_DIR / "demo", request.path_params["path"]), cache=_SHORT)
+
+
+async def vendor_file(request: Request) -> Response:
+    package, _, rest = _split_package(request.path_params["path"])
+    if package not in runtime_packages(UI_DIR):
+        raise not_found("package")
+    # Package files change only with the lockfile, which changes the deployment.
+    return _serve(_inside(UI_DIR / "node_modules" / package, rest), cache="public, max-age=3600")
+
+
+async def demo_page(request: Request) -> Response:
+    return _serve(UI_DIR / "demo" / "index.html", cache="no-cache")
+
+
+def _split_package(path: str) -> tuple[str, str, str]:
+    """`@scope/name/file` or `name/file` → (package, "/", file)."""
+    parts = path.split("/")
+    count = 2 if parts[0].startswith("@") else 1
+    return "/".join(parts[:count]), "/", "/".join(parts[count:])
+
+
+_SHORT = "public, max-age=60"
+
+ROUTES: list[BaseRoute] = [
+    Route("/ui/client/{path:path}", client_file, methods=["GET"]),
+    Route("/ui/vendor/{path:path}", vendor_file, methods=["GET"]),
+    Route("/ui/demo/{path:path}", demo_file, methods=["GET"]),
+]
+DEV_ROUTES: list[BaseRoute] = [Route("/", demo_page, methods=["GET"])]

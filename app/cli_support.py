@@ -20,6 +20,8 @@ preview orchestrator is up at {base}
          -H 'content-type: application/json' -d '{{"projectId": "{DEMO_PROJECT_ID}"}}'
   provider: {settings.preview_provider}; data in {settings.preview_data_dir.resolve()}
   Ctrl-C to stop
+
+open the demo editor: {base}/
 """,
         flush=True,
     )

@@ -12,6 +12,7 @@ from app.cli_support import print_banner
 from app.routes.dev import DEMO_EMAIL, DEMO_PROJECT_ID, DEMO_USER_ID
 from app.server import create_app, websocket_options
 from app.settings import Settings
+from app.ui_assets import install_ui
 from pool.logs import configure_logging
 from sql import seed
 from sql.database import open_pool
@@ -26,6 +27,9 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
 
     assert settings.database_url
     configure_logging(settings.preview_log_level)
+    # The demo editor's npm packages (CodeMirror, the QR renderer): once per lockfile.
+    print("installing the editor's browser packages (first start only) ...", flush=True)
+    await asyncio.to_thread(install_ui)
     await apply_migrations(settings.database_url)
     db = await open_pool(settings.database_url, min_size=1, max_size=1)
     async with db, db.connection() as conn:

@@ -11,9 +11,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
+# The browser side's npm packages (app/ui/package-lock.json): once per lockfile.
+.venv/bin/python -c 'from app.ui_assets import install_ui; install_ui()'
+
 echo "== ruff";          .venv/bin/ruff check .
 echo "== ruff format";   .venv/bin/ruff format --check .
 echo "== mypy (strict)"; .venv/bin/mypy
 echo "== import-linter"; .venv/bin/lint-imports
 echo "== deploy lint";   bash tests/lint_deploy.sh
+echo "== tsc (client, panel, React wrapper)"
+(cd app/ui && node node_modules/typescript/bin/tsc -p client --noEmit)
 echo "== pytest";        .venv/bin/pytest "$@"

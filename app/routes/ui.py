@@ -15,8 +15,6 @@ editor on another site can import the panel straight from the service.
 
 from __future__ import annotations
 
-import functools
-import json
 from pathlib import Path
 
 from starlette.requests import Request
@@ -24,8 +22,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.errors import not_found
-
-UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+from app.ui_assets import UI_DIR, runtime_packages
 
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -37,22 +34,6 @@ _TYPES = {
     ".svg": "image/svg+xml",
     ".ts": "text/plain; charset=utf-8",
 }
-
-
-@functools.cache
-def runtime_packages(ui_dir: Path) -> frozenset[str]:
-    """npm packages of the lockfile that are not dev-only: what browsers may load."""
-    try:
-        lock = json.loads((ui_dir / "package-lock.json").read_text())
-    except (OSError, ValueError):
-        return frozenset()
-    return frozenset(
-        path.removeprefix("node_modules/")
-        for path, entry in lock.get("packages", {}).items()
-        if path.startswith("node_modules/")
-        and not entry.get("dev")
-        and "/node_modules/" not in path
-    )
 
 
 def _inside(root: Path, relative: str) -> Path | None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
+from tests.conftest import free_port
 from tests.e2e.browser import PageLog, chromium
 from tests.e2e.stack import Session, Stack, running_stack
 
@@ -25,8 +26,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="package")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("e2e"), redis_url=REDIS_URL) as running:
+def editor_site_port() -> int:
+    """Where tests serve an editor's page on another site (127.0.0.1): an allowed origin."""
+    return free_port()
+
+
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory, editor_site_port: int) -> Iterator[Stack]:
+    with running_stack(
+        tmp_path_factory.mktemp("e2e"),
+        redis_url=REDIS_URL,
+        extra_env={"PREVIEW_ALLOWED_ORIGINS": f"http://127.0.0.1:{editor_site_port}"},
+    ) as running:
         yield running
 
 

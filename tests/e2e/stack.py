@@ -388,10 +388,10 @@ def running_stack(
 
 
 @contextlib.contextmanager
-def web_process(stack: Stack, root: Path) -> Iterator[str]:
-    """A second `preview-orchestrator web` on the stack's stores and secrets; yields its base
-    URL and always stops it."""
-    port = free_port()
+def web_process(stack: Stack, root: Path, port: int | None = None) -> Iterator[str]:
+    """A second `preview-orchestrator web` on the stack's stores and secrets (on `port`, or a
+    free one); yields its base URL and always stops it."""
+    port = port or free_port()
     log_path = root / f"web-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

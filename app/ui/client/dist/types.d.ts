@@ -1,0 +1,143 @@
+/** Types shared by the client, the connection, the panel and the React wrapper. */
+export type Platform = "web" | "ios" | "android";
+export type DeviceFrame = "phone" | "tablet" | "desktop";
+/** A device of the catalogue (`GET /api/preview/devices`); width/height are CSS pixels in portrait. */
+export interface Device {
+    id: string;
+    name: string;
+    platform: Platform;
+    width: number;
+    height: number;
+    pixelRatio: number;
+    frame: DeviceFrame;
+}
+export type SessionStatus = "booting" | "active" | "ended" | "failed";
+/** A preview session as the HTTP API returns it (times are ISO 8601 strings). */
+export interface Session {
+    id: string;
+    status: SessionStatus;
+    projectId: string;
+    template: string;
+    region: string;
+    deviceType: string | null;
+    device: string | null;
+    machineId: string | null;
+    previewUrl: string;
+    previewOrigin: string;
+    wsUrl: string;
+    token: string;
+    tokenExpiresAt: string;
+    expiresAt: string;
+    createdAt: string;
+    lastActivity: string | null;
+}
+export interface CreateSessionOptions {
+    projectId: string;
+    device?: string;
+    deviceType?: string;
+    template?: string;
+    region?: string;
+    options?: Record<string, unknown>;
+}
+export interface TokenGrant {
+    token: string;
+    tokenExpiresAt: string;
+}
+export interface ShareLink {
+    url: string;
+    expiresAt: string;
+}
+/** One file change of a patch: write `content` to `path`, or delete `path`. */
+export type FileChange = {
+    path: string;
+    content: string;
+} | {
+    path: string;
+    delete: true;
+};
+/** The preview machine's state as the server reports it. */
+export type MachineState = "booting" | "ready" | "building" | "error" | "offline";
+/** The connection's state: the machine's, or "connecting" / "offline" while the socket is down. */
+export type ConnectionState = MachineState | "connecting";
+export type EndReason = "deleted" | "idle_timeout" | "max_duration" | "boot_timeout" | "machine_lost" | (string & {});
+export type LogLevel = "debug" | "log" | "info" | "warn" | "error";
+export interface StatusEvent {
+    state: ConnectionState;
+    detail: string | null;
+}
+export interface WelcomeEvent {
+    sessionId: string;
+    head: number;
+    applied: number;
+    state: MachineState;
+    detail: string | null;
+}
+export interface SeqEvent {
+    seq: number;
+    /** ms from this editor's send of `seq`; null when this editor did not send it. */
+    latencyMs: number | null;
+}
+export interface BuildErrorEvent {
+    message: string;
+    file: string | null;
+    line: number;
+    column: number;
+}
+export interface LogEvent {
+    level: LogLevel | (string & {});
+    message: string;
+    source: string | null;
+}
+export interface IdleWarningEvent {
+    secondsLeft: number;
+}
+export interface EndedEvent {
+    reason: EndReason;
+    status: SessionStatus | (string & {});
+}
+export interface ErrorEvent {
+    code: string;
+    message: string;
+    seq?: number;
+    head?: number;
+}
+export interface PatchEvent {
+    seq: number;
+    changes: FileChange[];
+}
+export interface SnapshotEvent {
+    seq: number;
+    files: Record<string, string>;
+    deleted: string[];
+}
+export interface OpenEvent {
+    /** 1 for the first socket, then counts reconnections. */
+    attempt: number;
+}
+export interface CloseEvent {
+    code: number;
+    reason: string;
+    /** false once the session ended or `close()` was called. */
+    willReconnect: boolean;
+}
+export interface TokenEvent extends TokenGrant {
+    previewOrigin: string;
+}
+/** Events of a {@link PreviewConnection}. */
+export interface ConnectionEventMap {
+    open: OpenEvent;
+    close: CloseEvent;
+    welcome: WelcomeEvent;
+    status: StatusEvent;
+    ack: SeqEvent;
+    applied: SeqEvent;
+    buildError: BuildErrorEvent;
+    log: LogEvent;
+    idleWarning: IdleWarningEvent;
+    ended: EndedEvent;
+    error: ErrorEvent;
+    patch: PatchEvent;
+    snapshot: SnapshotEvent;
+    /** The session token was refreshed (the preview origin's cookie should be refreshed too). */
+    token: TokenEvent;
+}

@@ -1,0 +1,703 @@
+/**
+ * The editor socket of a preview session (docs/protocol.md): numbered patches that are never
+ * lost and never applied twice, resume after reconnects, keep-alive while the page is visible,
+ * session-token refresh.
+ */
+
+import { Emitter } from "./emitter.js";
+import type { PreviewClient } from "./client.js";
+import { PreviewApiError } from "./errors.js";
+import type {
+  ConnectionEventMap,
+  ConnectionState,
+  FileChange,
+  MachineState,
+  Session,
+  TokenGrant,
+} from "./types.js";
+
+export interface ConnectionOptions {
+  /** End the session (DELETE with `keepalive`) when the page is hidden for good (`pagehide`). Default true. */
+  endOnPageHide?: boolean;
+  /** Keep-alive `ping` interval while the page is visible, in ms. Default 20 000. */
+  heartbeatIntervalMs?: number;
+  /** Called after every token refresh (e.g. to refresh the preview origin's cookie). */
+  onTokenRefreshed?: (grant: TokenGrant) => void;
+  /** A WebSocket implementation (defaults to the global one). */
+  WebSocket?: typeof WebSocket;
+}
+
+interface PendingPatch {
+  seq: number;
+  changes: FileChange[];
+  key: string;
+  sent: boolean;
+}
+
+type Phase = "idle" | "connecting" | "hello" | "catchup" | "ready";
+
+const MIN_BACKOFF_MS = 250;
+const MAX_BACKOFF_MS = 10_000;
+const TOKEN_MARGIN_MS = 60_000;
+const HELLO_TIMEOUT_MS = 10_000;
+const CATCHUP_TIMEOUT_MS = 5_000;
+const MAX_TIMER_MS = 2_147_483_647;
+const MACHINE_STATES = new Set(["booting", "ready", "building", "error", "offline"]);
+
+type Frame = Record<string, unknown> & { type: string };
+
+function now(): number {
+  return typeof performance !== "undefined" ? performance.now() : Date.now();
+}
+
+function pageVisible(): boolean {
+  return typeof document === "undefined" || document.visibilityState === "visible";
+}
+
+function num(value: unknown, fallback = 0): number {
+  return typeof value === "number" && Number.isFinite(value) ? value : fallback;
+}
+
+function str(value: unknown): string | null {
+  return typeof value === "string" ? value : null;
+}
+
+function normalizeChanges(changes: readonly FileChange[]): FileChange[] {
+  if (!Array.isArray(changes) || changes.length === 0) {
+    throw new TypeError("a patch needs at least one change");
+  }
+  return changes.map((change) => {
+    if (!change || typeof change.path !== "string" || change.path === "") {
+      throw new TypeError("every change needs a path");
+    }
+    if ("delete" in change && change.delete === true) return { path: change.path, delete: true as const };
+    if ("content" in change && typeof change.content === "string") {
+      return { path: change.path, content: change.content };
+    }
+    throw new TypeError(`change of ${change.path} needs content or delete: true`);
+  });
+}
+
+function parseChanges(value: unknown): FileChange[] {
+  if (!Array.isArray(value)) return [];
+  const out: FileChange[] = [];
+  for (const item of value) {
+    if (!item || typeof item !== "object") continue;
+    const c = item as Record<string, unknown>;
+    if (typeof c.path !== "string") continue;
+    if (c.delete === true) out.push({ path: c.path, delete: true });
+    else if (typeof c.content === "string") out.push({ path: c.path, content: c.content });
+  }
+  return out;
+}
+
+function isEndedError(err: unknown): boolean {
+  return (
+    err instanceof PreviewApiError &&
+    (err.code === "session_ended" || err.status === 404 || err.status === 409)
+  );
+}
+
+/**
+ * An open editor socket. Create it with `client.connect(session)`.
+ *
+ * Patches go out one at a time (the next one after the previous one's `ack`), so that a
+ * conflict never reorders this editor's own edits.
+ */
+export class PreviewConnection extends Emitter<ConnectionEventMap> {
+  readonly client: PreviewClient;
+  readonly sessionId: string;
+  #session: Session;
+  readonly #options: ConnectionOptions;
+
+  #token: string;
+  #tokenExpiresAt: number;
+  #refreshing: Promise<TokenGrant> | null = null;
+
+  #ws: WebSocket | null = null;
+  #phase: Phase = "idle";
+  #opened = false;
+  #failedOpens = 0;
+  #attempt = 0;
+  #opens = 0;
+
+  #lastSeq = 0;
+  #appliedSeq = 0;
+  #catchupHead = 0;
+  #resyncing = false;
+  #pending: PendingPatch[] = [];
+  #sentAt = new Map<number, number>();
+  #ownUnapplied = new Set<number>();
+
+  #state: ConnectionState = "connecting";
+  #machineState: MachineState | null = null;
+  #closed = false;
+  #ended = false;
+
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #tokenTimer: ReturnType<typeof setTimeout> | undefined;
+  #helloTimer: ReturnType<typeof setTimeout> | undefined;
+  #catchupTimer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  #waitingForVisible = false;
+
+  constructor(client: PreviewClient, session: Session, options: ConnectionOptions = {}) {
+    super();
+    this.client = client;
+    this.sessionId = session.id;
+    this.#session = { ...session };
+    this.#options = options;
+    this.#token = session.token;
+    this.#tokenExpiresAt = Date.parse(session.tokenExpiresAt);
+    if (typeof document !== "undefined") {
+      document.addEventListener("visibilitychange", this.#onVisibility);
+    }
+    if (typeof window !== "undefined" && options.endOnPageHide !== false) {
+      window.addEventListener("pagehide", this.#onPageHide);
+    }
+    this.#heartbeatTimer = setInterval(() => {
+      if (pageVisible()) this.ping();
+    }, options.heartbeatIntervalMs ?? 20_000);
+    this.#scheduleTokenRefresh();
+    // Open in a microtask so that listeners added right after connect() see every event.
+    queueMicrotask(() => this.#open());
+  }
+
+  /** The session, with the current token. */
+  get session(): Session {
+    return { ...this.#session, token: this.#token };
+  }
+  /** The current session token (for the socket and the preview origin). */
+  get token(): string {
+    return this.#token;
+  }
+  get tokenExpiresAt(): string {
+    return this.#session.tokenExpiresAt;
+  }
+  /** "connecting" / "offline" while the socket is down, else the machine's state. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+  get machineState(): MachineState | null {
+    return this.#machineState;
+  }
+  /** The highest seq this editor knows (its own acknowledged patches and the ones it received). */
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+  /** The highest seq the machine reported as applied. */
+  get appliedSeq(): number {
+    return this.#appliedSeq;
+  }
+  /** Local patches not acknowledged yet. */
+  get pendingCount(): number {
+    return this.#pending.length;
+  }
+  /** Local patches not applied by the preview yet (pending or acknowledged). */
+  get unappliedCount(): number {
+    return this.#pending.length + this.#ownUnapplied.size;
+  }
+  /** True once the socket is open and in sync (patches go out at once). */
+  get connected(): boolean {
+    return this.#phase === "ready";
+  }
+  get ended(): boolean {
+    return this.#ended;
+  }
+  get closed(): boolean {
+    return this.#closed || this.#ended;
+  }
+
+  /**
+   * Queues a patch and returns the seq it was given (it may get another one if the socket
+   * reconnects or another editor wrote first: see the `ack` event).
+   */
+  send(changes: readonly FileChange[]): number {
+    if (this.closed) throw new Error("the preview connection is closed");
+    const copy = normalizeChanges(changes);
+    const last = this.#pending.length > 0 ? this.#pending[this.#pending.length - 1]!.seq : this.#lastSeq;
+    const seq = Math.max(last, this.#lastSeq) + 1;
+    this.#pending.push({ seq, changes: copy, key: JSON.stringify(copy), sent: false });
+    this.#pump();
+    return seq;
+  }
+
+  /** Keep-alive: a `ping` on the socket (or an HTTP heartbeat while the socket is down). */
+  ping(): void {
+    if (this.closed) return;
+    if (this.#raw({ type: "ping" })) return;
+    this.client.heartbeat(this.sessionId).catch((err: unknown) => {
+      if (err instanceof PreviewApiError && err.code === "session_ended") this.#end("session_ended", "ended");
+    });
+  }
+
+  /** Gets a new session token now (deduplicated); schedules the next refresh. */
+  refreshToken(): Promise<TokenGrant> {
+    if (this.#refreshing) return this.#refreshing;
+    const run = this.client.refreshToken(this.sessionId).then((grant) => {
+      this.#token = grant.token;
+      this.#tokenExpiresAt = Date.parse(grant.tokenExpiresAt);
+      this.#session = { ...this.#session, token: grant.token, tokenExpiresAt: grant.tokenExpiresAt };
+      if (!this.closed) {
+        this.#scheduleTokenRefresh();
+        this.emit("token", { ...grant, previewOrigin: this.#session.previewOrigin });
+        this.#options.onTokenRefreshed?.(grant);
+      }
+      return grant;
+    });
+    this.#refreshing = run;
+    const clear = () => {
+      if (this.#refreshing === run) this.#refreshing = null;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  /** Ends the session on the server (DELETE) and closes the connection. */
+  async end(options: { keepalive?: boolean } = {}): Promise<void> {
+    if (this.#ended) {
+      this.close();
+      return;
+    }
+    const request = this.client.endSession(this.sessionId, { keepalive: options.keepalive === true });
+    this.#end("deleted", "ended");
+    try {
+      await request;
+    } catch (err) {
+      if (!(err instanceof PreviewApiError && err.status === 404)) throw err;
+    }
+  }
+
+  /** Stops everything (socket, timers, page listeners) without ending the session. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#teardown();
+  }
+
+  // ---- socket -------------------------------------------------------------------------
+
+  #open(): void {
+    if (this.closed || this.#ws) return;
+    if (!pageVisible() && this.#opens > 0) {
+      // Nothing goes out while the page is hidden: reconnect when it is visible again.
+      this.#waitingForVisible = true;
+      return;
+    }
+    const WS = this.#options.WebSocket ?? WebSocket;
+    const base = this.#session.wsUrl;
+    const url = `${base}${base.includes("?") ? "&" : "?"}token=${encodeURIComponent(this.#token)}`;
+    this.#setState("connecting", null);
+    this.#phase = "connecting";
+    this.#opened = false;
+    let ws: WebSocket;
+    try {
+      ws = new WS(url);
+    } catch (err) {
+      this.emit("error", { code: "socket_error", message: err instanceof Error ? err.message : String(err) });
+      this.#failedOpens += 1;
+      this.#scheduleReconnect();
+      return;
+    }
+    this.#ws = ws;
+    ws.onopen = () => {
+      if (this.#ws !== ws) return;
+      this.#opened = true;
+      this.#failedOpens = 0;
+      this.#opens += 1;
+      this.emit("open", { attempt: this.#opens });
+      this.#sendHello();
+    };
+    ws.onmessage = (event: MessageEvent) => {
+      if (this.#ws !== ws || typeof event.data !== "string") return;
+      let frame: unknown;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame && typeof frame === "object" && typeof (frame as Frame).type === "string") {
+        this.#onFrame(frame as Frame);
+      }
+    };
+    ws.onclose = (event: globalThis.CloseEvent) => {
+      if (this.#ws !== ws) return;
+      this.#onSocketClosed(event.code, event.reason);
+    };
+    ws.onerror = () => {
+      /* a close event follows */
+    };
+  }
+
+  #onSocketClosed(code: number, reason: string): void {
+    this.#ws = null;
+    this.#phase = "idle";
+    clearTimeout(this.#helloTimer);
+    clearTimeout(this.#catchupTimer);
+    if (!this.#opened) this.#failedOpens += 1;
+    for (const p of this.#pending) p.sent = false;
+    if (code === 4000) {
+      this.emit("close", { code, reason, willReconnect: false });
+      this.#end(reason || "ended", "ended");
+      return;
+    }
+    const willReconnect = !this.closed;
+    this.emit("close", { code, reason, willReconnect });
+    if (!willReconnect) return;
+    this.#setState("offline", null);
+    this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.closed) return;
+    clearTimeout(this.#reconnectTimer);
+    const base = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.#attempt);
+    this.#attempt += 1;
+    const delay = base / 2 + Math.random() * (base / 2);
+    this.#reconnectTimer = setTimeout(() => void this.#reconnect(), delay);
+  }
+
+  async #reconnect(): Promise<void> {
+    if (this.closed) return;
+    const expiresSoon = this.#tokenExpiresAt - Date.now() < TOKEN_MARGIN_MS;
+    if (expiresSoon || this.#failedOpens >= 2) {
+      try {
+        await this.refreshToken();
+        this.#failedOpens = 0;
+      } catch (err) {
+        if (isEndedError(err)) {
+          this.#end("session_ended", "ended");
+        } else {
+          this.#scheduleReconnect();
+        }
+        return;
+      }
+    }
+    this.#open();
+  }
+
+  #raw(frame: Frame): boolean {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== 1 /* OPEN */) return false;
+    try {
+      ws.send(JSON.stringify({ v: 1, ...frame }));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #sendHello(): void {
+    this.#phase = "hello";
+    clearTimeout(this.#catchupTimer);
+    clearTimeout(this.#helloTimer);
+    this.#raw({ type: "hello", lastSeq: this.#lastSeq });
+    this.#helloTimer = setTimeout(() => {
+      // No welcome: drop the socket, the reconnect says hello again.
+      if (this.#phase === "hello") this.#ws?.close(3000, "no welcome");
+    }, HELLO_TIMEOUT_MS);
+  }
+
+  // ---- frames -------------------------------------------------------------------------
+
+  #onFrame(f: Frame): void {
+    switch (f.type) {
+      case "welcome":
+        return this.#onWelcome(f);
+      case "patch":
+        return this.#onPatch(num(f.seq, -1), parseChanges(f.changes));
+      case "snapshot":
+        return this.#onSnapshot(f);
+      case "ack":
+        return this.#onAck(num(f.seq, -1));
+      case "applied":
+        return this.#onApplied(num(f.seq, -1));
+      case "status": {
+        const state = str(f.state);
+        if (state && MACHINE_STATES.has(state)) {
+          this.#machineState = state as MachineState;
+          this.#setState(state as MachineState, str(f.detail));
+        }
+        return;
+      }
+      case "log":
+        this.emit("log", { level: str(f.level) ?? "log", message: str(f.message) ?? "", source: str(f.source) });
+        return;
+      case "buildError":
+        this.emit("buildError", {
+          message: str(f.message) ?? "",
+          file: str(f.file),
+          line: num(f.line),
+          column: num(f.column),
+        });
+        return;
+      case "error":
+        return this.#onError(f);
+      case "idleWarning":
+        this.emit("idleWarning", { secondsLeft: num(f.secondsLeft) });
+        if (pageVisible()) this.#raw({ type: "ping" });
+        return;
+      case "ended":
+        this.#end(str(f.reason) ?? "ended", str(f.status) ?? "ended");
+        return;
+      default:
+        return; // pong and anything newer
+    }
+  }
+
+  #onWelcome(f: Frame): void {
+    clearTimeout(this.#helloTimer);
+    this.#resyncing = false;
+    this.#attempt = 0;
+    const head = num(f.head);
+    const applied = num(f.applied);
+    const state = str(f.state);
+    if (state && MACHINE_STATES.has(state)) this.#machineState = state as MachineState;
+    this.#markApplied(applied);
+    // The server is the authority: a head below what we know means it lost patches.
+    if (head < this.#lastSeq) this.#lastSeq = head;
+    this.#catchupHead = head;
+    this.emit("welcome", {
+      sessionId: str(f.sessionId) ?? this.sessionId,
+      head,
+      applied,
+      state: this.#machineState ?? "offline",
+      detail: str(f.detail),
+    });
+    this.#setState(this.#machineState ?? "offline", str(f.detail));
+    this.#phase = "catchup";
+    this.#checkCaughtUp();
+  }
+
+  #checkCaughtUp(): void {
+    if (this.#phase !== "catchup") return;
+    clearTimeout(this.#catchupTimer);
+    if (this.#lastSeq >= this.#catchupHead) {
+      this.#flush();
+      return;
+    }
+    this.#catchupTimer = setTimeout(() => {
+      if (this.#phase === "catchup") this.#sendHello();
+    }, CATCHUP_TIMEOUT_MS);
+  }
+
+  #onPatch(seq: number, changes: FileChange[]): void {
+    if (seq <= this.#lastSeq) return; // already known: never apply twice
+    if (seq > this.#lastSeq + 1) {
+      // A gap: ask for what we missed.
+      if (this.#phase !== "hello") this.#sendHello();
+      return;
+    }
+    const key = JSON.stringify(changes);
+    const own = this.#pending.findIndex((p) => p.seq === seq && p.key === key);
+    this.#lastSeq = seq;
+    if (own >= 0) {
+      // Our own patch (its ack was lost): count it as acknowledged.
+      this.#acknowledge(own, seq);
+    } else {
+      this.#sentAt.delete(seq);
+      this.emit("patch", { seq, changes });
+    }
+    this.#checkCaughtUp();
+  }
+
+  #onSnapshot(f: Frame): void {
+    const seq = num(f.seq, -1);
+    if (seq < 0 || seq < this.#lastSeq) return;
+    const files: Record<string, string> = {};
+    if (f.files && typeof f.files === "object") {
+      for (const [path, content] of Object.entries(f.files as Record<string, unknown>)) {
+        if (typeof content === "string") files[path] = content;
+      }
+    }
+    const deleted = Array.isArray(f.deleted) ? f.deleted.filter((p): p is string => typeof p === "string") : [];
+    const gone = new Set(deleted);
+    // Pending patches numbered within the snapshot whose changes it already shows were appended
+    // (their acks were lost); the others are renumbered and sent after it.
+    for (let i = this.#pending.length - 1; i >= 0; i--) {
+      const p = this.#pending[i]!;
+      if (p.seq > seq) continue;
+      const reflected = p.changes.every((c) =>
+        "delete" in c ? gone.has(c.path) || !(c.path in files) : files[c.path] === c.content,
+      );
+      if (reflected) this.#acknowledge(i, p.seq);
+    }
+    this.#lastSeq = seq;
+    this.emit("snapshot", { seq, files, deleted });
+    this.#checkCaughtUp();
+  }
+
+  #acknowledge(index: number, seq: number): void {
+    this.#pending.splice(index, 1);
+    if (seq > this.#lastSeq) this.#lastSeq = seq;
+    if (seq > this.#appliedSeq) this.#ownUnapplied.add(seq);
+    const sent = this.#sentAt.get(seq);
+    this.emit("ack", { seq, latencyMs: sent === undefined ? null : Math.round(now() - sent) });
+  }
+
+  #onAck(seq: number): void {
+    const index = this.#pending.findIndex((p) => p.seq === seq && p.sent);
+    if (index < 0) return;
+    this.#acknowledge(index, seq);
+    this.#pump();
+  }
+
+  #markApplied(seq: number): void {
+    if (seq > this.#appliedSeq) this.#appliedSeq = seq;
+    for (const s of this.#ownUnapplied) if (s <= seq) this.#ownUnapplied.delete(s);
+  }
+
+  #onApplied(seq: number): void {
+    if (seq < 0) return;
+    this.#markApplied(seq);
+    const sent = this.#sentAt.get(seq);
+    for (const s of this.#sentAt.keys()) if (s <= seq) this.#sentAt.delete(s);
+    this.emit("applied", { seq, latencyMs: sent === undefined ? null : Math.round(now() - sent) });
+  }
+
+  #onError(f: Frame): void {
+    const code = str(f.code) ?? "error";
+    const message = str(f.message) ?? code;
+    if (code === "seq_conflict") {
+      // Someone else wrote first: resync once, ignore further conflicts until the welcome.
+      if (!this.#resyncing) {
+        this.#resyncing = true;
+        for (const p of this.#pending) p.sent = false;
+        this.#sendHello();
+      }
+      return;
+    }
+    const detail: ConnectionEventMap["error"] = { code, message };
+    if (typeof f.seq === "number") detail.seq = f.seq;
+    if (typeof f.head === "number") detail.head = f.head;
+    if (code === "session_ended") {
+      this.emit("error", detail);
+      this.#end("session_ended", "ended");
+      return;
+    }
+    if (typeof f.seq === "number") {
+      // The patch was refused (nothing changed, the seq was not used) or the machine rejected it.
+      const seq = f.seq;
+      this.#ownUnapplied.delete(seq);
+      this.#sentAt.delete(seq);
+      const index = this.#pending.findIndex((p) => p.seq === seq);
+      if (index >= 0) {
+        this.#pending.splice(index, 1);
+        this.emit("error", detail);
+        if (this.#phase === "ready") this.#flush();
+        return;
+      }
+    }
+    this.emit("error", detail);
+  }
+
+  // ---- sending patches ----------------------------------------------------------------
+
+  /** In sync: renumber what is pending from lastSeq + 1 and send the first one. */
+  #flush(): void {
+    clearTimeout(this.#catchupTimer);
+    this.#phase = "ready";
+    let seq = this.#lastSeq;
+    for (const s of this.#sentAt.keys()) if (s > seq) this.#sentAt.delete(s);
+    for (const p of this.#pending) {
+      seq += 1;
+      p.seq = seq;
+      p.sent = false;
+    }
+    this.#pump();
+  }
+
+  /** One patch in flight at a time: send the first pending one unless it is out already. */
+  #pump(): void {
+    if (this.#phase !== "ready") return;
+    const first = this.#pending[0];
+    if (!first || first.sent) return;
+    if (this.#raw({ type: "patch", seq: first.seq, changes: first.changes })) {
+      first.sent = true;
+      this.#sentAt.set(first.seq, now());
+      if (this.#sentAt.size > 1000) {
+        const oldest = this.#sentAt.keys().next().value;
+        if (oldest !== undefined) this.#sentAt.delete(oldest);
+      }
+    }
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------
+
+  #setState(state: ConnectionState, detail: string | null): void {
+    this.#state = state;
+    this.emit("status", { state, detail });
+  }
+
+  #scheduleTokenRefresh(): void {
+    clearTimeout(this.#tokenTimer);
+    if (this.closed || Number.isNaN(this.#tokenExpiresAt)) return;
+    // A token never outlives the session: nothing to gain once it reaches the session's end.
+    const sessionEnd = Date.parse(this.#session.expiresAt);
+    if (!Number.isNaN(sessionEnd) && this.#tokenExpiresAt >= sessionEnd - 1000) return;
+    const lifetime = this.#tokenExpiresAt - Date.now();
+    const delay = lifetime > 5 * TOKEN_MARGIN_MS ? lifetime - TOKEN_MARGIN_MS : lifetime * 0.8;
+    this.#tokenTimer = setTimeout(() => {
+      this.refreshToken().catch((err: unknown) => {
+        if (isEndedError(err)) {
+          this.#end("session_ended", "ended");
+          return;
+        }
+        clearTimeout(this.#tokenTimer);
+        this.#tokenTimer = setTimeout(() => this.#scheduleTokenRefreshRetry(), 5000);
+      });
+    }, Math.min(MAX_TIMER_MS, Math.max(0, delay)));
+  }
+
+  #scheduleTokenRefreshRetry(): void {
+    this.refreshToken().catch((err: unknown) => {
+      if (isEndedError(err)) this.#end("session_ended", "ended");
+      else this.#tokenTimer = setTimeout(() => this.#scheduleTokenRefreshRetry(), 10_000);
+    });
+  }
+
+  #onVisibility = (): void => {
+    if (!pageVisible() || this.closed) return;
+    if (this.#waitingForVisible) {
+      this.#waitingForVisible = false;
+      void this.#reconnect();
+      return;
+    }
+    this.ping();
+  };
+
+  #onPageHide = (): void => {
+    if (this.closed) return;
+    void this.end({ keepalive: true }).catch(() => undefined);
+  };
+
+  #end(reason: string, status: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#teardown();
+    this.emit("ended", { reason, status });
+  }
+
+  #teardown(): void {
+    clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#tokenTimer);
+    clearTimeout(this.#helloTimer);
+    clearTimeout(this.#catchupTimer);
+    clearInterval(this.#heartbeatTimer);
+    if (typeof document !== "undefined") document.removeEventListener("visibilitychange", this.#onVisibility);
+    if (typeof window !== "undefined") window.removeEventListener("pagehide", this.#onPageHide);
+    this.#phase = "idle";
+    const ws = this.#ws;
+    this.#ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      if (ws.readyState === 0 || ws.readyState === 1) {
+        try {
+          ws.close(1000, "closed");
+        } catch {
+          /* ignore */
+        }
+      }
+    }
+  }
+}

@@ -6,6 +6,13 @@
 #   docker run -e DATABASE_URL=... -e REDIS_URL=... -e SUPABASE_JWT_SECRET=... \
 #              -e PREVIEW_TOKEN_SECRET=... -p 8080:8080 preview-orchestrator
 
+# --- ui: the npm packages browsers load from /ui/vendor (the panel's QR code renderer, the
+# demo's CodeMirror), from app/ui's lockfile; dev tools (TypeScript) are not installed ------
+FROM node:20.19.5-bookworm-slim AS ui
+WORKDIR /ui
+COPY app/ui/package.json app/ui/package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts
+
 # --- build: install the project and its runtime dependencies into a virtualenv ------------
 FROM python:3.11.17-slim-bookworm AS build
 
@@ -25,6 +32,8 @@ COPY sql ./sql
 COPY sandbox ./sandbox
 RUN /opt/venv/bin/pip install . \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+# app.ui_assets serves them from the installed package's ui/ folder.
+COPY --from=ui /ui/node_modules /opt/venv/lib/python3.11/site-packages/app/ui/node_modules
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM python:3.11.17-slim-bookworm

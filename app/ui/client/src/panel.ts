@@ -167,6 +167,7 @@ export class PreviewPanel extends BaseElement {
   #sessionActive = false;
   #welcomed = false;
   #lostSocket = false;
+  #reloadWhenApplied = false;
   #primaryLoaded = false;
   #autoFallback = false;
   #idleTimer: ReturnType<typeof setInterval> | undefined;
@@ -396,6 +397,12 @@ export class PreviewPanel extends BaseElement {
   deleteFile(path: string): number | null {
     return this.sendChanges([{ path, delete: true }]);
   }
+  #reloadIfSettled(): void {
+    if (!this.#reloadWhenApplied || !this.#connection || this.#connection.unappliedCount > 0) return;
+    this.#reloadWhenApplied = false;
+    this.reload();
+  }
+
   /** Reloads every preview iframe (the app's state is lost; HMR keeps it otherwise). */
   reload(): void {
     if (!this.#sessionActive || !this.#session) return;
@@ -630,10 +637,13 @@ export class PreviewPanel extends BaseElement {
         // Back after losing the socket: the preview's own HMR socket went through the same
         // server and is gone too. Vite would reload the page once its ping succeeds, but it
         // pings from a SharedWorker that, in a cross-site iframe, never gets through, so the
-        // panel reloads its frames itself (the app restarts, with every edit applied).
+        // panel reloads its frames itself (the app restarts, with every edit applied) — once
+        // the edits made while away are applied: a frame that is loading while one is
+        // applied would miss its hot update.
         if (this.#lostSocket) {
           this.#lostSocket = false;
-          this.reload();
+          this.#reloadWhenApplied = true;
+          this.#reloadIfSettled();
         }
       }),
       c.on("open", (e) => this.#emit("preview-open", e)),
@@ -649,6 +659,7 @@ export class PreviewPanel extends BaseElement {
       c.on("applied", (e) => {
         this.#emit("preview-applied", e);
         this.#updateState();
+        this.#reloadIfSettled();
       }),
       c.on("buildError", (e) => {
         this.#buildError = e;

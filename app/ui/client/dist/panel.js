@@ -422,6 +422,16 @@ export class PreviewPanel extends BaseElement {
         this.#sessionBooting = session.status === "booting";
         if (!this.device && session.device)
             this.#setDeviceQuietly(session.device);
+        if (!this.#sessionBooting) {
+            // The first render is the critical path: the preview's HTML and modules go through the
+            // same server as the editor socket, so the socket opens once the preview has loaded
+            // (or after 2 s). Edits made meanwhile are queued and go out on connect.
+            this.#sessionActive = true;
+            this.#loadFrames();
+            await this.#primaryLoadedOrTimeout(2000, abort.signal);
+            if (abort.signal.aborted)
+                return null;
+        }
         const connection = client.connect(session, {
             onTokenRefreshed: (grant) => this.#refreshPreviewCookie(grant.token),
         });
@@ -456,6 +466,21 @@ export class PreviewPanel extends BaseElement {
         this.#loadFrames();
         this.#updateState();
         return this.session;
+    }
+    #primaryLoadedOrTimeout(ms, signal) {
+        if (this.#primaryLoaded)
+            return Promise.resolve();
+        return new Promise((resolve) => {
+            const done = () => {
+                clearTimeout(timer);
+                this.removeEventListener("preview-load", done);
+                signal.removeEventListener("abort", done);
+                resolve();
+            };
+            const timer = setTimeout(done, ms);
+            this.addEventListener("preview-load", done);
+            signal.addEventListener("abort", done);
+        });
     }
     async #createSession(client, projectId, signal) {
         const options = {

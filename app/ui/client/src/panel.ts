@@ -518,6 +518,15 @@ export class PreviewPanel extends BaseElement {
     this.#session = session;
     this.#sessionBooting = session.status === "booting";
     if (!this.device && session.device) this.#setDeviceQuietly(session.device);
+    if (!this.#sessionBooting) {
+      // The first render is the critical path: the preview's HTML and modules go through the
+      // same server as the editor socket, so the socket opens once the preview has loaded
+      // (or after 2 s). Edits made meanwhile are queued and go out on connect.
+      this.#sessionActive = true;
+      this.#loadFrames();
+      await this.#primaryLoadedOrTimeout(2000, abort.signal);
+      if (abort.signal.aborted) return null;
+    }
     const connection = client.connect(session, {
       onTokenRefreshed: (grant) => this.#refreshPreviewCookie(grant.token),
     });
@@ -550,6 +559,21 @@ export class PreviewPanel extends BaseElement {
     this.#loadFrames();
     this.#updateState();
     return this.session;
+  }
+
+  #primaryLoadedOrTimeout(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.#primaryLoaded) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.removeEventListener("preview-load", done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.addEventListener("preview-load", done);
+      signal.addEventListener("abort", done);
+    });
   }
 
   async #createSession(client: PreviewClient, projectId: string, signal: AbortSignal): Promise<Session> {

@@ -66,7 +66,7 @@ async def demo_file(request: Request) -> Response:
 
 
 async def vendor_file(request: Request) -> Response:
-    package, _, rest = _split_package(request.path_params["path"])
+    package, rest = _split_package(request.path_params["path"])
     if package not in runtime_packages(UI_DIR):
         raise not_found("package")
     # Package files change only with the lockfile, which changes the deployment.
@@ -77,11 +77,11 @@ async def demo_page(request: Request) -> Response:
     return _serve(UI_DIR / "demo" / "index.html", cache="no-cache")
 
 
-def _split_package(path: str) -> tuple[str, str, str]:
-    """`@scope/name/file` or `name/file` → (package, "/", file)."""
+def _split_package(path: str) -> tuple[str, str]:
+    """`@scope/name/file` or `name/file` → (package, file)."""
     parts = path.split("/")
     count = 2 if parts[0].startswith("@") else 1
-    return "/".join(parts[:count]), "/", "/".join(parts[count:])
+    return "/".join(parts[:count]), "/".join(parts[count:])
 
 
 _SHORT = "public, max-age=60"

@@ -5,6 +5,7 @@ frames as activity, `idleWarning` before an idle end, and `ended` pushed on ever
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -408,8 +409,6 @@ def test_delete_pushes_ended_and_a_later_patch_is_refused(live: Any) -> None:
 
 
 def json_frames_until_closed(ws: Any) -> list[dict[str, Any]]:
-    import json
-
     frames = []
     with pytest.raises(ConnectionClosed) as closed:
         while True:

@@ -57,6 +57,11 @@ async def create_session(res: Resources, principal: Principal, body: CreateSessi
     region = body.region or res.settings.preview_default_region
     if template not in res.settings.templates:
         raise bad_request(f"unknown template {template!r}", "unknown_template")
+    if region not in res.settings.regions:
+        raise bad_request(
+            f"unknown region {region!r} (known: {', '.join(res.settings.regions)})",
+            "unknown_region",
+        )
     try:
         device = resolve_device(body.device, body.device_type)
     except UnknownDevice as exc:

@@ -54,6 +54,10 @@ async def set_pool_bounds(
     assert settings.database_url and settings.redis_url
     if template not in settings.templates:
         raise SettingsError(f"template {template!r} is not one of PREVIEW_TEMPLATES")
+    if region not in settings.regions:
+        raise SettingsError(
+            f"region {region!r} is not PREVIEW_DEFAULT_REGION or one of PREVIEW_REGIONS"
+        )
     try:
         for low, high in (min_size, max_size), suspended or (0, 0), stopped or (0, 0):
             PoolBounds(low, high)

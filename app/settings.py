@@ -121,6 +121,21 @@ class Settings(BaseSettings):
     def templates(self) -> tuple[str, ...]:
         return tuple(self.preview_templates.split(","))
 
+    @field_validator("preview_regions")
+    @classmethod
+    def _regions(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        if not all(_NAME.match(n) for n in names):
+            raise ValueError("a comma-separated list of lowercase names")
+        return ",".join(names)
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The regions sessions may name: the default one, then PREVIEW_REGIONS. Anything else
+        is refused, so that no request can make a pool (and its warm machines) appear."""
+        listed = [r for r in self.preview_regions.split(",") if r]
+        return tuple(dict.fromkeys([self.preview_default_region, *listed]))
+
     @property
     def allowed_origins(self) -> tuple[str, ...]:
         listed = [o.strip().rstrip("/") for o in self.preview_allowed_origins.split(",")]

@@ -2,8 +2,9 @@
 test, both on the real servers this machine runs (never mocks of them).
 
 TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres) names a server where
-the tests may create and drop databases; TEST_REDIS_URL (default redis://127.0.0.1:6379/11) a
-Redis database they may flush.
+the tests may create and drop databases. The Redis database is claimed for this run on
+TEST_REDIS_SERVER (tests/redis_claim.py), so that two runs on one host never share one;
+TEST_REDIS_URL names a database to use (and flush) instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 import redis.asyncio as aioredis
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
@@ -28,9 +28,11 @@ from app.auth import mint_hs256_token
 from app.settings import Settings, load_settings
 from sql.migrate import apply_migrations
 from sql.sessions import NewSession
+from tests.redis_claim import flush as flush_redis
+from tests.redis_claim import redis_url
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+REDIS_URL = redis_url("TEST_REDIS_URL", "tests")
 JWT_SECRET = "test-jwt-secret-" + "x" * 32
 TOKEN_SECRET = "test-session-token-secret-" + "y" * 32
 
@@ -59,9 +61,7 @@ def clean_stores(database_url: str) -> Iterator[None]:
             "TRUNCATE session_events, machine_leases, preview_sessions, user_quotas, "
             "pool_targets, project_members, projects, auth.users CASCADE"
         )
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    client.close()
+    flush_redis(REDIS_URL)
     yield
 
 

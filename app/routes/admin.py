@@ -51,6 +51,11 @@ async def put_pool(request: Request) -> Response:
         raise bad_request("template and region are lowercase names", "invalid_pool")
     if template not in res.settings.templates:
         raise bad_request(f"unknown template {template!r}", "unknown_template")
+    if region not in res.settings.regions:
+        raise bad_request(
+            f"unknown region {region!r} (PREVIEW_DEFAULT_REGION and PREVIEW_REGIONS name them)",
+            "unknown_region",
+        )
     body = parse_body(PoolBoundsBody, await read_json(request, res.settings.preview_max_body_bytes))
     target = target_from_body(template, region, body)
     async with res.db.connection() as conn:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
 
 from sql.migrate import apply_migrations
+from tests.redis_claim import flush
 
 POSTGRES, REDIS = frozenset({"postgres"}), frozenset({"redis-server", "valkey-server"})
 
@@ -101,8 +101,4 @@ def fresh_database(admin_url: str, prefix: str) -> Iterator[str]:
 
 
 def flush_redis(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    flush(url)

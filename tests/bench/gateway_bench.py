@@ -11,7 +11,8 @@ What it does, on the local servers (never mocks):
 
   * creates a fresh database on BENCH_POSTGRES_URL's server (default
     postgresql://postgres@127.0.0.1:5432/postgres), applies the migrations, drops it at the end;
-    uses the Redis database BENCH_GATEWAY_REDIS_URL (default redis://127.0.0.1:6379/10), flushed
+    uses a Redis database claimed for the run (tests/redis_claim.py; BENCH_GATEWAY_REDIS_URL
+    names one instead), flushed
     before each phase and at the end;
   * per phase (1 web process, then 2): starts the `preview-orchestrator web` process(es),
     registers N ready machines directly in Redis with machine tokens (no machine processes:
@@ -78,9 +79,10 @@ from tests.bench.common import (
     verdict,
 )
 from tests.conftest import free_port
+from tests.redis_claim import redis_url
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("BENCH_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/10")
+REDIS_URL = redis_url("BENCH_GATEWAY_REDIS_URL", "bench-gateway")
 JWT_SECRET = "bench-jwt-secret-" + "x" * 32
 TOKEN_SECRET = "bench-session-token-secret-" + "y" * 32
 TEMPLATE, REGION = "react-web", "local"

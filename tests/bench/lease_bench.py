@@ -7,7 +7,8 @@ What it does, on the local servers (never mocks):
 
   * creates a fresh database on BENCH_POSTGRES_URL's server (default
     postgresql://postgres@127.0.0.1:5432/postgres), applies the migrations, and drops it at the
-    end; uses the Redis database BENCH_REDIS_URL (default redis://127.0.0.1:6379/12), flushed
+    end; uses a Redis database claimed for the run (tests/redis_claim.py; BENCH_REDIS_URL names
+    one instead), flushed
     at the start, before the on-demand phase and at the end;
   * starts ONE web process (`preview-orchestrator web`) as a subprocess;
   * creates users with quotas high enough that no lease is refused;
@@ -76,9 +77,10 @@ from tests.bench.common import (
     verdict,
 )
 from tests.conftest import free_port
+from tests.redis_claim import redis_url
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+REDIS_URL = redis_url("BENCH_REDIS_URL", "bench-lease")
 JWT_SECRET = "bench-jwt-secret-" + "x" * 32
 TOKEN_SECRET = "bench-session-token-secret-" + "y" * 32
 TEMPLATE, REGION = "react-web", "local"

@@ -6,7 +6,8 @@
 
 The stack is the one the README runs, as the browser tests start it (tests/e2e/stack.py):
 `preview-orchestrator dev` on this machine's Postgres (a fresh database, dropped at the end)
-and Redis (BENCH_PREVIEW_REDIS_URL, default redis://127.0.0.1:6379/6, flushed), the local
+and a Redis database claimed for the run (tests/redis_claim.py; BENCH_PREVIEW_REDIS_URL names
+one instead), the local
 provider running the sandbox agent and Vite 8 with the react-web template, log level warning.
 The browser is Debian's Chromium driven by Playwright.
 
@@ -69,8 +70,9 @@ from tests.bench.common import machine_description, percentile, verdict
 from tests.e2e.browser import PageLog, chromium, wait_console, wait_text
 from tests.e2e.editor import Editor
 from tests.e2e.stack import Stack, app_source, running_stack
+from tests.redis_claim import redis_url
 
-REDIS_URL = os.environ.get("BENCH_PREVIEW_REDIS_URL", "redis://127.0.0.1:6379/6")
+REDIS_URL = redis_url("BENCH_PREVIEW_REDIS_URL", "bench-preview")
 EDIT_P99_TARGET_MS = 100.0
 EDIT_FLOOR_RATIO = 1.25
 FIRST_PREVIEW_P50_TARGET_MS = 500.0

@@ -6,7 +6,8 @@
 What runs, and what is simulated:
 
   * The pool's REAL code: the lease script (pool/lua/lease.lua on the real Redis at
-    BENCH_REDIS_URL, default redis://127.0.0.1:6379/13, under a key prefix per scenario that is
+    a database claimed for the run (tests/redis_claim.py; BENCH_REDIS_URL names one instead),
+    under a key prefix per scenario that is
     cleared first; the scenarios run in parallel processes, --jobs), promote
     and release, the refill (pool.refill.resize_pool: the tier policy, creates, moves between
     tiers, destroys), the wake of a machine leased from a lower tier (pool.tiers.bring_to, what
@@ -48,7 +49,6 @@ import asyncio
 import concurrent.futures
 import json
 import math
-import os
 import random
 import selectors
 import sys
@@ -74,8 +74,9 @@ from tests.fakes.fly_api import FakeFlyAPI
 from tests.fakes.fly_faults import FlyNetwork
 from tests.fakes.fly_state import Latencies
 from tests.fakes.virtual_clock import VirtualClock
+from tests.redis_claim import redis_url
 
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = redis_url("BENCH_REDIS_URL", "bench-tiers")
 POOL = PoolKey("react-web", "ams")
 DAY = 86_400.0
 WARM_UP = 900.0  # the pool fills before the day starts; not measured

@@ -2,13 +2,13 @@
 local provider running the sandbox agent and Vite) driven from an editor socket, observed in
 Chromium. One stack and one browser serve the package; each test leases its own session.
 
-E2E_REDIS_URL (default redis://127.0.0.1:6379/7) is a Redis database the suite may flush;
+The stack's Redis database is claimed for the run (tests/redis_claim.py), or E2E_REDIS_URL names
+one the suite may flush;
 TEST_POSTGRES_URL the server where it creates (and drops) its database.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -17,8 +17,9 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from tests.conftest import free_port
 from tests.e2e.browser import PageLog, chromium
 from tests.e2e.stack import Session, Stack, running_stack
+from tests.redis_claim import redis_url
 
-REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/7")
+REDIS_URL = redis_url("E2E_REDIS_URL", "e2e")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -29,10 +29,10 @@ from typing import Any
 
 import httpx
 import psycopg
-import redis
 
 from pool.providers.local import LocalProvider
 from tests.conftest import free_port
+from tests.redis_claim import flush as flush_redis
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("preview-orchestrator")
@@ -337,8 +337,7 @@ def running_stack(
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     database_url = _database_url(name)
-    flush = redis.Redis.from_url(redis_url)
-    flush.flushdb()
+    flush_redis(redis_url)
     port = free_port()
     env = {
         **os.environ,
@@ -382,8 +381,7 @@ def running_stack(
         http.close()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        flush.flushdb()
-        flush.close()
+        flush_redis(redis_url)
     assert not problems, "; ".join(problems) + "\n" + stack.log_tail()
 
 

@@ -96,3 +96,26 @@ def test_a_syntax_error_reports_build_error_and_the_next_edit_recovers(
         with Editor(session.editor_url(stack.base_url)) as other:
             welcome = other.hello(last_seq=seq)
             assert (welcome["state"], welcome["applied"], welcome["head"]) == ("ready", seq, seq)
+
+
+def test_no_credential_used_by_a_session_reaches_the_log(
+    stack: Stack, session: Session, page: Page, page_log: PageLog
+) -> None:
+    # A whole session: the editor socket (token in its URL, which uvicorn logs), the preview's
+    # token-to-cookie redirect, the API with the user's bearer token.
+    with Editor(session.editor_url(stack.base_url)) as editor:
+        editor.hello()
+        editor.wait_applied(editor.write("src/App.jsx", app_source("Quiet logs")))
+        open_preview(page, page_log, session, "Quiet logs")
+    refreshed = stack.http.post(
+        f"{stack.base_url}/api/preview/sessions/{session.id}/token", headers=stack.headers
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    log = stack.log_path.read_text(errors="replace")
+    assert f"/api/preview/sessions/{session.id}/ws" in log, "the socket's line was not logged"
+    for name, secret in {
+        "session token": session.token,
+        "refreshed token": refreshed.json()["token"],
+        "user's access token": stack.admin_token,
+    }.items():
+        assert secret not in log, f"the {name} is in the log"

@@ -6,12 +6,13 @@ restarted under an open panel, accessibility, and the README's screenshots."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, FrameLocator, Page
+from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
 
 from tests.conftest import free_port
 from tests.e2e.editor import Editor
@@ -135,11 +136,18 @@ def test_a_page_on_another_site_embeds_the_preview_and_cors_holds(
 
 
 def open_demo(page: Page, stack: Stack) -> None:
+    """The demo, once its project is in the preview: the panel is ready (and so the preview
+    loaded) before the editor socket opens and the demo uploads its files, which the preview
+    then hot-updates to."""
     stack.wait_ready_machines(1)
     response = page.goto(f"{stack.base_url}/")
     assert response is not None and response.ok
     wait_state(page, "ready", "#panel")
-    preview(page, "#panel").locator("#title").wait_for(timeout=STATE_TIMEOUT)
+    match = re.search(r'id="title">([^<]+)<', demo_source(page, "src/App.jsx"))
+    assert match, "the demo's App.jsx has no #title"
+    expect(preview(page, "#panel").locator("#title")).to_have_text(
+        match.group(1), timeout=STATE_TIMEOUT
+    )
 
 
 def demo_source(page: Page, path: str) -> str:

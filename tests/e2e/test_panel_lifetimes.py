@@ -10,7 +10,6 @@ timeout warned 10 s ahead, a reaper every second.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,10 +22,11 @@ from websockets.exceptions import ConnectionClosed
 from tests.e2e.editor import Editor
 from tests.e2e.stack import Session, Stack, running_stack
 from tests.e2e.test_panel import events, preview, record_events, wait_state
+from tests.redis_claim import redis_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REDIS_URL = os.environ.get("E2E_LIFETIMES_REDIS_URL", "redis://127.0.0.1:6379/8")
+REDIS_URL = redis_url("E2E_LIFETIMES_REDIS_URL", "e2e-lifetimes")
 TOKEN_SECONDS = 12
 IDLE_SECONDS = 20
 

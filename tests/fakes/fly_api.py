@@ -6,7 +6,8 @@ conform is answered 400 and recorded in `spec_violations`, so a test can assert 
 never sent one. Then, in Fly's order: auth (401), rate limits (429, recorded in
 `rate_limit_violations`), injected faults, the machine's lease (409), and the operation.
 
-Behaviour follows ../shared/fly/machines-api-research.md: the state machine with latencies
+Behaviour follows the notes in ../shared/fly/machines-api-research.md (the workplace's research on
+Fly's real behaviour): the state machine with latencies
 (fly_state), wait with its 60 s cap and 408, leases with nonces, update guarded by
 current_version, destroy with force (or fly-go's kill), list filtered by metadata with cursor
 pagination and eventual consistency, exec answering 200 whatever the exit code, capacity

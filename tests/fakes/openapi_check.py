@@ -1,7 +1,9 @@
 """Checks requests (and the fake's own answers) against Fly's official OpenAPI document.
 
-The document is ../shared/fly/machines-openapi3.json beside the checkout (FLY_OPENAPI_SPEC
-overrides the path). It is parsed once per process: that takes about a second.
+The document is the official one, stored unmodified in tests/fakes/fly/ (its provenance and
+sha256 in machines-openapi3.SOURCE.md beside it), so that the suite runs from a plain clone;
+FLY_OPENAPI_SPEC names another copy (say a newer one fetched from docs.machines.dev). It is
+parsed once per process: that takes about a second.
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ from starlette.requests import Request
 from werkzeug.datastructures import Headers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SPEC = REPO_ROOT.parent / "shared" / "fly" / "machines-openapi3.json"
+DEFAULT_SPEC = Path(__file__).resolve().parent / "fly" / "machines-openapi3.json"
 # The spec's only server; the fake stands in for it whatever host the client was given.
 SPEC_SERVER = "https://api.machines.dev"
 
 
 def spec_path() -> Path:
-    path = Path(os.environ.get("FLY_OPENAPI_SPEC", DEFAULT_SPEC))
+    configured = os.environ.get("FLY_OPENAPI_SPEC")
+    path = Path(configured) if configured else DEFAULT_SPEC
     if not path.is_file():
-        raise FileNotFoundError(f"the Fly OpenAPI document is not at {path}")
+        origin = "FLY_OPENAPI_SPEC names" if configured else "the checkout should hold"
+        raise FileNotFoundError(
+            f"the Fly OpenAPI document is not at {path} ({origin} it); fetch it from "
+            "https://docs.machines.dev/spec/openapi3.json"
+        )
     return path
 
 

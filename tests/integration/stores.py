@@ -12,6 +12,7 @@ import redis
 
 from app.settings import Settings, load_settings
 from tests.conftest import JWT_SECRET, REDIS_URL, TOKEN_SECRET
+from tests.redis_claim import flush as flush_redis
 
 READY_LIST = "po:ready:react-web:local"
 
@@ -82,11 +83,7 @@ def emptied_stores_settings(database_url: str, data_dir: Path) -> Settings:
             "TRUNCATE session_events, machine_leases, preview_sessions, user_quotas, "
             "pool_targets, project_members, projects, auth.users CASCADE"
         )
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    flush_redis(REDIS_URL)
     return load_settings(
         database_url=database_url,
         redis_url=REDIS_URL,

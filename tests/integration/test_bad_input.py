@@ -149,6 +149,8 @@ CREATE_BODIES: dict[str, tuple[bytes | Any, str | None]] = {
     "template-int": ({"projectId": PROJECT, "template": 1}, "invalid_body"),
     "region-traversal": ({"projectId": PROJECT, "region": "../../x"}, "invalid_body"),
     "region-newline": ({"projectId": PROJECT, "region": "local\n"}, "invalid_body"),
+    # A well-formed name that is not configured: it must not make a pool appear.
+    "region-unknown": ({"projectId": PROJECT, "region": "invented"}, "unknown_region"),
     "options-array": ({"projectId": PROJECT, "options": []}, "invalid_body"),
     "options-string": ({"projectId": PROJECT, "options": "x"}, "invalid_body"),
     "options-big": ({"projectId": PROJECT, "options": {"a": "x" * 5000}}, "invalid_body"),
@@ -232,6 +234,7 @@ def test_pool_put_refuses_bad_bodies(env: Env, case: str) -> None:
         ("a" * 41, "local", "invalid_pool"),
         ("-react", "local", "invalid_pool"),
         ("nope", "local", "unknown_template"),
+        ("react-web", "invented", "unknown_region"),
     ],
 )
 def test_pool_put_refuses_bad_pool_names(

@@ -116,7 +116,7 @@ def ctx(deps: WorkerContext) -> dict[str, Any]:
 
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    tuned = settings.model_copy(update={"preview_ondemand_max": 100})
+    tuned = settings.model_copy(update={"preview_ondemand_max": 100, "preview_regions": "ams,fra"})
     app = create_app(tuned)
     async with (
         app.router.lifespan_context(app),

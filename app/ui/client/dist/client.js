@@ -46,10 +46,14 @@ export class PreviewClient {
     url(path) {
         return this.baseUrl + path;
     }
-    async #authorization() {
-        const token = await this.getAccessToken();
-        this.#lastAccessToken = token;
-        return `Bearer ${token}`;
+    /** Synchronous when the token provider is: a request then goes out in the caller's task. */
+    #authorization() {
+        const bearer = (token) => {
+            this.#lastAccessToken = token;
+            return `Bearer ${token}`;
+        };
+        const token = this.getAccessToken();
+        return typeof token === "string" ? bearer(token) : Promise.resolve(token).then(bearer);
     }
     /** Sends a request to the API; JSON in and out; throws {@link PreviewApiError}. */
     async request(method, path, options = {}) {
@@ -60,7 +64,8 @@ export class PreviewClient {
                 headers.Authorization = `Bearer ${this.#lastAccessToken}`;
             }
             else {
-                headers.Authorization = await this.#authorization();
+                const authorization = this.#authorization();
+                headers.Authorization = typeof authorization === "string" ? authorization : await authorization;
             }
         }
         const init = { method, headers };

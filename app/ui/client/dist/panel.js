@@ -43,6 +43,23 @@ const BEZELS = {
 // Lets the module load where HTMLElement does not exist (server-side rendering of the React wrapper).
 const BaseElement = typeof HTMLElement !== "undefined" ? HTMLElement : class {
 };
+let parts = null;
+function panelParts() {
+    if (!parts) {
+        const template = document.createElement("template");
+        template.innerHTML = PANEL_MARKUP;
+        let sheet = null;
+        let pending = null;
+        if ("adoptedStyleSheets" in Document.prototype && "replaceSync" in CSSStyleSheet.prototype) {
+            sheet = new CSSStyleSheet();
+            sheet.replaceSync(PANEL_STYLE);
+            pending = new CSSStyleSheet();
+            pending.replaceSync("* { display: none !important; }");
+        }
+        parts = { template, sheet, pending };
+    }
+    return parts;
+}
 function sleep(ms, signal) {
     return new Promise((resolve) => {
         const timer = setTimeout(resolve, ms);
@@ -92,17 +109,23 @@ export class PreviewPanel extends BaseElement {
     #idleTimer;
     #idleDeadline = 0;
     #startScheduled = false;
+    #renderScheduled = false;
+    #rendered = false;
     #userEnded = false;
     constructor() {
         super();
         if (typeof document === "undefined")
             return;
         this.#root = this.attachShadow({ mode: "open" });
-        const style = document.createElement("style");
-        style.textContent = PANEL_STYLE;
-        this.#root.append(style);
-        const template = document.createElement("template");
-        template.innerHTML = PANEL_MARKUP;
+        const { template, sheet, pending } = panelParts();
+        if (sheet && pending) {
+            this.#root.adoptedStyleSheets = [sheet, pending];
+        }
+        else {
+            const style = document.createElement("style");
+            style.textContent = PANEL_STYLE;
+            this.#root.append(style);
+        }
         this.#root.append(template.content.cloneNode(true));
         this.#bindControls();
     }
@@ -212,14 +235,53 @@ export class PreviewPanel extends BaseElement {
     connectedCallback() {
         if (!this.hasAttribute("state"))
             this.setAttribute("state", this.#state);
+        // The session's POST is the head of the first render's critical path: it goes out (from a
+        // microtask) before the frames are built and laid out, which forces a style and layout pass
+        // of tens of ms on a slow machine. The device catalogue waits for the POST too.
+        // Started here rather than from a microtask when it can be: the POST then goes out before
+        // the frames are built (their browsing contexts take milliseconds to create), and that work
+        // overlaps the network's. Cheap while the content is hidden (see #render), it leaves the
+        // session's answer only the iframes' src to set.
+        if (this.#canAutostart())
+            void this.start().catch(() => undefined);
+        else
+            this.#scheduleAutostart();
+        if (!this.#rendered)
+            this.#syncFrames();
+        this.#scheduleRender();
+    }
+    #scheduleRender() {
+        if (this.#renderScheduled)
+            return;
+        this.#renderScheduled = true;
+        // While the session's POST is in flight the first layout waits for its answer (at most
+        // 150 ms): the answer then sets the iframe's src before that layout, instead of being
+        // handled only once it is done.
+        const delay = this.#rendered || !(this.#startScheduled || this.#starting) ? 0 : 150;
+        setTimeout(() => {
+            this.#renderScheduled = false;
+            if (this.isConnected)
+                this.#render();
+        }, delay);
+    }
+    /** Builds the frames and starts observing the panel's size (idempotent). */
+    #render() {
+        this.#rendered = true;
+        // Until now the content was display: none, so that the browser's first frames after the
+        // mount did not spend a style and layout pass on it while the session's POST was in flight.
+        const { sheet } = panelParts();
+        if (sheet && this.#root.adoptedStyleSheets.length > 1)
+            this.#root.adoptedStyleSheets = [sheet];
         if (!this.#resizeObserver && typeof ResizeObserver !== "undefined") {
             this.#resizeObserver = new ResizeObserver(() => this.#layout());
             this.#resizeObserver.observe(this.#el(".frames"));
         }
         this.#syncFrames();
         this.#renderFallback();
-        void this.#loadCatalogue();
-        this.#scheduleAutostart();
+        if (this.#catalogue.length === 0)
+            this.#renderPicker();
+        if (!this.#starting)
+            void this.#loadCatalogue();
     }
     disconnectedCallback() {
         // A move within the document is a disconnect + connect in the same task: only end when gone.
@@ -244,10 +306,13 @@ export class PreviewPanel extends BaseElement {
                 break;
             case "device":
             case "devices":
-                this.#syncFrames();
+                // Before the first render the frames do not exist yet: it builds them.
+                if (this.#rendered)
+                    this.#syncFrames();
                 break;
             case "fallback":
-                this.#renderFallback();
+                if (this.#rendered)
+                    this.#renderFallback();
                 break;
             case "project-id":
                 if (this.#session && value && this.#session.projectId !== value) {
@@ -352,18 +417,20 @@ export class PreviewPanel extends BaseElement {
         this.#startScheduled = true;
         queueMicrotask(() => {
             this.#startScheduled = false;
-            if (this.isConnected &&
-                this.autostart &&
-                !this.#userEnded &&
-                !this.#ended &&
-                !this.#startError &&
-                this.projectId &&
-                this.#getAccessToken &&
-                !this.#starting &&
-                !this.#connection) {
+            if (this.#canAutostart())
                 void this.start().catch(() => undefined);
-            }
         });
+    }
+    #canAutostart() {
+        return Boolean(this.isConnected &&
+            this.autostart &&
+            !this.#userEnded &&
+            !this.#ended &&
+            !this.#startError &&
+            this.projectId &&
+            this.#getAccessToken &&
+            !this.#starting &&
+            !this.#connection);
     }
     #ensureClient() {
         const base = this.api;
@@ -402,12 +469,12 @@ export class PreviewPanel extends BaseElement {
         const abort = new AbortController();
         this.#abort = abort;
         const client = this.#ensureClient();
-        void this.#loadCatalogue();
         let session;
         try {
             session = await this.#createSession(client, projectId, abort.signal);
         }
         catch (err) {
+            void this.#loadCatalogue();
             if (!abort.signal.aborted)
                 this.#failStart(err);
             return null;
@@ -427,7 +494,11 @@ export class PreviewPanel extends BaseElement {
             // same server as the editor socket, so the socket opens once the preview has loaded
             // (or after 2 s). Edits made meanwhile are queued and go out on connect.
             this.#sessionActive = true;
+            if (this.#frames.length === 0)
+                this.#syncFrames();
             this.#loadFrames();
+            if (!this.#rendered)
+                this.#render();
             await this.#primaryLoadedOrTimeout(2000, abort.signal);
             if (abort.signal.aborted)
                 return null;
@@ -435,6 +506,7 @@ export class PreviewPanel extends BaseElement {
         const connection = client.connect(session, {
             onTokenRefreshed: (grant) => this.#refreshPreviewCookie(grant.token),
         });
+        void this.#loadCatalogue();
         this.#connection = connection;
         this.#wire(connection);
         for (const changes of this.#queued.splice(0))
@@ -754,8 +826,9 @@ export class PreviewPanel extends BaseElement {
         });
         for (const extra of this.#frames.splice(wanted.length))
             extra.slot.remove();
-        this.#renderFrames();
+        // Navigation first: it does not wait for the layout that sizing the frames forces.
         this.#loadFrames();
+        this.#renderFrames();
         this.#renderControls();
     }
     #orientation(device) {
@@ -856,7 +929,7 @@ export class PreviewPanel extends BaseElement {
             return;
         const select = this.#el(".device-select");
         const groups = new Map();
-        for (const d of this.#catalogue) {
+        for (const d of this.#catalogue.length > 0 ? this.#catalogue : DEFAULT_DEVICES) {
             const list = groups.get(d.platform) ?? [];
             list.push(d);
             groups.set(d.platform, list);
@@ -1069,4 +1142,5 @@ export class PreviewPanel extends BaseElement {
 }
 if (typeof customElements !== "undefined" && !customElements.get("preview-panel")) {
     customElements.define("preview-panel", PreviewPanel);
+    panelParts();
 }

@@ -84,10 +84,14 @@ export class PreviewClient {
     return this.baseUrl + path;
   }
 
-  async #authorization(): Promise<string> {
-    const token = await this.getAccessToken();
-    this.#lastAccessToken = token;
-    return `Bearer ${token}`;
+  /** Synchronous when the token provider is: a request then goes out in the caller's task. */
+  #authorization(): string | Promise<string> {
+    const bearer = (token: string): string => {
+      this.#lastAccessToken = token;
+      return `Bearer ${token}`;
+    };
+    const token = this.getAccessToken();
+    return typeof token === "string" ? bearer(token) : Promise.resolve(token).then(bearer);
   }
 
   /** Sends a request to the API; JSON in and out; throws {@link PreviewApiError}. */
@@ -98,7 +102,8 @@ export class PreviewClient {
         // Do not wait for a (possibly asynchronous) token provider while the page unloads.
         headers.Authorization = `Bearer ${this.#lastAccessToken}`;
       } else {
-        headers.Authorization = await this.#authorization();
+        const authorization = this.#authorization();
+        headers.Authorization = typeof authorization === "string" ? authorization : await authorization;
       }
     }
     const init: RequestInit = { method, headers };

@@ -116,6 +116,33 @@ type UqrModule = { renderSVG(text: string, options?: Record<string, unknown>): s
 const BaseElement: typeof HTMLElement =
   typeof HTMLElement !== "undefined" ? HTMLElement : (class {} as unknown as typeof HTMLElement);
 
+/** The markup and style every panel shares, parsed once (at definition, before any mount). */
+interface PanelParts {
+  template: HTMLTemplateElement;
+  /** The panel's style, or null where constructable style sheets are missing. */
+  sheet: CSSStyleSheet | null;
+  /** Hides the panel's content until its first render (see #render). */
+  pending: CSSStyleSheet | null;
+}
+let parts: PanelParts | null = null;
+
+function panelParts(): PanelParts {
+  if (!parts) {
+    const template = document.createElement("template");
+    template.innerHTML = PANEL_MARKUP;
+    let sheet: CSSStyleSheet | null = null;
+    let pending: CSSStyleSheet | null = null;
+    if ("adoptedStyleSheets" in Document.prototype && "replaceSync" in CSSStyleSheet.prototype) {
+      sheet = new CSSStyleSheet();
+      sheet.replaceSync(PANEL_STYLE);
+      pending = new CSSStyleSheet();
+      pending.replaceSync("* { display: none !important; }");
+    }
+    parts = { template, sheet, pending };
+  }
+  return parts;
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
@@ -173,17 +200,22 @@ export class PreviewPanel extends BaseElement {
   #idleTimer: ReturnType<typeof setInterval> | undefined;
   #idleDeadline = 0;
   #startScheduled = false;
+  #renderScheduled = false;
+  #rendered = false;
   #userEnded = false;
 
   constructor() {
     super();
     if (typeof document === "undefined") return;
     this.#root = this.attachShadow({ mode: "open" });
-    const style = document.createElement("style");
-    style.textContent = PANEL_STYLE;
-    this.#root.append(style);
-    const template = document.createElement("template");
-    template.innerHTML = PANEL_MARKUP;
+    const { template, sheet, pending } = panelParts();
+    if (sheet && pending) {
+      this.#root.adoptedStyleSheets = [sheet, pending];
+    } else {
+      const style = document.createElement("style");
+      style.textContent = PANEL_STYLE;
+      this.#root.append(style);
+    }
     this.#root.append(template.content.cloneNode(true));
     this.#bindControls();
   }
@@ -294,14 +326,47 @@ export class PreviewPanel extends BaseElement {
 
   connectedCallback(): void {
     if (!this.hasAttribute("state")) this.setAttribute("state", this.#state);
+    // The session's POST is the head of the first render's critical path: it goes out (from a
+    // microtask) before the frames are built and laid out, which forces a style and layout pass
+    // of tens of ms on a slow machine. The device catalogue waits for the POST too.
+    // Started here rather than from a microtask when it can be: the POST then goes out before
+    // the frames are built (their browsing contexts take milliseconds to create), and that work
+    // overlaps the network's. Cheap while the content is hidden (see #render), it leaves the
+    // session's answer only the iframes' src to set.
+    if (this.#canAutostart()) void this.start().catch(() => undefined);
+    else this.#scheduleAutostart();
+    if (!this.#rendered) this.#syncFrames();
+    this.#scheduleRender();
+  }
+
+  #scheduleRender(): void {
+    if (this.#renderScheduled) return;
+    this.#renderScheduled = true;
+    // While the session's POST is in flight the first layout waits for its answer (at most
+    // 150 ms): the answer then sets the iframe's src before that layout, instead of being
+    // handled only once it is done.
+    const delay = this.#rendered || !(this.#startScheduled || this.#starting) ? 0 : 150;
+    setTimeout(() => {
+      this.#renderScheduled = false;
+      if (this.isConnected) this.#render();
+    }, delay);
+  }
+
+  /** Builds the frames and starts observing the panel's size (idempotent). */
+  #render(): void {
+    this.#rendered = true;
+    // Until now the content was display: none, so that the browser's first frames after the
+    // mount did not spend a style and layout pass on it while the session's POST was in flight.
+    const { sheet } = panelParts();
+    if (sheet && this.#root.adoptedStyleSheets.length > 1) this.#root.adoptedStyleSheets = [sheet];
     if (!this.#resizeObserver && typeof ResizeObserver !== "undefined") {
       this.#resizeObserver = new ResizeObserver(() => this.#layout());
       this.#resizeObserver.observe(this.#el(".frames"));
     }
     this.#syncFrames();
     this.#renderFallback();
-    void this.#loadCatalogue();
-    this.#scheduleAutostart();
+    if (this.#catalogue.length === 0) this.#renderPicker();
+    if (!this.#starting) void this.#loadCatalogue();
   }
 
   disconnectedCallback(): void {
@@ -324,10 +389,11 @@ export class PreviewPanel extends BaseElement {
         break;
       case "device":
       case "devices":
-        this.#syncFrames();
+        // Before the first render the frames do not exist yet: it builds them.
+        if (this.#rendered) this.#syncFrames();
         break;
       case "fallback":
-        this.#renderFallback();
+        if (this.#rendered) this.#renderFallback();
         break;
       case "project-id":
         if (this.#session && value && this.#session.projectId !== value) {
@@ -447,8 +513,13 @@ export class PreviewPanel extends BaseElement {
     this.#startScheduled = true;
     queueMicrotask(() => {
       this.#startScheduled = false;
-      if (
-        this.isConnected &&
+      if (this.#canAutostart()) void this.start().catch(() => undefined);
+    });
+  }
+
+  #canAutostart(): boolean {
+    return Boolean(
+      this.isConnected &&
         this.autostart &&
         !this.#userEnded &&
         !this.#ended &&
@@ -456,11 +527,8 @@ export class PreviewPanel extends BaseElement {
         this.projectId &&
         this.#getAccessToken &&
         !this.#starting &&
-        !this.#connection
-      ) {
-        void this.start().catch(() => undefined);
-      }
-    });
+        !this.#connection,
+    );
   }
 
   #ensureClient(): PreviewClient {
@@ -501,11 +569,11 @@ export class PreviewPanel extends BaseElement {
     const abort = new AbortController();
     this.#abort = abort;
     const client = this.#ensureClient();
-    void this.#loadCatalogue();
     let session: Session;
     try {
       session = await this.#createSession(client, projectId, abort.signal);
     } catch (err) {
+      void this.#loadCatalogue();
       if (!abort.signal.aborted) this.#failStart(err);
       return null;
     }
@@ -523,13 +591,16 @@ export class PreviewPanel extends BaseElement {
       // same server as the editor socket, so the socket opens once the preview has loaded
       // (or after 2 s). Edits made meanwhile are queued and go out on connect.
       this.#sessionActive = true;
+      if (this.#frames.length === 0) this.#syncFrames();
       this.#loadFrames();
+      if (!this.#rendered) this.#render();
       await this.#primaryLoadedOrTimeout(2000, abort.signal);
       if (abort.signal.aborted) return null;
     }
     const connection = client.connect(session, {
       onTokenRefreshed: (grant) => this.#refreshPreviewCookie(grant.token),
     });
+    void this.#loadCatalogue();
     this.#connection = connection;
     this.#wire(connection);
     for (const changes of this.#queued.splice(0)) connection.send(changes);
@@ -861,8 +932,9 @@ export class PreviewPanel extends BaseElement {
       frame.device = device;
     });
     for (const extra of this.#frames.splice(wanted.length)) extra.slot.remove();
-    this.#renderFrames();
+    // Navigation first: it does not wait for the layout that sizing the frames forces.
     this.#loadFrames();
+    this.#renderFrames();
     this.#renderControls();
   }
 
@@ -967,7 +1039,7 @@ export class PreviewPanel extends BaseElement {
     if (!this.#root) return;
     const select = this.#el<HTMLSelectElement>(".device-select");
     const groups = new Map<string, Device[]>();
-    for (const d of this.#catalogue) {
+    for (const d of this.#catalogue.length > 0 ? this.#catalogue : DEFAULT_DEVICES) {
       const list = groups.get(d.platform) ?? [];
       list.push(d);
       groups.set(d.platform, list);
@@ -1171,6 +1243,7 @@ export class PreviewPanel extends BaseElement {
 
 if (typeof customElements !== "undefined" && !customElements.get("preview-panel")) {
   customElements.define("preview-panel", PreviewPanel);
+  panelParts();
 }
 
 declare global {

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.e2e.editor import Editor
 from tests.e2e.stack import Session, Stack, running_stack
 from tests.e2e.test_panel import events, preview, record_events, wait_state
+from tests.e2e.test_panel import open_demo as open_demo_project
 from tests.redis_claim import redis_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -54,10 +55,9 @@ def short_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def open_demo(page: Page, stack: Stack) -> dict[str, Any]:
-    stack.wait_ready_machines(1)
-    page.goto(f"{stack.base_url}/")
-    wait_state(page, "ready", "#panel")
-    preview(page, "#panel").locator("#title").wait_for(timeout=60_000)
+    # Once the demo's uploaded project is in the preview: clicks made before that would be
+    # lost when the upload hot-updates the app (it re-sends Counter.jsx too).
+    open_demo_project(page, stack)
     record_events(page, "#panel", "preview-token", "preview-idle-warning", "preview-ended")
     session: dict[str, Any] = page.evaluate("document.querySelector('#panel').session")
     return session

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 import uuid
 
 import redis
@@ -94,8 +95,8 @@ def claim(purpose: str) -> str:
 
 
 def _renew_forever() -> None:
-    stop = threading.Event()
-    while not stop.wait(RENEW_EVERY_SECONDS):
+    while True:
+        time.sleep(RENEW_EVERY_SECONDS)
         with _lock:
             databases = list(_claimed.values())
         try:

@@ -326,10 +326,8 @@ export class PreviewPanel extends BaseElement {
 
   connectedCallback(): void {
     if (!this.hasAttribute("state")) this.setAttribute("state", this.#state);
-    // The session's POST is the head of the first render's critical path: it goes out (from a
-    // microtask) before the frames are built and laid out, which forces a style and layout pass
-    // of tens of ms on a slow machine. The device catalogue waits for the POST too.
-    // Started here rather than from a microtask when it can be: the POST then goes out before
+    // The session's POST heads the first render's critical path. Started here rather than from
+    // a microtask when it can be: the POST then goes out before
     // the frames are built (their browsing contexts take milliseconds to create), and that work
     // overlaps the network's. Cheap while the content is hidden (see #render), it leaves the
     // session's answer only the iframes' src to set.
@@ -354,11 +352,11 @@ export class PreviewPanel extends BaseElement {
 
   /** Builds the frames and starts observing the panel's size (idempotent). */
   #render(): void {
-    this.#rendered = true;
     // Until now the content was display: none, so that the browser's first frames after the
     // mount did not spend a style and layout pass on it while the session's POST was in flight.
     const { sheet } = panelParts();
-    if (sheet && this.#root.adoptedStyleSheets.length > 1) this.#root.adoptedStyleSheets = [sheet];
+    if (!this.#rendered && sheet) this.#root.adoptedStyleSheets = [sheet];
+    this.#rendered = true;
     if (!this.#resizeObserver && typeof ResizeObserver !== "undefined") {
       this.#resizeObserver = new ResizeObserver(() => this.#layout());
       this.#resizeObserver.observe(this.#el(".frames"));

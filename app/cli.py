@@ -13,6 +13,7 @@ import json
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from app.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from app.shutdown import ExitDeadline
     from pool.provider import MachineProvider
     from workers.config import WorkerConfig
 
@@ -48,6 +50,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _as_interrupt(signum: int, frame: object) -> None:
     signal.raise_signal(signal.SIGINT)
+
+
+def _interrupt_with_deadline(deadline: ExitDeadline) -> None:
+    """SIGTERM as in main, and the process ends at the latest `deadline.seconds` later
+    (app/shutdown.py: the long-running commands' shutdown sequences)."""
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        deadline.arm()
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,32 +105,59 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_web(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
-    from app.server import create_app, websocket_options
+    from app.server import create_app, proxy_options, websocket_options
+    from app.shutdown import (
+        WEB_DEADLINE_SECONDS,
+        WEB_DRAIN_SECONDS,
+        DeadlineServer,
+        ExitDeadline,
+    )
     from pool.logs import configure_logging
 
+    if settings.preview_dev_mode:
+        # Dev mode mounts the demo login, which signs an (admin) access token for anyone who
+        # asks: only `dev`, on a developer's machine, may run with it.
+        raise SettingsError(
+            "PREVIEW_DEV_MODE: set, but `web` is the production server and refuses dev mode "
+            "(it signs access tokens for anyone); unset it, or run `preview-orchestrator dev`"
+        )
     settings.require_web_config()
     configure_logging(settings.preview_log_level)
-    uvicorn.run(
-        create_app(settings),
-        **websocket_options(settings),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
+    deadline = ExitDeadline(WEB_DEADLINE_SECONDS, "web")
+    _interrupt_with_deadline(deadline)
+    server = DeadlineServer(
+        uvicorn.Config(
+            create_app(settings),
+            **websocket_options(settings),
+            **proxy_options(settings),
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=WEB_DRAIN_SECONDS,
+        ),
+        deadline,
     )
-    return 0
+    # As uvicorn.run: a signal ends serving normally, and a server that never started (the
+    # port taken, a failing lifespan) exits with uvicorn's start-up failure status.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from app.shutdown import WORKER_DEADLINE_SECONDS, ExitDeadline
     from pool.logs import configure_logging
-    from workers.settings import build_worker
+    from workers.supervisor import run_worker
 
     settings.require_service_config()
     configure_logging(settings.preview_log_level)
-    worker = build_worker(worker_config(settings), burst=args.burst, handle_signals=True)
-    worker.run()
+    _interrupt_with_deadline(ExitDeadline(WORKER_DEADLINE_SECONDS, "worker"))
+    # Supervised: a store outage stops arq's Worker, never the process (workers.supervisor).
+    # SIGTERM and Ctrl-C cancel it like any asyncio.run (see main).
+    asyncio.run(run_worker(worker_config(settings), burst=args.burst))
     return 0
 
 
@@ -158,6 +198,13 @@ def _run_pool_status(args: argparse.Namespace, settings: Settings) -> int:
     print("  ".join(f"{c:>10}" for c in columns))
     for row in report:
         print("  ".join(f"{'-' if row[c] is None else row[c]!s:>10}" for c in columns))
+    for row in report:
+        if backoff := row.get("createBackoff"):
+            print(
+                f"{row['template']}:{row['region']}: creates failing "
+                f"({backoff['failures']} runs in a row), next try in "
+                f"{max(backoff['retryAt'] - time.time(), 0):.0f}s: {backoff['error']}"
+            )
     return 0
 
 
@@ -183,9 +230,12 @@ def _run_pool_set(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_dev(args: argparse.Namespace, settings: Settings) -> int:
     from app.devserver import run_dev
+    from app.shutdown import DEV_DEADLINE_SECONDS, ExitDeadline
 
+    deadline = ExitDeadline(DEV_DEADLINE_SECONDS, "dev")
+    _interrupt_with_deadline(deadline)
     with _dev_stores(settings, args.port) as dev_settings:
-        asyncio.run(run_dev(dev_settings, host=args.host, port=args.port))
+        asyncio.run(run_dev(dev_settings, host=args.host, port=args.port, deadline=deadline))
     return 0
 
 
@@ -235,12 +285,21 @@ def worker_config(settings: Settings) -> WorkerConfig:
         default_pools=[PoolKey(t, settings.preview_default_region) for t in settings.templates],
         default_bounds=(settings.preview_pool_min, settings.preview_pool_max),
         refill=RefillSettings(
-            refill_seconds=settings.preview_refill_seconds, headroom=settings.preview_pool_headroom
+            refill_seconds=settings.preview_refill_seconds,
+            headroom=settings.preview_pool_headroom,
+            create_backoff_seconds=settings.preview_create_backoff_seconds,
+            create_backoff_max_seconds=settings.preview_create_backoff_max_seconds,
+            # The resize job's timeout (workers.settings caps every job's at the job timeout).
+            resize_lock_seconds=min(120, settings.preview_job_timeout_seconds),
         ),
         pending_ttl_ms=int(settings.preview_pending_ttl_seconds * 1000),
         ondemand_max=settings.preview_ondemand_max,
         reap_interval_seconds=settings.preview_reap_interval_seconds,
+        reconcile_interval_seconds=settings.preview_reconcile_interval_seconds,
+        agent_lost_seconds=settings.preview_agent_lost_seconds,
+        job_timeout_seconds=settings.preview_job_timeout_seconds,
         idle_warning_seconds=settings.preview_idle_warning_seconds,
+        db_acquire_timeout_seconds=settings.preview_db_acquire_timeout_seconds,
         statsd=(
             settings.preview_statsd_host,
             settings.preview_statsd_port,
@@ -273,6 +332,7 @@ def make_provider(settings: Settings, redis: Redis | None = None) -> MachineProv
         orchestrator_ws_url=None if settings.preview_local_placeholder else settings.sandbox_ws_url,
         # A cold Vite boot on a busy laptop takes several seconds.
         start_timeout=30.0,
+        pids_max=settings.preview_local_pids_max,
     )
 
 

@@ -1,9 +1,13 @@
-"""`dev`: migrations, demo data, the web server and a worker in one process."""
+"""`dev`: migrations, demo data, the web server and a worker in one process.
+
+The worker runs as a task under workers.supervisor: a store outage (or any error) stops arq's
+Worker, and the supervisor logs why and starts a new one with backoff. Shutdown always ends with
+destroying the local machines, whatever became of the worker task.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import uvicorn
@@ -12,6 +16,13 @@ from app.cli_support import print_banner
 from app.routes.dev import DEMO_EMAIL, DEMO_PROJECT_ID, DEMO_USER_ID
 from app.server import create_app, websocket_options
 from app.settings import Settings
+from app.shutdown import (
+    DEV_DRAIN_SECONDS,
+    DEV_MACHINES_STOP_SECONDS,
+    DEV_WORKER_STOP_SECONDS,
+    DeadlineServer,
+    ExitDeadline,
+)
 from app.ui_assets import install_ui
 from pool.logs import configure_logging
 from sql import seed
@@ -21,9 +32,9 @@ from sql.migrate import apply_migrations
 log = logging.getLogger(__name__)
 
 
-async def run_dev(settings: Settings, *, host: str, port: int) -> None:
+async def run_dev(settings: Settings, *, host: str, port: int, deadline: ExitDeadline) -> None:
     from app.cli import worker_config
-    from workers.settings import build_worker
+    from workers.supervisor import run_worker
 
     assert settings.database_url
     configure_logging(settings.preview_log_level)
@@ -36,18 +47,19 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
         await seed.ensure_user(conn, DEMO_USER_ID, DEMO_EMAIL)
         await seed.ensure_project(conn, DEMO_PROJECT_ID, DEMO_USER_ID, "Demo project")
 
-    worker = build_worker(worker_config(settings))
-    server = uvicorn.Server(
+    server = DeadlineServer(
         uvicorn.Config(
             create_app(settings),
             host=host,
             port=port,
             log_config=None,
             access_log=False,
+            timeout_graceful_shutdown=DEV_DRAIN_SECONDS,
             **websocket_options(settings),
-        )
+        ),
+        deadline,
     )
-    worker_task = asyncio.create_task(worker.async_run(), name="dev-worker")
+    worker_task = asyncio.create_task(run_worker(worker_config(settings)), name="dev-worker")
     try:
         serving = asyncio.create_task(server.serve(), name="dev-web")
         while not server.started and not serving.done():
@@ -56,11 +68,23 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
             print_banner(settings, host, port)
         await serving
     finally:
-        worker_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker_task
-        await worker.close()
-        await _destroy_local_machines(settings)
+        try:
+            await _stop_worker(worker_task)
+        finally:
+            await _destroy_local_machines(settings)
+
+
+async def _stop_worker(worker_task: asyncio.Task[None]) -> None:
+    """Cancel the supervised worker and wait for it, for DEV_WORKER_STOP_SECONDS at most: a
+    worker that does not stop in time is left behind (asyncio.run cancels it again at exit).
+    It only ends early on a bug in the supervisor itself: that is logged, and shutdown goes
+    on."""
+    worker_task.cancel()
+    done, _ = await asyncio.wait({worker_task}, timeout=DEV_WORKER_STOP_SECONDS)
+    if not done:
+        log.error("the worker did not stop within %.0f s; going on", DEV_WORKER_STOP_SECONDS)
+    elif not worker_task.cancelled() and (error := worker_task.exception()) is not None:
+        log.error("the worker task had stopped on an error", exc_info=error)
 
 
 async def _destroy_local_machines(settings: Settings) -> None:
@@ -70,8 +94,23 @@ async def _destroy_local_machines(settings: Settings) -> None:
 
     provider = make_provider(settings)
     try:
-        machines = await provider.list()
-        await asyncio.gather(*(provider.destroy(m.id) for m in machines))
-        print(f"stopped {len(machines)} local preview machine(s)", flush=True)
+        # Bounded: a machine that cannot be stopped in time (a hung process is SIGKILLed after
+        # 2 s; its lock held by a hung holder is not) must not keep `dev` from exiting.
+        async with asyncio.timeout(DEV_MACHINES_STOP_SECONDS):
+            machines = await provider.list()
+            outcomes = await asyncio.gather(
+                *(provider.destroy(m.id) for m in machines), return_exceptions=True
+            )
+    except TimeoutError:
+        log.error(
+            "stopping the local machines took over %.0f s; gave up", DEV_MACHINES_STOP_SECONDS
+        )
+        return
     finally:
         await provider.aclose()
+    failed = 0
+    for machine, outcome in zip(machines, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            failed += 1
+            log.error("could not stop local machine %s: %s", machine.id, outcome)
+    print(f"stopped {len(machines) - failed} local preview machine(s)", flush=True)

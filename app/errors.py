@@ -60,6 +60,12 @@ def unavailable(code: str, message: str, retry_after: int = 2) -> ApiError:
     return ApiError(503, code, message, headers={"Retry-After": str(retry_after)})
 
 
+def client_closed() -> ApiError:
+    """The client closed the connection before the answer (nginx's 499). Nobody reads it; it
+    names the case in the request log."""
+    return ApiError(499, "client_closed_request", "the client closed the connection")
+
+
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:

@@ -14,7 +14,9 @@ from unauthenticated input, so a flood of made-up kids must not turn into a floo
 to Supabase, and neither must an outage.
 
 A failed fetch keeps the previous keys: a JWKS outage should not log every user out, and keys
-Supabase revokes disappear at the next successful fetch.
+Supabase revokes disappear at the next successful fetch. One key that cannot be used (a type,
+curve or algorithm we do not take, malformed members) is skipped and logged once per cache,
+never the set: the other keys keep verifying.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from jwt import PyJWK, PyJWTError
+from jwt import PyJWK
 
 logger = logging.getLogger(__name__)
 
@@ -56,34 +58,44 @@ def refetch_due(
     return not kid_known
 
 
-def parse_jwks(document: Any) -> dict[str, PyJWK]:
-    """Map kid to key, skipping keys we cannot or must not use instead of failing the set."""
+def parse_jwks(document: Any, on_skip: Callable[[str], None] | None = None) -> dict[str, PyJWK]:
+    """Map kid to key, skipping keys we cannot or must not use instead of failing the set;
+    `on_skip` hears why each one was skipped."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise JwksFetchError("JWKS document has no 'keys' list")
     keys: dict[str, PyJWK] = {}
     for jwk in document["keys"]:
-        if not _usable_for_signatures(jwk):
+        key_or_reason = _signing_key(jwk)
+        if isinstance(key_or_reason, str):
+            if on_skip is not None:
+                kid = jwk.get("kid") if isinstance(jwk, dict) else None
+                on_skip(f"kid {str(kid)[:64]!r}: {key_or_reason}")
             continue
-        try:
-            # PyJWK binds the algorithm here, from the JWK's "alg" or derived from kty/crv
-            # (EC P-256 -> ES256, RSA -> RS256, OKP Ed25519 -> EdDSA); the token never chooses.
-            key = PyJWK(jwk)
-        except PyJWTError:
-            logger.warning("skipping unusable JWK kid=%r", jwk.get("kid"))
-            continue
-        if key.algorithm_name.startswith("HS"):
-            continue
-        keys[jwk["kid"]] = key
+        keys[jwk["kid"]] = key_or_reason
     return keys
 
 
-def _usable_for_signatures(jwk: Any) -> bool:
-    return (
-        isinstance(jwk, dict)
-        and isinstance(jwk.get("kid"), str)
-        and jwk.get("kty") in _ASYMMETRIC_KEY_TYPES
-        and jwk.get("use", "sig") == "sig"
-    )
+def _signing_key(jwk: Any) -> PyJWK | str:
+    """The JWK as a verification key, or why it is not one."""
+    if not isinstance(jwk, dict):
+        return "not a JSON object"
+    if not isinstance(jwk.get("kid"), str):
+        return "no string kid"
+    if jwk.get("kty") not in _ASYMMETRIC_KEY_TYPES:
+        return "not a public-key type (EC, RSA, OKP)"
+    if jwk.get("use", "sig") != "sig":
+        return "not a signing key"
+    try:
+        # PyJWK binds the algorithm here, from the JWK's "alg" or derived from kty/crv
+        # (EC P-256 -> ES256, RSA -> RS256, OKP Ed25519 -> EdDSA); the token never chooses.
+        # Any error, not only PyJWT's: a malformed member (an "alg" that is a list) raises
+        # TypeError, and one bad key must not fail the set.
+        key = PyJWK(jwk)
+    except Exception as exc:
+        return f"unusable ({type(exc).__name__})"
+    if key.algorithm_name.startswith("HS"):
+        return "a symmetric algorithm"
+    return key
 
 
 class JwksCache:
@@ -111,6 +123,9 @@ class JwksCache:
         self._last_success: float | None = None
         self._last_attempt: float | None = None
         self._lock = asyncio.Lock()
+        # Skipped keys already logged: the JWKS is refetched every `ttl`, and a bad key in it
+        # would otherwise repeat its line each time.
+        self._reported: set[str] = set()
 
     async def get_key(self, kid: str) -> PyJWK | None:
         """The key for ``kid``, or None if the JWKS (refetched if due) does not have it."""
@@ -149,4 +164,9 @@ class JwksCache:
             document = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise JwksFetchError(f"{type(exc).__name__}: {exc}") from exc
-        return parse_jwks(document)
+        return parse_jwks(document, on_skip=self._report_skipped)
+
+    def _report_skipped(self, why: str) -> None:
+        if why not in self._reported:
+            self._reported.add(why)
+            logger.warning("JWKS: skipping a key we cannot use, %s", why)

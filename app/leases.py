@@ -12,6 +12,15 @@
 
 Failure between 2 and 4 never leaks a machine: a failed commit hands the machine straight back
 (nobody saw it), and a crash leaves a pending lease the reaper reclaims after its TTL.
+
+A session is recorded only for a client that is still there to hear of it. The client is
+checked (`client_gone`, the route's `request.is_disconnected`) before the take and again with
+the connection for the commit in hand, which is where a request waits during a Postgres outage
+and where its client gives up: a gone client's machine goes straight back, nothing is written.
+After the commit, anything that stops the answer (the client gone by then, promote or a queued
+job failing on a store) ends the session `failed` with reason `abandoned` and releases its
+machine for recycling. What is left is HTTP's own window: a client that leaves while the answer
+is being written cannot be told from one that read it; that session ends at its idle timeout.
 """
 
 from __future__ import annotations
@@ -19,14 +28,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from app.auth import Principal
-from app.devices import UnknownDevice, resolve_device
-from app.errors import bad_request, forbidden, too_many, unavailable
+from app.devices import Device, UnknownDevice, resolve_device
+from app.errors import bad_request, client_closed, forbidden, too_many, unavailable
 from app.resources import Resources
 from app.schemas import CreateSessionBody
 from pool import logs
+from pool.errors import PoolError
 from pool.leasing import (
     BootReserved,
     Leased,
@@ -44,6 +56,15 @@ from sql.states import SessionStatus
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+
+ClientGone = Callable[[], Awaitable[bool]]
+
+
+class _Abandoned(Exception):
+    """The client left before the commit."""
+
 
 @dataclass(frozen=True)
 class Created:
@@ -51,21 +72,18 @@ class Created:
     booting: bool
 
 
-async def create_session(res: Resources, principal: Principal, body: CreateSessionBody) -> Created:
+async def _still_here() -> bool:
+    return False
+
+
+async def create_session(
+    res: Resources,
+    principal: Principal,
+    body: CreateSessionBody,
+    client_gone: ClientGone = _still_here,
+) -> Created:
     started = time.perf_counter()
-    template = body.template or res.settings.preview_default_template
-    region = body.region or res.settings.preview_default_region
-    if template not in res.settings.templates:
-        raise bad_request(f"unknown template {template!r}", "unknown_template")
-    if region not in res.settings.regions:
-        raise bad_request(
-            f"unknown region {region!r} (known: {', '.join(res.settings.regions)})",
-            "unknown_region",
-        )
-    try:
-        device = resolve_device(body.device, body.device_type)
-    except UnknownDevice as exc:
-        raise bad_request(str(exc), "unknown_device") from None
+    template, region, device = _requested(res, body)
     async with res.db.connection() as conn:
         context = await load_lease_context(conn, principal.user_id, body.project_id)
     if not context.can_access_project:
@@ -73,6 +91,8 @@ async def create_session(res: Resources, principal: Principal, body: CreateSessi
     limits = context.limits
     session_id = uuid.uuid4()
     logs.session_id.set(str(session_id))
+    if await client_gone():
+        raise client_closed()
     outcome = await res.broker.lease(
         LeaseRequest(
             template=template,
@@ -98,15 +118,18 @@ async def create_session(res: Resources, principal: Principal, body: CreateSessi
     )
     match outcome:
         case Leased() if outcome.needs_wake:
-            created = Created(await _commit_lease(res, new, limits, outcome), booting=True)
+            row = await _commit_lease(res, new, limits, outcome, client_gone)
+            created = Created(row, booting=True)
             res.metrics.incr(f"lease.hit.{outcome.tier.value}")
-            await res.jobs.wake_machine(new.id, outcome.machine_id, outcome.epoch)
+            await _or_abandon(
+                res, new, res.jobs.wake_machine(new.id, outcome.machine_id, outcome.epoch)
+            )
             await _nudge_resize(res, template, region)
         case Leased():
-            created = Created(await _commit_lease(res, new, limits, outcome), booting=False)
+            created = Created(await _commit_lease(res, new, limits, outcome, client_gone), False)
             res.metrics.incr("lease.hit")
         case BootReserved():
-            created = Created(await _commit_boot(res, new, limits), booting=True)
+            created = Created(await _commit_boot(res, new, limits, client_gone), booting=True)
             res.metrics.incr("lease.miss")
         case PoolEmpty():
             res.metrics.incr("lease.exhausted")
@@ -126,16 +149,38 @@ async def create_session(res: Resources, principal: Principal, body: CreateSessi
                 f"your plan allows {limits.creations_per_minute} new sessions per minute",
                 outcome.retry_after_ms,
             )
+    if await client_gone():
+        await _abandon(res, new)
+        raise client_closed()
     res.metrics.timing("lease.duration", (time.perf_counter() - started) * 1000)
     return created
 
 
+def _requested(res: Resources, body: CreateSessionBody) -> tuple[str, str, Device]:
+    """The template, region and device asked for, each one we know (else 400)."""
+    template = body.template or res.settings.preview_default_template
+    region = body.region or res.settings.preview_default_region
+    if template not in res.settings.templates:
+        raise bad_request(f"unknown template {template!r}", "unknown_template")
+    if region not in res.settings.regions:
+        raise bad_request(
+            f"unknown region {region!r} (known: {', '.join(res.settings.regions)})",
+            "unknown_region",
+        )
+    try:
+        return template, region, resolve_device(body.device, body.device_type)
+    except UnknownDevice as exc:
+        raise bad_request(str(exc), "unknown_device") from None
+
+
 async def _commit_lease(
-    res: Resources, new: NewSession, limits: PlanLimits, leased: Leased
+    res: Resources, new: NewSession, limits: PlanLimits, leased: Leased, client_gone: ClientGone
 ) -> SessionRow:
     logs.machine_id.set(leased.machine_id)
     try:
         async with res.db.connection() as conn:
+            if await client_gone():
+                raise _Abandoned
             row = await sessions.record_session(
                 conn,
                 new,
@@ -159,7 +204,10 @@ async def _commit_lease(
     except (DataError, OSError):
         await res.broker.release(leased.machine_id, leased.epoch, return_to_ready=True)
         raise
-    if not await res.broker.promote(leased.machine_id, leased.epoch, new.id):
+    except _Abandoned:
+        await res.broker.release(leased.machine_id, leased.epoch, return_to_ready=True)
+        raise client_closed() from None
+    if not await _or_abandon(res, new, res.broker.promote(leased.machine_id, leased.epoch, new.id)):
         async with res.db.connection() as conn:
             await sessions.end_session(
                 conn, new.id, reason="lease_lost", status=SessionStatus.FAILED
@@ -168,9 +216,13 @@ async def _commit_lease(
     return row
 
 
-async def _commit_boot(res: Resources, new: NewSession, limits: PlanLimits) -> SessionRow:
+async def _commit_boot(
+    res: Resources, new: NewSession, limits: PlanLimits, client_gone: ClientGone
+) -> SessionRow:
     try:
         async with res.db.connection() as conn:
+            if await client_gone():
+                raise _Abandoned
             row = await sessions.record_session(
                 conn,
                 new,
@@ -188,9 +240,39 @@ async def _commit_boot(res: Resources, new: NewSession, limits: PlanLimits) -> S
     except (DataError, OSError):
         await res.broker.forget_session(new.template, new.region, new.id, new.user_id)
         raise
-    await res.jobs.boot_session(new.id)
+    except _Abandoned:
+        await res.broker.forget_session(new.template, new.region, new.id, new.user_id)
+        raise client_closed() from None
+    await _or_abandon(res, new, res.jobs.boot_session(new.id))
     await _nudge_resize(res, new.template, new.region)
     return row
+
+
+async def _or_abandon(res: Resources, new: NewSession, step: Awaitable[T]) -> T:
+    """A step between the commit and the answer: if it fails, the client hears an error, so the
+    session it would never know of is ended."""
+    try:
+        return await step
+    except Exception:
+        await _abandon(res, new)
+        raise
+
+
+async def _abandon(res: Resources, new: NewSession) -> None:
+    """End a committed session that its client will not hear of (`failed`, `abandoned`) and
+    release its machine for recycling. Best effort: if a store fails here too, the session ends
+    at its idle timeout (nobody heartbeats it), and a machine whose release did not reach Redis
+    is recycled by the reaper once its pending lease expires (its ledger row is released)."""
+    try:
+        async with res.db.connection() as conn:
+            ended = await sessions.end_session(
+                conn, new.id, reason="abandoned", status=SessionStatus.FAILED
+            )
+        if ended is not None:
+            await release_session_machine(res.broker, ended, res.jobs.recycle)
+            log.warning("ended session %s: its client will not hear of it", new.id)
+    except (DataError, PoolError, OSError) as exc:
+        log.error("could not end abandoned session %s: %s", new.id, exc)
 
 
 async def end_session(res: Resources, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:

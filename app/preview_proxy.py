@@ -13,14 +13,17 @@ The cookie is `SameSite=None; Secure; Partitioned`, because the editor embeds th
 cross-site iframe (previews live on their own registrable domain): a Lax cookie is not sent
 there, and an unpartitioned third-party cookie is refused where third-party cookies are
 blocked. A partitioned (CHIPS) cookie is kept per top-level site, which is what an embed
-wants; Chromium counts http://*.localhost as secure, so the same attributes work in dev.
+wants. `Secure` is set on every answer, never derived from the request's scheme (behind a
+proxy uvicorn does not trust, that is http even when the browser used https); Chromium counts
+http://*.localhost as secure, so the same attributes work in dev.
 `/__preview/token?token=` sets a fresh cookie without touching the page: the panel loads it
 in a hidden iframe after refreshing its token, so module fetches and the HMR socket keep
 working past the first token's expiry, and the app keeps its state.
 
 With the local provider this process reverse-proxies HTTP and the dev server's HMR WebSocket to
-the machine. With Fly it answers with a `fly-replay` header naming the machine, and Fly's proxy
-delivers the request to the machine directly.
+the machine (what of the request goes there: app.preview_request). With Fly it answers with a
+`fly-replay` header naming the machine, and Fly's proxy delivers the request to the machine
+directly. Either way a WebSocket whose `Origin` is another site's is refused here (403).
 
 Every module Vite serves is a request through here, so the session → machine lookup is cached
 per process for a couple of seconds, and the request itself goes out through the lean client in
@@ -31,15 +34,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 import uuid
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl
 
 import websockets
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.preview_upstream import HOP_BY_HOP, UpstreamError, relay
+from app.preview_request import (
+    BodyTooLarge,
+    BrowserGone,
+    RequestBody,
+    cookie_pairs,
+    header,
+    redirect_target,
+    same_origin,
+    upstream_headers,
+)
+from app.preview_upstream import UpstreamError, relay
 from app.resources import Resources
 from app.session_tokens import (
     Grant,
@@ -50,16 +64,20 @@ from app.session_tokens import (
 )
 from sql import sessions
 
+log = logging.getLogger(__name__)
+
 COOKIE = "preview_token"
 # On every preview origin: sets a fresh cookie from ?token= (the panel's token refresh).
 TOKEN_PATH = "/__preview/token"
 _EXCHANGE_SCOPES = frozenset({TokenScope.EDITOR, TokenScope.PREVIEW, TokenScope.SHARE})
 _COOKIE_SCOPES = frozenset({TokenScope.EDITOR, TokenScope.PREVIEW})
 CACHE_SECONDS = 2.0
+# A live session whose machine Redis has no record of (Redis lost it; reconcile rebuilds it
+# within seconds): requests wait this long for the record rather than fail at once, so that
+# the page's module fetches of an HMR update, which Vite never retries, still succeed.
+RECOVER_SECONDS = 10.0
+RECOVER_POLL_SECONDS = 0.25
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# Request headers this hop does not pass on: hop-by-hop ones (RFC 9110 7.6.1), the framing and
-# `Host` the upstream request sets itself, and `Expect`, since the body is read before it goes.
-_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 
 
 def preview_host_pattern(domain: str | None) -> re.Pattern[str]:
@@ -92,15 +110,14 @@ class PreviewRouter:
         self, res: Resources, session_id: uuid.UUID, scope: Scope, receive: Receive, send: Send
     ) -> None:
         query_token: str | None = None
-        query: dict[str, str] = {}
         if scope["type"] == "websocket":
             # A socket's `?token=` is the dev server's own (Vite's HMR client sends one): the
             # page's sockets authenticate with the cookie of the first load, and the query
             # goes to the machine unchanged.
             token = _cookie(scope)
         else:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-            query_token = query.pop("token", None)
+            query = scope.get("query_string", b"").decode("latin-1")
+            query_token = dict(parse_qsl(query)).get("token")
             token = query_token or _cookie(scope)
         scopes = _EXCHANGE_SCOPES if query_token is not None else _COOKIE_SCOPES
         try:
@@ -115,21 +132,50 @@ class PreviewRouter:
             if scope["path"] == TOKEN_PATH:
                 await _set_cookie(send, cookie)
             else:
-                await _redirect_with_cookie(scope, send, cookie, urlencode(query))
+                await _redirect_with_cookie(scope, send, cookie)
             return
         if scope["path"] == TOKEN_PATH:
             await _refuse(scope, send, 400, f"{TOKEN_PATH} takes ?token=")
             return
+        if scope["type"] == "websocket" and not same_origin(scope):
+            # Another site's page holding the cookie (a top-level preview's partition) must not
+            # open the dev server's socket: Vite's own check only sees what we forward.
+            log.info("preview socket refused: Origin %r is not the preview's own", _origin(scope))
+            await _refuse(scope, send, 403, "the socket's Origin is not this preview's")
+            return
+        fly = res.settings.preview_provider == "fly"
         machine_id, address = await self._lookup(res, session_id)
-        if machine_id is None or address is None:
+        if machine_id is not None and address is None and not fly:
+            machine_id, address = await self._wait_for_record(res, session_id)
+        if machine_id is None or (address is None and not fly):
             await _refuse(scope, send, 503, "the preview machine is not ready yet")
             return
-        if res.settings.preview_provider == "fly":
+        if fly:
             await _replay(scope, send, res.settings.fly_preview_app or "", machine_id)
         elif scope["type"] == "websocket":
+            assert address is not None
             await _proxy_websocket(scope, receive, send, address)
         else:
-            await _proxy_http(scope, receive, send, address)
+            assert address is not None
+            limit = res.settings.preview_proxy_max_body_bytes
+            await _proxy_http(scope, receive, send, address, limit)
+
+    async def _wait_for_record(
+        self, res: Resources, session_id: uuid.UUID
+    ) -> tuple[str | None, str | None]:
+        """The session is live but Redis has no record of its machine: wait (bounded) for
+        reconcile to rebuild it. Fly needs no address (its proxy replays by machine id)."""
+        log.warning("session %s: its machine has no Redis record; waiting for it", session_id)
+        deadline = time.monotonic() + RECOVER_SECONDS
+        machine_id: str | None = None
+        address: str | None = None
+        while time.monotonic() < deadline:
+            await asyncio.sleep(RECOVER_POLL_SECONDS)
+            self._machines.pop(session_id, None)
+            machine_id, address = await self._lookup(res, session_id)
+            if machine_id is None or address is not None:
+                break
+        return machine_id, address
 
     async def _lookup(self, res: Resources, session_id: uuid.UUID) -> tuple[str | None, str | None]:
         cached = self._machines.get(session_id)
@@ -141,68 +187,50 @@ class PreviewRouter:
         machine_id = row.container_id if row is not None and row.status == "active" else None
         record = await res.inventory.machine(machine_id) if machine_id else None
         address = record.address if record is not None else None
+        if machine_id is not None and address is None:
+            return machine_id, None  # not cached: the record may be rebuilt any moment
         self._machines[session_id] = (now + CACHE_SECONDS, machine_id, address)
         if len(self._machines) > 10_000:
             self._machines.clear()
         return machine_id, address
 
 
-def _cookie_pairs(header: bytes) -> list[tuple[str, str]]:
-    """`Cookie: a=1; b=2` as the browser sends it (RFC 6265 5.4: no quoting, no attributes)."""
-    pairs = []
-    for part in header.decode("latin-1").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep:
-            pairs.append((name, value))
-    return pairs
-
-
 def _cookie(scope: Scope) -> str | None:
     found = None
     for name, value in scope["headers"]:
         if name == b"cookie":
-            for key, item in _cookie_pairs(value):
+            for key, item in cookie_pairs(value):
                 if key == COOKIE:
                     found = item
     return found
 
 
-def _upstream_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
-    headers = []
-    for name, value in scope["headers"]:
-        if name in _NOT_FORWARDED or name.startswith(b"sec-websocket"):
-            continue
-        if name == b"cookie":
-            # The preview token is ours; the user's dev server never sees it.
-            rest = "; ".join(f"{k}={v}" for k, v in _cookie_pairs(value) if k != COOKIE)
-            if rest:
-                headers.append((name, rest.encode("latin-1")))
-            continue
-        headers.append((name, value))
-    return headers
+def _origin(scope: Scope) -> str:
+    return (header(scope, b"origin") or "")[:200]
 
 
-async def _proxy_http(scope: Scope, receive: Receive, send: Send, address: str) -> None:
-    body = bytearray()
-    while True:
-        message = await receive()
-        body.extend(message.get("body", b""))
-        if not message.get("more_body"):
-            break
+async def _proxy_http(
+    scope: Scope, receive: Receive, send: Send, address: str, max_body: int
+) -> None:
+    body = RequestBody(scope, receive, max_body)
+    too_large = f"the request body is over the preview's limit of {max_body} bytes"
+    if body.over_limit:
+        log.info("preview request refused: Content-Length %s over %d", body.length, max_body)
+        await _refuse(scope, send, 413, too_large)
+        return
     target = scope.get("raw_path") or scope["path"].encode()
     if query := scope.get("query_string", b""):
         target += b"?" + query
+    headers = upstream_headers(scope, COOKIE)
     try:
-        await relay(
-            address,
-            scope["method"],
-            target.decode("latin-1"),
-            _upstream_headers(scope),
-            bytes(body),
-            send,
-        )
+        await relay(address, scope["method"], target.decode("latin-1"), headers, body, send)
     except UpstreamError:
         await _refuse(scope, send, 502, "the preview machine did not answer")
+    except BodyTooLarge:
+        log.info("preview request refused: chunked body over %d bytes", max_body)
+        await _refuse(scope, send, 413, too_large)
+    except BrowserGone:
+        pass  # nobody is left to answer
 
 
 async def _proxy_websocket(scope: Scope, receive: Receive, send: Send, address: str) -> None:
@@ -214,10 +242,16 @@ async def _proxy_websocket(scope: Scope, receive: Receive, send: Send, address: 
     query = scope.get("query_string", b"").decode("latin-1")
     url = "ws" + address.removeprefix("http") + path + (f"?{query}" if query else "")
     protocols = list(scope.get("subprotocols", []))
+    # `Origin` among them: Vite checks it (with its HMR token) only when there is one.
+    headers = [
+        (k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream_headers(scope, COOKIE)
+    ]
     try:
         upstream = await websockets.connect(
             url,
             subprotocols=protocols or None,
+            additional_headers=headers,
+            user_agent_header=None,
             open_timeout=5,
             max_size=2**22,
         )
@@ -276,20 +310,15 @@ def _set_cookie_header(token: str) -> tuple[bytes, bytes]:
     return (b"set-cookie", cookie.encode("latin-1"))
 
 
-def _location(path: str, query: str) -> str:
-    """The redirect target: the same path on this origin. Percent-encoded (a header is ASCII)
-    and with one leading slash, so `//evil.example/x` cannot become another origin."""
-    target = "/" + quote(path, safe="/:@!$&'()*+,;=-._~%").lstrip("/")
-    return target + (f"?{quote(query, safe='=&%+')}" if query else "")
-
-
-async def _redirect_with_cookie(scope: Scope, send: Send, token: str, query: str) -> None:
+async def _redirect_with_cookie(scope: Scope, send: Send, token: str) -> None:
+    # The same request without `?token=`, on this origin (app.preview_request.redirect_target).
+    location = redirect_target(scope, "token")
     await send(
         {
             "type": "http.response.start",
             "status": 302,
             "headers": [
-                (b"location", _location(scope["path"], query).encode("ascii")),
+                (b"location", location.encode("ascii")),
                 _set_cookie_header(token),
                 (b"content-length", b"0"),
                 (b"cache-control", b"no-store"),

@@ -9,12 +9,16 @@ asyncio connection, the request written at once, and httptools (uvicorn's own pa
 also undoes chunked framing) reading the answer.
 
 The response is relayed as it arrives; a `Content-Length` from the machine is kept, so the
-browser gets a framed response rather than one re-chunked by the ASGI server.
+browser gets a framed response rather than one re-chunked by the ASGI server. A request body
+is streamed the same way (`BodyStream`): with its declared length, or chunked when the browser
+sent it chunked, so the web process holds a chunk of it at a time, never the whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httptools
@@ -46,6 +50,14 @@ class UpstreamError(Exception):
     """The machine could not be reached or did not answer with an HTTP response."""
 
 
+class BodyStream(Protocol):
+    """A request body sent as it arrives. `length`: the declared length, None if unknown."""
+
+    length: int | None
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
 class _Response:
     """httptools' callbacks: what has arrived since the last read."""
 
@@ -69,12 +81,19 @@ class _Response:
 
 
 def request_head(
-    method: str, target: str, authority: str, headers: list[tuple[bytes, bytes]], length: int
+    method: str,
+    target: str,
+    authority: str,
+    headers: list[tuple[bytes, bytes]],
+    length: int | None,
 ) -> bytes:
-    """The request as the machine gets it: one request per connection, our own framing."""
+    """The request as the machine gets it: one request per connection, our own framing
+    (`length` None: a chunked body)."""
     lines = [f"{method} {target} HTTP/1.1".encode("latin-1"), b"host: " + authority.encode()]
     lines += [name + b": " + value for name, value in headers]
-    if length or method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+    if length is None:
+        lines.append(b"transfer-encoding: chunked")
+    elif length or method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
         lines.append(b"content-length: " + str(length).encode())
     lines += [b"connection: close", b"", b""]
     return b"\r\n".join(lines)
@@ -85,13 +104,15 @@ async def relay(
     method: str,
     target: str,
     headers: list[tuple[bytes, bytes]],
-    body: bytes,
+    body: bytes | BodyStream,
     send: Send,
 ) -> None:
     """Send the request to `address` (`http://host:port`) and the answer to `send`.
 
     Raises UpstreamError if nothing was sent to the browser yet; a machine that fails after
-    the response started only cuts the body short.
+    the response started only cuts the body short. What `body.chunks()` raises (the browser
+    left, the body is over a bound) propagates, with the machine's connection closed and
+    nothing sent to the browser.
     """
     url = urlsplit(address)
     try:
@@ -100,10 +121,36 @@ async def relay(
     except (OSError, TimeoutError) as exc:
         raise UpstreamError(f"cannot connect to {address}: {exc}") from exc
     try:
-        writer.write(request_head(method, target, url.netloc, headers, len(body)) + body)
+        if isinstance(body, bytes) or body.length == 0:
+            # Every module fetch: the request in one write, as before bodies were streamed.
+            whole = body if isinstance(body, bytes) else b""
+            writer.write(request_head(method, target, url.netloc, headers, len(whole)) + whole)
+        else:
+            writer.write(request_head(method, target, url.netloc, headers, body.length))
+            await _send_body(writer, body)
         await _relay_response(reader, send, head_only=method == "HEAD")
     finally:
         writer.close()
+
+
+async def _send_body(writer: asyncio.StreamWriter, body: BodyStream) -> None:
+    chunked = body.length is None
+    try:
+        async for chunk in body.chunks():
+            writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            # Backpressure: the next chunk is read from the browser once this one is on its way.
+            async with asyncio.timeout(READ_TIMEOUT):
+                await writer.drain()
+        if chunked:
+            writer.write(b"0\r\n\r\n")
+        async with asyncio.timeout(READ_TIMEOUT):
+            await writer.drain()
+    except OSError:
+        # The machine closed its side, perhaps after answering early (a 4xx before reading the
+        # body): its answer, if there is one, is read next.
+        return
+    except TimeoutError as exc:
+        raise UpstreamError("the machine stopped reading the request body") from exc
 
 
 async def _relay_response(reader: asyncio.StreamReader, send: Send, *, head_only: bool) -> None:

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from app.auth import JwksCache, TokenVerifier
 from app.realtime.hub import Hub
 from app.settings import Settings
-from pool.edit_log import EditLog
+from pool.edit_log import EditLog, EditLogLimits
 from pool.inventory import Inventory
 from pool.leasing import DEFAULT_PREFIX, LeaseBroker
 from pool.metrics import Metrics, make_metrics
@@ -43,7 +43,11 @@ class Resources:
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     settings.require_web_config()
     assert settings.database_url and settings.redis_url and settings.preview_token_secret
-    db = await open_pool(settings.database_url, max_size=settings.preview_db_pool_size)
+    db = await open_pool(
+        settings.database_url,
+        max_size=settings.preview_db_pool_size,
+        acquire_timeout=settings.preview_db_acquire_timeout_seconds,
+    )
     redis: Redis = Redis.from_url(settings.redis_url, decode_responses=True)
     arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     http = httpx.AsyncClient(timeout=5.0)
@@ -75,7 +79,14 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 settings.preview_statsd_prefix,
             ),
             token_secret=settings.preview_token_secret.get_secret_value().encode(),
-            edits=EditLog(redis, batcher=batcher),
+            edits=EditLog(
+                redis,
+                batcher=batcher,
+                limits=EditLogLimits(
+                    stream_bytes=settings.preview_edit_stream_bytes,
+                    user_budget_bytes=settings.preview_edit_user_budget_bytes,
+                ),
+            ),
             hub=hub,
         )
     finally:

@@ -83,6 +83,14 @@ def websocket_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's proxy-header options for `web`: `X-Forwarded-For/Proto` change the request's
+    client and scheme only when they come from PREVIEW_TRUSTED_PROXIES (uvicorn's own default
+    would trust 127.0.0.1, or FORWARDED_ALLOW_IPS, without the operator having said so)."""
+    trusted = settings.trusted_proxies
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or []}
+
+
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

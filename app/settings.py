@@ -6,6 +6,7 @@ naming the variable, which the CLI prints before exiting with status 2.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -45,7 +46,24 @@ class Settings(BaseSettings):
     preview_pending_ttl_seconds: float = Field(default=10.0, gt=0, le=300)
     preview_ondemand_max: int = Field(default=4, ge=0, le=1000)
     preview_reap_interval_seconds: int = Field(default=5, ge=1, le=3600)
+    # The longest a worker job may run. It bounds how long a killed worker's job waits to run
+    # again (this + 10 s) and how long a machine may stay booting, recycling or moving before
+    # reconcile (every PREVIEW_RECONCILE_INTERVAL_SECONDS) replaces it.
+    preview_job_timeout_seconds: int = Field(default=180, ge=10, le=3600)
+    preview_reconcile_interval_seconds: int = Field(default=30, ge=1, le=60)
+    # A hot or leased machine whose agent has been away this long is replaced (a leased one's
+    # session fails: machine_lost). Agents reconnect within seconds when a web process restarts.
+    preview_agent_lost_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # Creates for a pool that keep failing (a broken template) wait this long after the first
+    # failed run, twice as long after each further one, up to the maximum.
+    preview_create_backoff_seconds: float = Field(default=5.0, gt=0, le=3600)
+    preview_create_backoff_max_seconds: float = Field(default=300.0, gt=0, le=86400)
     preview_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # The local preview proxy streams request bodies to the machine; larger ones get 413.
+    preview_proxy_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=2**30)
+    # Peers whose X-Forwarded-For/Proto uvicorn honours (addresses or networks, comma-separated,
+    # or `*`); empty: none, the connection's own address and scheme are the request's.
+    preview_trusted_proxies: str = ""
     # Session tokens (editor socket, preview origin). Short lifetimes are for tests: the editor
     # refreshes its token (POST /api/preview/sessions/{id}/token) well before it expires.
     preview_session_token_ttl_seconds: int = Field(default=3600, ge=10, le=86400)
@@ -57,6 +75,9 @@ class Settings(BaseSettings):
     # this often per socket.
     preview_activity_flush_seconds: float = Field(default=5.0, gt=0, le=300)
     preview_db_pool_size: int = Field(default=10, ge=1, le=200)
+    # How long a request (or a worker job) waits for a Postgres connection before it fails with
+    # 503 + Retry-After: during an outage, answers come within this bound instead of hanging.
+    preview_db_acquire_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     preview_statsd_host: str | None = None
     preview_statsd_port: int = Field(default=8125, ge=1, le=65535)
     preview_statsd_prefix: str = "preview"
@@ -67,6 +88,13 @@ class Settings(BaseSettings):
     # A socket whose pong has not been read this long after a ping is closed (1011). Generous:
     # under a burst the server may read a socket late, and closing it only adds a reconnect.
     preview_ws_ping_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # What a session's edits may hold in Redis: the stream is trimmed to these bytes (oldest
+    # first; the snapshot has its own cap of 8 MiB and 2,000 files), and all of one user's live
+    # sessions together may hold at most the budget (patches beyond it: `over_budget`).
+    preview_edit_stream_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024, le=1 << 30)
+    preview_edit_user_budget_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, le=1 << 34
+    )
     # Only `dev` sets this: it enables the demo login route.
     preview_dev_mode: bool = False
     # Browser origins allowed on the editor socket (comma-separated), besides the public URL's.
@@ -79,6 +107,9 @@ class Settings(BaseSettings):
     preview_sandbox_ws_url: str | None = None
     # Local provider: run the placeholder instead of the agent (no npm, no dev server).
     preview_local_placeholder: bool = False
+    # Local provider: the most processes (and threads) one machine may run (its cgroup's
+    # pids.max); Vite with esbuild needs a few dozen. Memory and CPU come from its guest size.
+    preview_local_pids_max: int = Field(default=512, ge=32, le=65536)
     # Outbound destinations a Fly preview machine may reach (host:port, comma-separated).
     preview_egress_allow: str = ""
     # PREVIEW_PROVIDER=fly: the app that holds the preview machines, a token for the Machines
@@ -116,6 +147,25 @@ class Settings(BaseSettings):
         if not names or not all(_NAME.match(n) for n in names):
             raise ValueError("a comma-separated list of lowercase names")
         return ",".join(names)
+
+    @field_validator("preview_trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        entries = [e.strip() for e in value.split(",") if e.strip()]
+        if entries == ["*"]:
+            return "*"
+        for entry in entries:
+            # Strict, as uvicorn parses it: uvicorn would take a malformed entry for a literal
+            # that no peer ever matches, and say nothing.
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return ",".join(entries)
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return [e for e in self.preview_trusted_proxies.split(",") if e]
 
     @property
     def templates(self) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,22 @@ from pool.script_batcher import BatcherClosed, ScriptBatcher
 from pool.scripts import Scripts
 
 STREAM_MAXLEN = 1000
+MAX_STREAM_BYTES = 16 * 1024 * 1024
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
 MAX_SNAPSHOT_FILES = 2000
+USER_BUDGET_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EditLogLimits:
+    """What one session's edits, and all of one user's sessions, may hold in Redis. The stream
+    is trimmed (oldest first) to its bounds; the snapshot and the user's budget refuse."""
+
+    stream_entries: int = STREAM_MAXLEN
+    stream_bytes: int = MAX_STREAM_BYTES
+    snapshot_bytes: int = MAX_SNAPSHOT_BYTES
+    snapshot_files: int = MAX_SNAPSHOT_FILES
+    user_budget_bytes: int = USER_BUDGET_BYTES
 
 
 @dataclass(frozen=True)
@@ -57,13 +72,29 @@ class TooLarge:
 
 
 @dataclass(frozen=True)
+class OverBudget:
+    """The user's live sessions would hold more than their budget: refused, nothing changed."""
+
+    bytes: int
+
+
+@dataclass(frozen=True)
+class EpochChanged:
+    """The session's log is not the one the patch was numbered against: Redis lost it (a
+    restart without persistence, a failover, a flush) and a new one began. Nothing was
+    appended; the editor must take the new epoch and re-send its files."""
+
+    epoch: str
+
+
+@dataclass(frozen=True)
 class Ended:
     """The session ended (its end was announced): the patch was refused, not appended."""
 
     reason: str
 
 
-AppendOutcome = Appended | Conflict | TooLarge | Ended
+AppendOutcome = Appended | Conflict | TooLarge | OverBudget | Ended | EpochChanged
 
 # How long a session's `ended` mark outlives its end: long enough for every socket that was
 # open, or reconnects, to hear it; the stream and snapshot expire on their own.
@@ -86,23 +117,75 @@ class Snapshot:
     seq: int
     files: dict[str, str]
     deleted: list[str]
+    epoch: str = ""
 
 
-# The machine's `applied` report, in one round trip: keep the highest seq (never backwards) and
-# tell the session's listeners. ARGV: prefix, session, seq, envelope_json.
+# The session's epoch, started if the log has none (new, or lost with Redis).
+# ARGV: prefix, session, fresh_epoch. Returns the epoch.
+_EPOCH = """
+local meta = ARGV[1] .. 'snapmeta:' .. ARGV[2]
+if redis.call('HSETNX', meta, 'epoch', ARGV[3]) == 1 then
+  redis.call('EXPIRE', meta, 604800)
+end
+return redis.call('HGET', meta, 'epoch')
+"""
+
+# The machine's `applied` report, in one round trip: keep the highest seq (never backwards,
+# never past the head: an agent's word is not trusted beyond what was appended) and tell the
+# session's listeners, unless the report was numbered under another epoch than the log's (it
+# then means nothing here: returns the log's epoch, or '' when the log has none).
+# ARGV: prefix, session, seq, epoch, envelope_json with the seq as the last field's value.
 _REPORT_APPLIED = """
 local meta = ARGV[1] .. 'snapmeta:' .. ARGV[2]
-local current = redis.call('HGET', meta, 'applied')
-if not current or tonumber(current) < tonumber(ARGV[3]) then
-  redis.call('HSET', meta, 'applied', ARGV[3])
+local epoch = redis.call('HGET', meta, 'epoch')
+if epoch ~= ARGV[4] or redis.call('HEXISTS', meta, 'ended') == 1 then
+  return {'epoch', epoch or ''}
 end
-redis.call('PUBLISH', ARGV[1] .. 'ch:session:' .. ARGV[2], ARGV[4])
-return 1
+local seq = math.min(tonumber(ARGV[3]), tonumber(redis.call('HGET', meta, 'head') or '0'))
+local current = tonumber(redis.call('HGET', meta, 'applied') or '0')
+if current < seq then
+  redis.call('HSET', meta, 'applied', seq)
+end
+if seq > 0 then
+  redis.call('PUBLISH', ARGV[1] .. 'ch:session:' .. ARGV[2], ARGV[5] .. seq .. '}')
+end
+return {'ok', seq}
 """
 
 
-def _applied_envelope(seq: int) -> str:
-    return json.dumps({"kind": "applied", "seq": seq}, separators=(",", ":"))
+AppliedOutcome = int | EpochChanged  # the seq recorded (clamped to the head), or why not
+
+
+def applied_outcome(reply: Any) -> AppliedOutcome:
+    """The `applied` script's reply, decoded."""
+    match reply:
+        case ["ok", seq]:
+            return int(seq)
+        case ["epoch", current]:
+            return EpochChanged(str(current))
+    raise AssertionError(f"unexpected applied result {reply!r}")
+
+
+# An agent's socket closed: unless another socket of the machine is listening (the agent
+# already reconnected, here or to another web process) or the session ended, its editors hear
+# `status offline`. ARGV: prefix, session, machine, detail. Returns 1 when it was published.
+_AGENT_GONE = """
+local p, session = ARGV[1], ARGV[2]
+local meta = p .. 'snapmeta:' .. session
+if redis.call('PUBSUB', 'NUMSUB', p .. 'ch:machine:' .. ARGV[3])[2] > 0 then return 0 end
+if redis.call('EXISTS', meta) == 0 or redis.call('HEXISTS', meta, 'ended') == 1 then return 0 end
+redis.call('HSET', meta, 'status', 'offline', 'status_detail', ARGV[4])
+redis.call('PUBLISH', p .. 'ch:session:' .. session,
+           cjson.encode({kind = 'status', state = 'offline', detail = ARGV[4]}))
+return 1
+"""
+
+# The report's envelope without its seq, which the script appends once clamped to the head.
+_APPLIED_ENVELOPE_HEAD = '{"kind":"applied","seq":'
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(8)
 
 
 def session_meta_key(prefix: str, session_id: str) -> str:
@@ -123,14 +206,22 @@ class EditLog:
     (the worker, tests) each call is sent on its own."""
 
     def __init__(
-        self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, batcher: ScriptBatcher | None = None
+        self,
+        redis: Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        batcher: ScriptBatcher | None = None,
+        limits: EditLogLimits | None = None,
     ) -> None:
         self._redis = redis
         scripts = Scripts(redis)
         self._append_patch = scripts.script("append_patch")
         self._report_applied = redis.register_script(_REPORT_APPLIED)
+        self._epoch = redis.register_script(_EPOCH)
+        self._agent_gone = redis.register_script(_AGENT_GONE)
         self._batcher = batcher
         self.prefix = prefix
+        self.limits = limits or EditLogLimits()
 
     async def _run_script(self, script: AsyncScript, *args: str | int) -> Any:
         async with translated_redis_errors():
@@ -139,11 +230,21 @@ class EditLog:
             return await script(keys=[], args=list(args))
 
     async def append(
-        self, session_id: str, seq: int, changes: list[Change], envelope: dict[str, Any]
+        self,
+        session_id: str,
+        seq: int,
+        changes: list[Change],
+        envelope: dict[str, Any],
+        *,
+        epoch: str = "",
+        user: str = "",
     ) -> AppendOutcome:
-        """Append patch `seq` (it must be head + 1) and publish `envelope` to the session."""
+        """Append patch `seq` (it must be head + 1) and publish `envelope` to the session.
+        `epoch`: the log the seq was numbered against ("" takes whichever is current);
+        `user`: whose budget the session's edits count against ("" for none)."""
         changes_json = json.dumps([c.as_json() for c in changes], separators=(",", ":"))
         digest = hashlib.sha256(changes_json.encode()).hexdigest()
+        limits = self.limits
         result = await self._run_script(
             self._append_patch,
             self.prefix,
@@ -151,10 +252,15 @@ class EditLog:
             seq,
             changes_json,
             digest,
-            STREAM_MAXLEN,
-            MAX_SNAPSHOT_BYTES,
-            MAX_SNAPSHOT_FILES,
+            limits.stream_entries,
+            limits.snapshot_bytes,
+            limits.snapshot_files,
             json.dumps(envelope, separators=(",", ":")),
+            epoch,
+            new_epoch(),
+            limits.stream_bytes,
+            user,
+            limits.user_budget_bytes,
         )
         match result:
             case ["ok", appended]:
@@ -165,9 +271,19 @@ class EditLog:
                 return Conflict(int(head))
             case ["too_large", size]:
                 return TooLarge(int(size))
+            case ["over_budget", size]:
+                return OverBudget(int(size))
             case ["ended", reason]:
                 return Ended(str(reason))
+            case ["epoch", current]:
+                return EpochChanged(str(current))
         raise AssertionError(f"unexpected append result {result!r}")
+
+    async def epoch(self, session_id: str) -> str:
+        """The identity of the session's log; a new one if it has none (new, or lost with
+        Redis). Seqs, heads and applied marks mean something only within one epoch."""
+        value = await self._run_script(self._epoch, self.prefix, session_id, new_epoch())
+        return str(value)
 
     async def head(self, session_id: str) -> int:
         async with translated_redis_errors():
@@ -194,29 +310,33 @@ class EditLog:
 
     async def snapshot(self, session_id: str) -> Snapshot:
         async with translated_redis_errors(), self._redis.pipeline(transaction=True) as pipe:
-            pipe.hget(f"{self.prefix}snapmeta:{session_id}", "head")
+            pipe.hmget(f"{self.prefix}snapmeta:{session_id}", ["head", "epoch"])
             pipe.hgetall(f"{self.prefix}snap:{session_id}")
-            head, stored = await pipe.execute()
+            (head, epoch), stored = await pipe.execute()
         files = {path: content for path, content in stored.items() if content != TOMBSTONE}
         deleted = sorted(path for path, content in stored.items() if content == TOMBSTONE)
-        return Snapshot(int(head or 0), files, deleted)
+        return Snapshot(int(head or 0), files, deleted, str(epoch or ""))
 
-    async def report_applied(self, session_id: str, seq: int) -> None:
-        """Keep the highest seq the machine acknowledged (never backwards) and publish
-        {"kind": "applied", "seq"} to the session, atomically and
-        in one round trip (the agent reports every patch: this is on the hot path)."""
-        envelope = _applied_envelope(seq)
-        await self._run_script(self._report_applied, self.prefix, session_id, seq, envelope)
+    async def report_applied(self, session_id: str, seq: int, epoch: str) -> AppliedOutcome:
+        """Keep the highest seq the machine acknowledged (never backwards, never past the
+        head) and publish {"kind": "applied", "seq"} to the session, atomically and in one
+        round trip (the agent reports every patch: this is on the hot path). A report
+        numbered under another `epoch` than the log's is dropped (EpochChanged)."""
+        result = await self._run_script(
+            self._report_applied, self.prefix, session_id, seq, epoch, _APPLIED_ENVELOPE_HEAD
+        )
+        return applied_outcome(result)
 
-    def report_applied_soon(self, session_id: str, seq: int) -> asyncio.Future[Any]:
+    def report_applied_soon(self, session_id: str, seq: int, epoch: str) -> asyncio.Future[Any]:
         """report_applied, queued on the batcher without waiting for Redis's reply: the
         agent's socket goes on reading while the report is sent. Reports queued by one caller
-        are sent in order. The future holds the redis-py error if the report failed."""
+        are sent in order. The future holds the script's raw reply (see `applied_outcome`) or
+        the redis-py error if the report failed."""
         if self._batcher is None:
             raise RuntimeError("report_applied_soon needs the web process's ScriptBatcher")
         try:
             return self._batcher.submit(
-                self._report_applied, self.prefix, session_id, seq, _applied_envelope(seq)
+                self._report_applied, self.prefix, session_id, seq, epoch, _APPLIED_ENVELOPE_HEAD
             )
         except BatcherClosed as exc:
             raise PoolUnavailable(f"Redis: {exc}") from exc
@@ -236,6 +356,15 @@ class EditLog:
                     mapping={"status": state, "status_detail": detail},
                 )
             )
+
+    async def agent_gone(self, session_id: str, machine_id: str, detail: str) -> bool:
+        """The machine's agent socket closed: tell the session's editors it is offline, unless
+        the agent is already back (any socket listening on the machine's channel) or the
+        session ended. True when they were told."""
+        result = await self._run_script(
+            self._agent_gone, self.prefix, session_id, machine_id, detail
+        )
+        return int(result) == 1
 
     async def status(self, session_id: str) -> tuple[str, str]:
         async with translated_redis_errors():
@@ -261,20 +390,37 @@ class EditLog:
         return None if reason is None else (str(reason), str(status or "ended"))
 
 
+# Mark a session ended, drop its files and give back its share of the user's budget, and tell
+# its sockets, atomically. ARGV: prefix, session, reason, status, mark_seconds, envelope_json.
+_ANNOUNCE_END = """
+local p, session = ARGV[1], ARGV[2]
+local meta = p .. 'snapmeta:' .. session
+local user = redis.call('HGET', meta, 'user')
+if user then
+  redis.call('HDEL', p .. 'editbytes:' .. user, session)
+end
+redis.call('DEL', p .. 'edits:' .. session, p .. 'snap:' .. session)
+redis.call('HSET', meta, 'ended', ARGV[3], 'ended_status', ARGV[4])
+redis.call('EXPIRE', meta, tonumber(ARGV[5]))
+redis.call('PUBLISH', p .. 'ch:session:' .. session, ARGV[6])
+return 1
+"""
+
+
 async def announce_end(
     redis: Redis, session_id: str, reason: str, status: str, *, prefix: str = DEFAULT_PREFIX
 ) -> None:
-    """Mark the session ended for the gateway and tell its sockets, in one transaction: from
-    here on append_patch.lua refuses every patch of it (nothing is acked for a session that is
-    not live), and every editor socket hears `ended` and closes. Called right after Postgres
-    recorded the end, by every path that ends a session (pool.lifecycle)."""
-    meta = session_meta_key(prefix, session_id)
-    envelope = {"kind": "ended", "reason": reason, "status": status}
-    async with translated_redis_errors(), redis.pipeline(transaction=True) as pipe:
-        pipe.hset(meta, mapping={"ended": reason, "ended_status": status})
-        pipe.expire(meta, ENDED_MARK_SECONDS)
-        pipe.publish(session_channel(prefix, session_id), json.dumps(envelope))
-        await pipe.execute()
+    """Mark the session ended for the gateway and tell its sockets, in one script: from here on
+    append_patch.lua refuses every patch of it (nothing is acked for a session that is not
+    live), and every editor socket hears `ended` and closes. Its stream and snapshot are deleted
+    at once (nothing reads them after the end) and its bytes leave the user's budget; the small
+    `ended` mark stays for ENDED_MARK_SECONDS. Called right after Postgres recorded the end, by
+    every path that ends a session (pool.lifecycle)."""
+    envelope = json.dumps({"kind": "ended", "reason": reason, "status": status})
+    async with translated_redis_errors():
+        await redis.register_script(_ANNOUNCE_END)(
+            keys=[], args=[prefix, session_id, reason, status, ENDED_MARK_SECONDS, envelope]
+        )
 
 
 async def announce_idle_warning(
@@ -290,12 +436,14 @@ async def announce_idle_warning(
 async def push_snapshot(edits: EditLog, session_id: str, machine_id: str) -> int:
     """Publish the session's full file set to the machine's channel, where the gateway instance
     holding the machine's agent socket relays it as `hydrate`. Returns the snapshot's seq."""
+    await edits.epoch(session_id)  # a log lost with Redis starts again under a new epoch
     snapshot = await edits.snapshot(session_id)
     await edits.publish(
         machine_channel(edits.prefix, machine_id),
         {
             "kind": "hydrate",
             "session": session_id,
+            "epoch": snapshot.epoch,
             "seq": snapshot.seq,
             "files": snapshot.files,
             "deleted": snapshot.deleted,

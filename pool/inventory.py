@@ -17,8 +17,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import LockError
+from redis.exceptions import LockError, ResponseError
 
+from pool.create_backoff import CreateBackoff
 from pool.leasing import DEFAULT_PREFIX
 from pool.policy import TierCounts
 from pool.redis_errors import resolved, translated_redis_errors
@@ -55,8 +56,15 @@ class MachineRecord:
     booting_at: float | None
     # The tier a ready (or pending) machine is in, or a moving one is bound for.
     tier: Tier = Tier.HOT
-    # When a machine was taken out to be moved or drained (Unix seconds, Redis' clock).
+    # When a machine left service to be moved, drained or recycled, or a job last claimed it
+    # (Unix seconds, Redis' clock).
     taken_at: float | None = None
+    # The SHA-256 of the machine's token: its agent's socket is refused without it.
+    token_hash: str | None = None
+    # When a hot machine became ready with its agent connected (lease.lua checks that agent is
+    # still there), and when it was first seen gone.
+    agent_at: float | None = None
+    agent_lost_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,9 +125,12 @@ class Inventory:
         self._scripts = Scripts(redis)
         self._p = prefix
 
-    async def mark_booting(self, machine_id: str, pool: PoolKey) -> None:
-        """Record a machine the moment its creation is requested, so reconcile never mistakes
-        it for an orphan and the sizing policy counts it as supply."""
+    async def mark_booting(self, machine_id: str, pool: PoolKey, token: str) -> None:
+        """Record a machine the moment the provider names it, so reconcile never mistakes it
+        for an orphan and the sizing policy counts it as supply. The token's hash is written in
+        the same transaction: no record ever exists without it."""
+        if not token:
+            raise ValueError(f"machine {machine_id} has no token: its agent could never connect")
         async with translated_redis_errors(), self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 f"{self._p}m:{machine_id}",
@@ -128,6 +139,7 @@ class Inventory:
                     "template": pool.template,
                     "region": pool.region,
                     "booting_at": time.time(),
+                    "token_sha256": token_hash(token),
                 },
             )
             pipe.sadd(f"{self._p}machines:{pool}", machine_id)
@@ -144,10 +156,10 @@ class Inventory:
         from_epoch: int | None = None,
         tier: Tier = Tier.HOT,
     ) -> int | None:
-        """Put a machine in the ready list of `tier`. A new machine needs no expectations; a
-        recycled or moved one must still be in `from_state` at `from_epoch`. Returns the new
-        epoch, or None when the machine moved on meanwhile (a duplicate delivery of the same
-        job)."""
+        """Put a machine in the ready list of `tier`. A new machine's record must still be
+        booting; a recycled or moved one must still be in `from_state` at `from_epoch`. Returns
+        the new epoch, or None when the machine moved on meanwhile (a duplicate delivery of the
+        same job) or its record is gone (never recreated here: it would lack the token hash)."""
         async with translated_redis_errors():
             epoch = int(
                 await self._scripts.run(
@@ -282,14 +294,111 @@ class Inventory:
                 with contextlib.suppress(LockError):
                     await lock.release()
 
-    async def set_token(self, machine_id: str, token: str | None) -> None:
-        """Keep the SHA-256 of the machine's token, which its agent presents when it connects
-        (the token itself never reaches Redis)."""
+    async def set_token(self, machine_id: str, token: str | None) -> bool:
+        """Keep the SHA-256 of the machine's (new) token, which its agent presents when it
+        connects (the token itself never reaches Redis). Only on a record that exists: False
+        when there is none (or no token)."""
         if not token:
-            return
-        digest = hashlib.sha256(token.encode()).hexdigest()
+            return False
         async with translated_redis_errors():
-            await resolved(self._redis.hset(f"{self._p}m:{machine_id}", "token_sha256", digest))
+            written = await self._scripts.run("set_token", self._p, machine_id, token_hash(token))
+        return int(written) == 1
+
+    async def restore_leased(
+        self,
+        machine_id: str,
+        pool: PoolKey,
+        address: str,
+        *,
+        session_id: str,
+        user_id: str,
+        epoch: int,
+        token: str,
+    ) -> bool:
+        """Rebuild the record of a leased machine that Redis lost, from the provider and the
+        ledger. False when a record exists (it is never overwritten)."""
+        if not token:
+            raise ValueError(f"machine {machine_id} has no token: its record cannot be rebuilt")
+        async with translated_redis_errors():
+            restored = await self._scripts.run(
+                "restore_machine",
+                self._p,
+                machine_id,
+                pool.template,
+                pool.region,
+                address,
+                session_id,
+                user_id,
+                epoch,
+                token_hash(token),
+            )
+        return int(restored) == 1
+
+    async def stamp(
+        self,
+        machine_id: str,
+        state: PoolState,
+        field: str,
+        *,
+        epoch: int | None = None,
+        clear: bool = False,
+    ) -> float | None:
+        """Set `field` to now (Redis' clock), or clear it, while the machine is in `state` (at
+        `epoch`). None when it is not: it moved on, or its record is gone."""
+        async with translated_redis_errors():
+            stamped = await self._scripts.run(
+                "stamp",
+                self._p,
+                machine_id,
+                state.value,
+                "" if epoch is None else epoch,
+                field,
+                "clear" if clear else "set",
+            )
+        return None if int(stamped) < 0 else float(stamped)
+
+    async def agents_connected(self, machine_ids: list[str]) -> set[str] | None:
+        """The machines whose agent has a socket open on some gateway right now: the gateway
+        listens on the machine's channel exactly while that socket is open. None when this
+        Redis does not tell (PUBSUB refused)."""
+        if not machine_ids:
+            return set()
+        channels = {f"{self._p}ch:machine:{m}": m for m in machine_ids}
+        async with translated_redis_errors():
+            try:
+                counts = await self._redis.pubsub_numsub(*channels)
+            except ResponseError:
+                return None
+        return {channels[str(channel)] for channel, count in counts if int(count) > 0}
+
+    async def create_backoff(self, pool: PoolKey) -> CreateBackoff:
+        async with translated_redis_errors():
+            fields = await resolved(self._redis.hgetall(f"{self._p}create-backoff:{pool}"))
+        if not fields:
+            return CreateBackoff()
+        return CreateBackoff(
+            failures=int(fields.get("failures", 0)),
+            retry_at=float(fields.get("retry_at", 0)),
+            error=str(fields.get("error", "")),
+        )
+
+    async def set_create_backoff(self, pool: PoolKey, backoff: CreateBackoff) -> None:
+        key = f"{self._p}create-backoff:{pool}"
+        async with translated_redis_errors():
+            if backoff.failures == 0:
+                await resolved(self._redis.delete(key))
+                return
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(
+                    key,
+                    mapping={
+                        "failures": backoff.failures,
+                        "retry_at": backoff.retry_at,
+                        "error": backoff.error,
+                    },
+                )
+                await pipe.execute()
 
     async def token_hash(self, machine_id: str) -> str | None:
         async with translated_redis_errors():
@@ -325,9 +434,15 @@ def counts_of(records: list[MachineRecord]) -> PoolCounts:
     return PoolCounts(**states)
 
 
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _seconds(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
 def _record(machine_id: str, fields: dict[str, str]) -> MachineRecord:
-    booting_at = fields.get("booting_at")
-    taken_at = fields.get("taken_at")
     return MachineRecord(
         id=machine_id,
         state=PoolState(fields.get("state", PoolState.BOOTING.value)),
@@ -337,7 +452,10 @@ def _record(machine_id: str, fields: dict[str, str]) -> MachineRecord:
         address=fields.get("address", ""),
         session_id=fields.get("session"),
         user_id=fields.get("user"),
-        booting_at=float(booting_at) if booting_at else None,
+        booting_at=_seconds(fields.get("booting_at")),
         tier=Tier(fields.get("tier") or Tier.HOT.value),
-        taken_at=float(taken_at) if taken_at else None,
+        taken_at=_seconds(fields.get("taken_at")),
+        token_hash=fields.get("token_sha256") or None,
+        agent_at=_seconds(fields.get("agent")),
+        agent_lost_at=_seconds(fields.get("agent_lost_at")),
     )

@@ -9,6 +9,7 @@ that changes a machine checks it: a stale holder changes nothing.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass
 
@@ -19,6 +20,12 @@ from pool.scripts import Scripts
 from pool.states import Tier
 
 DEFAULT_PREFIX = "po:"
+
+
+class Heartbeat(enum.Enum):
+    RECORDED = 1
+    STALE = 0  # the machine is no longer this lease's (another epoch, or not leased)
+    UNKNOWN = -1  # Redis holds no record of the machine (lost with Redis, or the machine gone)
 
 
 @dataclass(frozen=True)
@@ -148,9 +155,11 @@ class LeaseBroker:
             )
         return str(outcome) == "ok"
 
-    async def heartbeat(self, machine_id: str, epoch: int) -> bool:
+    async def heartbeat(self, machine_id: str, epoch: int) -> Heartbeat:
         async with translated_redis_errors():
-            return int(await self._scripts.run("heartbeat", self._prefix, machine_id, epoch)) == 1
+            return Heartbeat(
+                int(await self._scripts.run("heartbeat", self._prefix, machine_id, epoch))
+            )
 
     async def forget_session(
         self, template: str, region: str, session_id: uuid.UUID, user_id: uuid.UUID

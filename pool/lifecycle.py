@@ -97,6 +97,10 @@ async def recycle_machine(
     record = await inventory.machine(machine_id)
     if record is None or record.state != PoolState.RECYCLING or record.epoch != epoch:
         return "skipped"  # already recycled (duplicate delivery) or moved on
+    # This run owns the machine from now: reconcile replaces a recycling machine only once its
+    # owner has been silent for longer than a job may run (its worker died).
+    if await inventory.stamp(machine_id, PoolState.RECYCLING, "taken_at", epoch=epoch) is None:
+        return "skipped"
     pool = PoolKey(record.template, record.region)
     if await _placement(inventory, provider, pool, bounds, settings, demand) is None:
         await destroy_machine(inventory, provider, machine_id)
@@ -105,7 +109,8 @@ async def recycle_machine(
     try:
         reset = await provider.reset(machine_id)
         # A reset issues a new machine token; the old session's token must stop working.
-        await inventory.set_token(machine_id, reset.metadata.get("token"))
+        if not await inventory.set_token(machine_id, reset.metadata.get("token")):
+            raise ProviderError(f"no record (or no new token) for {machine_id} after its reset")
         machine = await provider.wait(machine_id, MachineState.STARTED, settings.boot_timeout)
         machine = await _apply_guest(provider, machine, guest, settings.boot_timeout)
         # Counts may have moved during the reset: decide the tier now.

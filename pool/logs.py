@@ -62,3 +62,6 @@ def configure_logging(level: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # One line per health probe of every machine drowns everything else.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # psycopg_pool warns at every reconnect attempt of every connection during an outage; the
+    # worker says it once (workers.outage) and the API answers 503s.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -15,7 +15,7 @@ from pool.leasing import LeaseBroker
 from pool.lifecycle import EnqueueRecycle, end_and_release
 from pool.metrics import Metrics
 from pool.provider import Guest, MachineProvider
-from pool.refill import RefillSettings, create_and_wait
+from pool.refill import RefillSettings, create_and_wait, destroy_machine
 from sql import sessions
 from sql.states import SessionStatus
 
@@ -38,11 +38,8 @@ async def boot_for_session(
     if session is None or session.status != SessionStatus.BOOTING:
         return "skipped"
     pool = PoolKey(session.template, session.region)
-    try:
-        guest = (guests or {}).get(pool)
-        machine = await create_and_wait(inventory, provider, pool, settings, guest)
-    except ProviderError as exc:
-        log.warning("on-demand boot for %s failed: %s", session_id, exc)
+
+    async def fail_boot() -> str:
         await end_and_release(
             db,
             broker,
@@ -53,13 +50,24 @@ async def boot_for_session(
         )
         metrics.incr("ondemand.failed")
         return "failed"
+
+    try:
+        guest = (guests or {}).get(pool)
+        machine = await create_and_wait(inventory, provider, pool, settings, guest)
+    except ProviderError as exc:
+        log.warning("on-demand boot for %s failed: %s", session_id, exc)
+        return await fail_boot()
     epoch = await inventory.claim_leased(
         machine.id, pool, machine.address, str(session_id), str(session.user_id)
     )
     if epoch is None:
         # The session was ended while we booted: the machine is fresh, so the pool takes it.
-        await inventory.make_ready(machine.id, pool, machine.address)
-        return "pooled"
+        if await inventory.make_ready(machine.id, pool, machine.address) is not None:
+            return "pooled"
+        # Its record vanished (Redis lost it): without the token hash no agent gets in, so the
+        # machine goes, and the session, if it still waits, fails.
+        await destroy_machine(inventory, provider, machine.id)
+        return await fail_boot()
     async with db.connection() as conn:
         attached = await sessions.attach_machine(conn, session_id, machine.id, epoch)
     if attached is None:

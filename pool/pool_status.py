@@ -22,7 +22,9 @@ async def pool_report(
 ) -> list[dict[str, Any]]:
     """One row per pool. `min`/`max`/`ready` are the hot tier's; `suspended` and `stopped`
     count the lower tiers' ready machines, and `tiers` gives each lower tier's bounds (from
-    `tiers`, 0/0 when unset) and the leases it served."""
+    `tiers`, 0/0 when unset) and the leases it served. `createBackoff` is null, or says that
+    the pool's creates keep failing: how many runs in a row, when the next may try (Unix
+    seconds) and the last error."""
     keys = sorted(
         set(await inventory.pools()) | set(targets) | set(defaults),
         key=lambda k: (k.template, k.region),
@@ -34,6 +36,7 @@ async def pool_report(
         by_tier = await inventory.tier_hits(key)
         low, high = targets.get(key, default_bounds)
         bounds = (tiers or {}).get(key)
+        backoff = await inventory.create_backoff(key)
         report.append(
             {
                 "template": key.template,
@@ -63,6 +66,15 @@ async def pool_report(
                 "misses": misses,
                 "hitRatio": round(hits / (hits + misses), 4) if hits + misses else None,
                 "leaseAttemptsLast5m": await inventory.demand(key, DEMAND_WINDOW_SECONDS),
+                "createBackoff": (
+                    {
+                        "failures": backoff.failures,
+                        "retryAt": backoff.retry_at,
+                        "error": backoff.error,
+                    }
+                    if backoff.failures
+                    else None
+                ),
             }
         )
     return report

@@ -49,15 +49,21 @@ async def reap(
             fenced = await sessions.fence_lease(
                 conn, pending.machine_id, pending.epoch, pending.template, pending.region
             )
+            released = not fenced and await sessions.lease_released(
+                conn, pending.machine_id, pending.epoch
+            )
         if fenced:
             if await broker.release(pending.machine_id, pending.epoch, return_to_ready=True):
                 reclaimed += 1
                 log.info("reclaimed uncommitted lease of %s", pending.machine_id)
-        else:
-            if await broker.promote(
-                pending.machine_id, pending.epoch, uuid.UUID(pending.session_id)
-            ):
-                promoted += 1
+        elif released:
+            # Committed, then ended before it was promoted: the API abandoned it (its client
+            # was gone) and could not reach Redis to release it. Recycle, never promote.
+            if await broker.release(pending.machine_id, pending.epoch):
+                await enqueue_recycle(pending.machine_id, pending.epoch + 1)
+                reclaimed += 1
+        elif await broker.promote(pending.machine_id, pending.epoch, uuid.UUID(pending.session_id)):
+            promoted += 1
 
     ended = 0
     async with db.connection() as conn:

@@ -5,8 +5,14 @@ carries the plan out with the provider: creates (new machines boot into the hot 
 between tiers (pool.tiers: suspend, stop, resume or start a ready machine taken out of the lease
 lists meanwhile), and destroys of surplus. A machine is recorded as booting as soon as the
 provider names it; a crash in between leaves a provider machine without a record, which
-reconcile destroys once it is older than its grace period. A crash mid-move leaves a `moving`
-record, which reconcile destroys after the boot timeout.
+reconcile destroys once it is older than its grace period. A crash mid-boot or mid-move leaves a
+`booting` or `moving` record, which reconcile destroys once it is older than the job timeout.
+A machine whose record vanished while it booted (Redis lost it) is destroyed, not pooled: its
+record would lack the token hash.
+
+Creates for a pool that keep failing back off (pool.create_backoff): after a run whose creates
+all failed, no create before a capped exponential delay, then one probe, and full speed again as
+soon as a machine comes up.
 
 A provider that cannot suspend (local processes) keeps the hot tier only: the policy then gives
 the lower tiers no machines, and the plan is the hot-only plan it always was.
@@ -15,10 +21,14 @@ the lower tiers no machines, and the plan is the hot-only plan it always was.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pool.errors import ProviderError
+from pool.create_backoff import CreateBackoff, after_failure
+from pool.errors import ProviderError, UnknownMachine
 from pool.inventory import Inventory, PoolKey
 from pool.metrics import Metrics
 from pool.policy import (
@@ -54,6 +64,12 @@ class RefillSettings:
     max_moves_per_run: int = 8
     # Suspending a machine with a large memory takes over 15 s (Fly community reports).
     move_timeout: float = 60.0
+    # The per-pool resize lock expires this long after its holder died: the resize job's
+    # timeout, so a killed worker stalls its pools' refill no longer than a job may run.
+    resize_lock_seconds: float = 120.0
+    # Creates that keep failing: the first wait, doubled per failed run up to the cap.
+    create_backoff_seconds: float = 5.0
+    create_backoff_max_seconds: float = 300.0
 
 
 def as_tier_bounds(bounds: PoolBounds | TierBounds) -> TierBounds:
@@ -112,13 +128,29 @@ async def resize_pool(
     *,
     guest: Guest | None = None,
     demand: DemandSample | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> TierPlan | None:
-    """Carry out the policy's plan for one pool; None when another resize holds the pool."""
-    async with inventory.exclusive(pool) as mine:
+    """Carry out the policy's plan for one pool, less the creates its create backoff holds
+    back; returns what was carried out, or None when another resize holds the pool."""
+    async with inventory.exclusive(pool, ttl=settings.resize_lock_seconds) as mine:
         if not mine:
             return None
         plan = await plan_for(inventory, provider, pool, bounds, settings, demand)
-        await _carry_out(inventory, provider, pool, plan, settings, metrics, guest)
+        backoff = await inventory.create_backoff(pool)
+        now = clock()
+        creates = backoff.allowed_creates(plan.create, now)
+        if creates < plan.create:
+            log.info(
+                "creates for %s held back (%d failed runs in a row; next try in %.0fs): %s",
+                pool,
+                backoff.failures,
+                max(backoff.retry_at - now, 0.0),
+                backoff.error,
+            )
+        plan = dataclasses.replace(plan, create=creates)
+        outcome = await _carry_out(inventory, provider, pool, plan, settings, metrics, guest)
+        # The wait counts from the failure, not from the start of the run.
+        await _note_creates(inventory, pool, backoff, outcome, settings, clock())
     counts = await inventory.counts(pool)
     prefix = f"pool.{pool.template}.{pool.region}"
     metrics.gauge(f"{prefix}.ready", counts.ready)
@@ -130,6 +162,47 @@ async def resize_pool(
     return plan
 
 
+@dataclass(frozen=True)
+class CreateOutcome:
+    came_up: int = 0
+    # Failures of the provider (the template or image, or the provider itself); a machine
+    # whose record vanished while it booted is not one.
+    provider_errors: list[ProviderError] = dataclasses.field(default_factory=list)
+
+
+async def _note_creates(
+    inventory: Inventory,
+    pool: PoolKey,
+    backoff: CreateBackoff,
+    outcome: CreateOutcome,
+    settings: RefillSettings,
+    now: float,
+) -> None:
+    """Keep the pool's create backoff: cleared when a create came up, longer when none did and
+    the provider failed them."""
+    if outcome.came_up > 0:
+        if backoff.failures:
+            log.info("creates for %s work again after %d failed runs", pool, backoff.failures)
+            await inventory.set_create_backoff(pool, CreateBackoff())
+        return
+    if outcome.provider_errors:
+        later = after_failure(
+            backoff,
+            str(outcome.provider_errors[-1]),
+            now,
+            base=settings.create_backoff_seconds,
+            cap=settings.create_backoff_max_seconds,
+        )
+        log.warning(
+            "every create for %s failed (%d runs in a row), next try in %.0fs: %s",
+            pool,
+            later.failures,
+            later.retry_at - now,
+            later.error,
+        )
+        await inventory.set_create_backoff(pool, later)
+
+
 async def _carry_out(
     inventory: Inventory,
     provider: MachineProvider,
@@ -138,7 +211,7 @@ async def _carry_out(
     settings: RefillSettings,
     metrics: Metrics,
     guest: Guest | None,
-) -> None:
+) -> CreateOutcome:
     creates = [
         boot_into_pool(inventory, provider, pool, settings, guest) for _ in range(plan.create)
     ]
@@ -174,6 +247,10 @@ async def _carry_out(
             for machine_id in await inventory.drain(pool, count, tier):
                 await destroy_machine(inventory, provider, machine_id)
             metrics.incr("pool.drained", count)
+    return CreateOutcome(
+        came_up=plan.create - len(failed),
+        provider_errors=[f for f in failed if isinstance(f, ProviderError)],
+    )
 
 
 async def move_machine(
@@ -212,9 +289,13 @@ async def boot_into_pool(
     settings: RefillSettings,
     guest: Guest | None = None,
 ) -> str:
-    """Create a machine and make it ready in the hot tier (the refill moves surplus down)."""
+    """Create a machine and make it ready in the hot tier (the refill moves surplus down).
+    UnknownMachine when its record vanished meanwhile (Redis lost it, or reconcile gave up on
+    the boot): the machine is destroyed, since it is no longer known to be ours."""
     machine = await create_and_wait(inventory, provider, pool, settings, guest)
-    await inventory.make_ready(machine.id, pool, machine.address)
+    if await inventory.make_ready(machine.id, pool, machine.address) is None:
+        await destroy_machine(inventory, provider, machine.id)
+        raise UnknownMachine(f"the record of {machine.id} vanished while it booted")
     return machine.id
 
 
@@ -232,8 +313,11 @@ async def create_and_wait(
     guest: Guest | None = None,
 ) -> MachineSnapshot:
     machine = await provider.create(spec_for(pool, guest))
-    await inventory.mark_booting(machine.id, pool)
-    await inventory.set_token(machine.id, machine.metadata.get("token"))
+    token = machine.metadata.get("token")
+    if not token:
+        await provider.destroy(machine.id)
+        raise ProviderError(f"machine {machine.id} was created without a token")
+    await inventory.mark_booting(machine.id, pool, token)
     try:
         started = await provider.wait(machine.id, MachineState.STARTED, settings.boot_timeout)
     except ProviderError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ class RollReport:
     skipped: int = 0  # leased (or otherwise busy) when its turn came
     failed: int = 0  # the provider refused; the machine was destroyed
     supported: bool = True
+    # The deadline came first: the rest of the pool is for the next run.
+    unfinished: bool = False
 
 
 async def roll_guest(
@@ -47,7 +50,11 @@ async def roll_guest(
     metrics: Metrics,
     *,
     batch: int = 1,
+    deadline: float | None = None,
 ) -> RollReport:
+    """Resize the pool's ready machines, a batch at a time. With a `deadline` (time.monotonic),
+    no batch starts after it: a job stays within its timeout, and a later run goes on (machines
+    already resized count as current)."""
     if not isinstance(provider, SuspendingProvider):
         return RollReport(supported=False)  # new machines get the size; nothing to roll
     outcomes: Counter[str] = Counter()
@@ -62,6 +69,9 @@ async def roll_guest(
             break
         tried.update(ids)
         for start in range(0, len(ids), max(batch, 1)):
+            if deadline is not None and time.monotonic() >= deadline:
+                metrics.incr("pool.resized", outcomes["resized"])
+                return _report(outcomes, unfinished=True)
             chunk = ids[start : start + max(batch, 1)]
             outcomes.update(
                 await asyncio.gather(
@@ -69,11 +79,16 @@ async def roll_guest(
                 )
             )
     metrics.incr("pool.resized", outcomes["resized"])
+    return _report(outcomes)
+
+
+def _report(outcomes: Counter[str], *, unfinished: bool = False) -> RollReport:
     return RollReport(
         resized=outcomes["resized"],
         current=outcomes["current"],
         skipped=outcomes["skipped"],
         failed=outcomes["failed"],
+        unfinished=unfinished,
     )
 
 

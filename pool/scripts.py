@@ -3,7 +3,9 @@
 Keys (all under one prefix, `po:` by default):
 
     m:{machine}                 hash: state, epoch, template, region, address, session, user,
-                                tier (hot | suspended | stopped), ...
+                                tier (hot | suspended | stopped), token_sha256, taken_at (when
+                                it left service: moving, draining, recycling), agent (its agent
+                                was connected when it became ready), agent_lost_at, ...
     ready:{template}:{region}   list of ready hot machine ids; LPUSH new, RPOP to lease (FIFO)
     ready-suspended:{t}:{r}     the same for the suspended tier
     ready-stopped:{t}:{r}       the same for the stopped tier
@@ -21,6 +23,7 @@ Keys (all under one prefix, `po:` by default):
     ch:session:{session}        pub/sub channel: patches, applied, status, logs of a session
     ch:machine:{machine}        pub/sub channel: assign and hydrate for a machine's agent
     fly-rate:{action}:{scope}   GCRA theoretical arrival time (µs) of the next Fly API call
+    create-backoff:{t}:{r}      hash: failures, retry_at, error: creates of a pool that keep failing
 
 Every script reads the clock with Redis TIME, so all instances agree on it.
 """
@@ -46,6 +49,9 @@ _NAMES = (
     "forget_machine",
     "append_patch",
     "fly_slot",
+    "set_token",
+    "restore_machine",
+    "stamp",
 )
 
 

@@ -13,6 +13,9 @@ its guest); it comes back as ready in its destination tier, or is destroyed.
 
 The transitions happen inside Lua scripts (pool/lua/), which check the state and the fencing
 epoch atomically; this table is what those scripts implement and what the tests hold them to.
+Outside the table: reconcile (pool.reconciler) destroys a machine whose worker died in a
+transient state (booting, recycling, moving, draining), and rebuilds the record of a leased
+machine that Redis lost.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A stand-in for the sandbox agent: answers health checks and serves the workspace.
 
-Run as `python -m sandbox.placeholder --port P --workspace DIR --token T`. It imports only the
-standard library because it ships alone in the machine image. The token is accepted so the
-command line already matches the real agent's; the placeholder serves nothing worth guarding.
+Run as `python -m sandbox.placeholder --port P --workspace DIR` (with `--listen-fd N`, on an
+inherited listening socket instead of binding the port). It imports only the standard library
+because it ships alone in the machine image. It takes no token: it serves nothing worth
+guarding and connects to nobody.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sandbox.placeholder", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workspace", type=Path, required=True)
-    parser.add_argument("--token", required=True)
+    parser.add_argument("--listen-fd", type=int)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--machine-id", default=socket.gethostname())
     return parser.parse_args(argv)
@@ -87,13 +88,23 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _server(args: argparse.Namespace, handler: Any) -> ThreadingHTTPServer:
+    if args.listen_fd is None:
+        return ThreadingHTTPServer((args.host, args.port), handler)
+    server = ThreadingHTTPServer((args.host, args.port), handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = socket.socket(fileno=args.listen_fd)  # already bound and listening
+    server.server_address = server.socket.getsockname()
+    return server
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     workspace = args.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     handler = partial(WorkspaceHandler, machine_id=args.machine_id, directory=str(workspace))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    with ThreadingHTTPServer((args.host, args.port), handler) as server:
+    with _server(args, handler) as server:
         print(f"placeholder {args.machine_id} serving {workspace} on {args.port}", flush=True)
         try:
             server.serve_forever(poll_interval=0.25)

@@ -254,6 +254,19 @@ async def fence_lease(
         return await cursor.fetchone() is not None
 
 
+async def lease_released(conn: Connection, machine_id: str, epoch: int) -> bool:
+    """Whether the committed lease (machine, epoch) has been released already: its session
+    ended before anyone promoted the lease in Redis."""
+    async with translated_errors():
+        cursor = await conn.execute(
+            """SELECT released_at IS NOT NULL FROM machine_leases
+               WHERE machine_id = %s AND epoch = %s AND kind = 'lease'""",
+            (machine_id, epoch),
+        )
+        row = await cursor.fetchone()
+    return row is not None and bool(row[0])
+
+
 async def get_session(
     conn: Connection, session_id: uuid.UUID, user_id: uuid.UUID | None = None
 ) -> SessionRow | None:

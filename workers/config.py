@@ -28,5 +28,16 @@ class WorkerConfig:
     idle_warning_seconds: int = 60
     resize_interval_seconds: int = 5
     reconcile_interval_seconds: int = 30
+    # The longest any job may run (arq cancels it then). A job whose worker was killed is run
+    # again this + 10 s after it started (arq's in-progress key), and reconcile replaces a
+    # machine left booting, recycling, moving or draining this long after its job last claimed
+    # it.
+    job_timeout_seconds: int = 180
+    # Provider machines with no record are destroyed once this old (a create in flight has one).
+    orphan_grace_seconds: float = 60.0
+    # A ready machine whose agent has been gone this long is replaced.
+    agent_lost_seconds: float = 60.0
     statsd: tuple[str | None, int, str] = (None, 8125, "preview")
+    # A job waits this long for a Postgres connection before it counts the store as down.
+    db_acquire_timeout_seconds: float = 3.0
     extra: dict[str, str] = field(default_factory=dict)

@@ -33,7 +33,12 @@ class WorkerContext:
 
     @classmethod
     async def open(cls, config: WorkerConfig, arq: ArqRedis) -> WorkerContext:
-        db = await open_pool(config.database_url, min_size=1, max_size=5)
+        db = await open_pool(
+            config.database_url,
+            min_size=1,
+            max_size=5,
+            acquire_timeout=config.db_acquire_timeout_seconds,
+        )
         redis: Redis = Redis.from_url(config.redis_url, decode_responses=True)
         return cls(
             config=config,

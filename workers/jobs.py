@@ -3,8 +3,12 @@ state it expects (machine state and fencing epoch, session status) before acting
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from typing import Any
+
+from arq import Retry
 
 from pool.edit_log import EditLog, push_snapshot
 from pool.inventory import PoolKey
@@ -16,11 +20,14 @@ from pool.reaper import reap as reap_pool
 from pool.reconciler import reconcile as reconcile_pool
 from pool.refill import resize_pool
 from pool.rolling import roll_guest
+from pool.store_identity import store_was_reset
 from pool.wake import wake_for_session
 from sql.pool_targets import PoolTarget, list_targets
 from workers.context import WorkerContext
 
 Ctx = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 
 def _deps(ctx: Ctx) -> WorkerContext:
@@ -154,13 +161,27 @@ async def resize_guest(ctx: Ctx, template: str, region: str) -> dict[str, Any]:
     if guest is None:
         return {"pool": str(pool), "skipped": "no guest size is set for this pool"}
     report = await roll_guest(
-        deps.inventory, deps.provider, pool, guest, deps.config.refill, deps.metrics
+        deps.inventory,
+        deps.provider,
+        pool,
+        guest,
+        deps.config.refill,
+        deps.metrics,
+        deadline=time.monotonic() + deps.config.job_timeout_seconds / 2,
     )
-    return {"pool": str(pool), **report.__dict__}
+    if report.unfinished:
+        raise Retry(defer=1)  # the rest of the pool in the next try, within its own timeout
+    done = {k: v for k, v in report.__dict__.items() if k != "unfinished"}
+    return {"pool": str(pool), **done}
 
 
 async def reap(ctx: Ctx) -> dict[str, int]:
     deps = _deps(ctx)
+    if await store_was_reset(deps.redis):
+        # Redis lost its data (or starts empty): live sessions' machines have no records, so
+        # their previews cannot be routed until reconcile rebuilds them. Do it now.
+        log.warning("Redis holds no store identity: it lost its data or is new; reconciling now")
+        await reconcile(ctx, orphan_grace_seconds=STORE_RESET_ORPHAN_GRACE_SECONDS)
     report = await reap_pool(
         deps.db,
         deps.broker,
@@ -171,10 +192,27 @@ async def reap(ctx: Ctx) -> dict[str, int]:
     return report.__dict__
 
 
-async def reconcile(ctx: Ctx) -> dict[str, int]:
+# After a store reset every machine the pool held (warm, suspended, stopped) has lost its record
+# at once; those older than this are gone from the pool for good and are replaced now. Younger
+# ones may be a refill's machine between its create and its first record: the next scheduled
+# reconcile decides, with the usual grace.
+STORE_RESET_ORPHAN_GRACE_SECONDS = 15.0
+
+
+async def reconcile(ctx: Ctx, *, orphan_grace_seconds: float | None = None) -> dict[str, int]:
     deps = _deps(ctx)
+    config = deps.config
+    grace = config.orphan_grace_seconds if orphan_grace_seconds is None else orphan_grace_seconds
     report = await reconcile_pool(
-        deps.db, deps.broker, deps.inventory, deps.provider, deps.enqueue_recycle, deps.metrics
+        deps.db,
+        deps.broker,
+        deps.inventory,
+        deps.provider,
+        deps.enqueue_recycle,
+        deps.metrics,
+        orphan_grace_seconds=grace,
+        stuck_seconds=config.job_timeout_seconds,
+        agent_lost_seconds=config.agent_lost_seconds,
     )
     return report.__dict__
 

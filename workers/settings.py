@@ -1,16 +1,24 @@
-"""Building arq's WorkerSettings from a WorkerConfig (settings are never module globals)."""
+"""Building arq's Worker from a WorkerConfig (settings are never module globals).
+
+Every job is wrapped for store outages (workers.outage): queued jobs wait for the store and run
+again, cron jobs skip their tick. The `worker` command and `dev` run the Worker under
+workers.supervisor, which starts a new one when arq's stops on a Redis error.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import cron
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function, Worker, func
 
 from workers import jobs
 from workers.config import WorkerConfig
 from workers.context import WorkerContext
+from workers.outage import Job, OutageLog, RetryPolicy, outlasting, skipping
 
 HEALTH_CHECK_INTERVAL_SECONDS = 5
 
@@ -19,61 +27,110 @@ def _every(seconds: int) -> set[int]:
     return set(range(0, 60, max(1, min(seconds, 60))))
 
 
+def redis_settings(config: WorkerConfig) -> RedisSettings:
+    """arq's connection settings, without arq's own connection retries (five, a second apart,
+    each logged): the supervisor retries with backoff and logs an outage once."""
+    return dataclasses.replace(RedisSettings.from_dsn(config.redis_url), conn_retries=0)
+
+
 def build_worker(
-    config: WorkerConfig, *, burst: bool = False, handle_signals: bool = False
+    config: WorkerConfig,
+    *,
+    burst: bool = False,
+    handle_signals: bool = False,
+    redis_pool: ArqRedis | None = None,
+    on_started: Callable[[ArqRedis], Awaitable[None]] | None = None,
+    outages: OutageLog | None = None,
+    retry: RetryPolicy | None = None,
 ) -> Worker:
+    """An arq Worker for `config`. `redis_pool`: the supervisor's connection (else arq opens
+    its own); `on_started` is awaited once the worker's resources are open."""
+    outages = outages or OutageLog()
+    retry = retry or RetryPolicy()
+
+    def queued(job: Job, timeout: int) -> Job:
+        # Half the timeout waiting for a store, so arq's timeout never kills a waiting job.
+        return outlasting(job, budget=timeout / 2, outages=outages, policy=retry)
+
+    def ticked(job: Job) -> Job:
+        return skipping(job, outages=outages)
+
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["deps"] = await WorkerContext.open(config, ctx["redis"])
+        if on_started is not None:
+            await on_started(ctx["redis"])
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         deps: WorkerContext | None = ctx.get("deps")
         if deps is not None:
             await deps.close()
 
+    def capped(seconds: int) -> int:
+        # arq runs a killed worker's job again only once its in-progress key expires, which
+        # lives for the longest timeout of any job (+10 s): every timeout stays within the
+        # configured bound, so that is minutes, not the hour a long job would make it.
+        return min(seconds, config.job_timeout_seconds)
+
     functions: list[Function] = [
         # keep_result=0: a finished job leaves no result key behind, so the same job id (one
         # resize per pool, one recycle per machine epoch) can be queued again right away.
-        func(jobs.resize, keep_result=0, timeout=120),
-        func(jobs.recycle, keep_result=0, timeout=120, max_tries=3),
-        func(jobs.boot_session, keep_result=0, timeout=180, max_tries=2),
-        func(jobs.hydrate_machine, keep_result=0, timeout=60, max_tries=3),
-        func(jobs.wake_machine, keep_result=0, timeout=120, max_tries=2),
-        # One machine at a time, each a resize plus a reboot (and a suspend): a large pool
-        # takes a while.
-        func(jobs.resize_guest, keep_result=0, timeout=3600, max_tries=2),
+        func(queued(jobs.resize, capped(120)), keep_result=0, timeout=capped(120)),
+        func(queued(jobs.recycle, capped(120)), keep_result=0, timeout=capped(120), max_tries=3),
+        func(
+            queued(jobs.boot_session, capped(180)),
+            keep_result=0,
+            timeout=capped(180),
+            max_tries=2,
+        ),
+        func(
+            queued(jobs.hydrate_machine, capped(60)), keep_result=0, timeout=capped(60), max_tries=3
+        ),
+        func(
+            queued(jobs.wake_machine, capped(120)), keep_result=0, timeout=capped(120), max_tries=2
+        ),
+        # One machine at a time, each a resize plus a reboot (and a suspend): a large pool takes
+        # a while, so the job stops at half its timeout and asks arq to run it again (Retry),
+        # up to max_tries times.
+        func(
+            queued(jobs.resize_guest, config.job_timeout_seconds),
+            keep_result=0,
+            timeout=config.job_timeout_seconds,
+            max_tries=40,
+        ),
     ]
     cron_jobs = [
         # unique=True (arq's default) gives each run a job id from its scheduled time, so with
         # several workers each tick runs once.
         cron(
-            jobs.reap,
+            ticked(jobs.reap),
             second=_every(config.reap_interval_seconds),
             unique=True,
             run_at_startup=True,
             keep_result=0,
-            timeout=60,
+            timeout=capped(60),
         ),
         cron(
-            jobs.resize,
+            ticked(jobs.resize),
             name="resize_cron",
             second=_every(config.resize_interval_seconds),
             unique=True,
             run_at_startup=True,
             keep_result=0,
-            timeout=120,
+            timeout=capped(120),
         ),
         cron(
-            jobs.reconcile,
+            ticked(jobs.reconcile),
             second=_every(config.reconcile_interval_seconds),
             unique=True,
             keep_result=0,
-            timeout=120,
+            timeout=capped(120),
         ),
     ]
     return Worker(
         functions=functions,
         cron_jobs=cron_jobs,
         redis_settings=RedisSettings.from_dsn(config.redis_url),
+        redis_pool=redis_pool,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,

@@ -11,6 +11,13 @@ whatever path, pool.edit_log.announce_end marks it ended in Redis and publishes 
 relay sends `ended {reason, status}` and closes the socket with 4000, and append_patch.lua
 refuses any patch that still arrives (`error session_ended`), so nothing is acked for a session
 that is not live. A socket opened on an ended session is told the same way.
+
+Store loss. Seqs mean something only within one epoch of the session's log (pool.edit_log):
+if Redis loses the log, the next access starts a new epoch. This socket learns it from the
+append that found another epoch, from a relayed patch of another epoch, or from a resync (the
+hub's reconnect after a Redis restart), and sends `welcome` again with the new epoch and head:
+the editor, the source of truth after a reset, re-sends its files as patches of the new epoch.
+A patch the editor numbered under the old epoch is refused (`stale_epoch`), never renumbered.
 """
 
 from __future__ import annotations
@@ -36,7 +43,17 @@ from app.realtime.guard import (
 )
 from app.resources import Resources
 from app.session_tokens import InvalidSessionToken, verify_session_token
-from pool.edit_log import Appended, Change, Conflict, EditLog, Ended, TooLarge, session_channel
+from pool.edit_log import (
+    Appended,
+    Change,
+    Conflict,
+    EditLog,
+    Ended,
+    EpochChanged,
+    OverBudget,
+    TooLarge,
+    session_channel,
+)
 from sql import sessions
 
 log = logging.getLogger(__name__)
@@ -49,12 +66,15 @@ class EditorConnection:
         edits: EditLog,
         session_id: str,
         activity: ActivityRecorder | None = None,
+        user: str = "",
     ) -> None:
         self.websocket = websocket
         self.edits = edits
         self.session_id = session_id
+        self.user = user  # whose edit-log budget this session's patches count against
         self.socket_id = uuid.uuid4().hex[:12]
         self.known = 0
+        self.epoch = ""  # the epoch of the log `known` counts in; "" before the hello
         self.activity = activity
         self._send_lock = asyncio.Lock()
 
@@ -81,40 +101,83 @@ class EditorConnection:
             await self.send(frame("patch", seq=patch.seq, changes=patch.changes))
             self.known = patch.seq
 
-    async def on_hello(self, hello: EditorHello) -> None:
-        ended = await self.edits.ended(self.session_id)
-        if ended is not None:
-            await self.end(*ended)
-            raise SocketClosed("the session ended")
+    async def resync(self) -> None:
+        """Bring the editor up to date: in this epoch from the stream, or, when the log's
+        epoch changed (Redis lost it), with a new `welcome` and the new epoch from its start."""
+        epoch = await self.edits.epoch(self.session_id)
+        if epoch != self.epoch:
+            await self.welcome(epoch, known=0)
+        else:
+            await self.catch_up()
+
+    async def welcome(self, epoch: str, known: int) -> None:
+        """Send `welcome` for `epoch`, then what the editor lacks after seq `known`."""
+        if self.epoch and epoch != self.epoch:
+            log.warning(
+                "session %s: its edit log was lost (epoch %s -> %s); the editor re-sends",
+                self.session_id,
+                self.epoch,
+                epoch,
+            )
+        self.epoch = epoch
         head = await self.edits.head(self.session_id)
         state, detail = await self.edits.status(self.session_id)
         await self.send(
             frame(
                 "welcome",
                 sessionId=self.session_id,
+                epoch=epoch,
                 head=head,
                 applied=await self.edits.applied(self.session_id),
                 state=state,
                 detail=detail,
             )
         )
-        self.known = min(hello.lastSeq, head)
+        self.known = min(known, head)
         await self.catch_up()
 
+    async def on_hello(self, hello: EditorHello) -> None:
+        ended = await self.edits.ended(self.session_id)
+        if ended is not None:
+            await self.end(*ended)
+            raise SocketClosed("the session ended")
+        epoch = await self.edits.epoch(self.session_id)
+        # A lastSeq counted in another epoch says nothing about this log: start from its start.
+        same_log = hello.epoch is None or hello.epoch == epoch
+        await self.welcome(epoch, known=hello.lastSeq if same_log else 0)
+
     async def on_patch(self, patch: EditorPatch) -> None:
+        if patch.epoch is not None and patch.epoch != self.epoch:
+            # Numbered before the editor heard of the current epoch: its seq means nothing
+            # here. The `welcome` this socket sent makes the editor re-send its content.
+            log.info("session %s: refused a patch of epoch %s", self.session_id, patch.epoch)
+            await self.send(
+                frame(
+                    "error",
+                    code="stale_epoch",
+                    message="the patch was numbered under an earlier epoch; follow the welcome",
+                    seq=patch.seq,
+                    epoch=patch.epoch,
+                )
+            )
+            return
         changes = [Change(c.path, c.content) for c in patch.changes]
         envelope = {
             "kind": "patch",
+            "epoch": self.epoch,
             "seq": patch.seq,
             "changes": [c.as_json() for c in changes],
             "origin": self.socket_id,
         }
-        outcome = await self.edits.append(self.session_id, patch.seq, changes, envelope)
+        outcome = await self.edits.append(
+            self.session_id, patch.seq, changes, envelope, epoch=self.epoch, user=self.user
+        )
         match outcome:
             case Appended(seq=seq):
                 self.known = max(self.known, seq)
                 await self.send(frame("ack", seq=seq))
             case Conflict(head=head):
+                log.info("session %s: refused patch %d, head %d", self.session_id, patch.seq, head)
                 await self.send(
                     frame(
                         "error",
@@ -125,6 +188,7 @@ class EditorConnection:
                     )
                 )
             case TooLarge():
+                log.info("session %s: refused patch %d, too large", self.session_id, patch.seq)
                 await self.send(
                     frame(
                         "error",
@@ -133,7 +197,22 @@ class EditorConnection:
                         seq=patch.seq,
                     )
                 )
+            case OverBudget(bytes=size):
+                log.warning(
+                    "session %s: over its user's edit budget (%s bytes)", self.session_id, size
+                )
+                await self.send(
+                    frame(
+                        "error",
+                        code="over_budget",
+                        message="your live sessions' files exceed your budget; end one",
+                        seq=patch.seq,
+                    )
+                )
+            case EpochChanged(epoch=epoch):
+                await self.welcome(epoch, known=0)
             case Ended(reason=reason):
+                log.info("session %s: refused patch %d, ended", self.session_id, patch.seq)
                 await self.send(
                     frame(
                         "error",
@@ -155,8 +234,11 @@ class EditorConnection:
             envelope = await queue.get()
             kind = envelope.get("kind")
             if kind == "resync":
-                await self.catch_up()
+                await self.resync()
             elif kind == "patch":
+                if envelope.get("epoch", self.epoch) != self.epoch:
+                    await self.resync()
+                    continue
                 if envelope.get("origin") == self.socket_id or envelope["seq"] <= self.known:
                     continue
                 if envelope["seq"] > self.known + 1:
@@ -214,7 +296,9 @@ async def editor_socket(websocket: WebSocket) -> None:
             await sessions.record_activity(conn, session_id)
 
     activity = ActivityRecorder(record, interval=res.settings.preview_activity_flush_seconds)
-    connection = EditorConnection(websocket, res.edits, str(session_id), activity)
+    connection = EditorConnection(
+        websocket, res.edits, str(session_id), activity, user=str(row.user_id)
+    )
     if row.status not in ("booting", "active"):
         # The token was good, so say why rather than refuse: a browser cannot read the reason
         # of a refused handshake, and the editor must not keep reconnecting.

@@ -3,11 +3,16 @@
 Paths are checked here before anything is appended: relative, at most 256 bytes of UTF-8, no
 `..` segment, no backslash or NUL, no empty or `.` segments. The agent checks again on the
 machine (it trusts nothing), and also refuses symlink escapes, which only it can see.
+
+JSON is read more strictly than Python's `json` reads it: `"v": true` is not version 1 (a bool
+is an int to Python, and `1.0 == 1`), and a string with a lone surrogate (`"\ud800"`, legal
+JSON syntax but no Unicode text) is refused as malformed, since it cannot be stored as UTF-8.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -16,6 +21,10 @@ PROTOCOL_VERSION = 1
 MAX_FILE_BYTES = 512 * 1024
 MAX_CHANGES = 2000
 MAX_PATH_BYTES = 256
+# A `\uD800`-`\uDFFF` escape: the only way a lone surrogate gets into a str from a socket's
+# (valid UTF-8) text. Pairs are legal (Python's json.dumps writes emoji so), so a hit is only a
+# reason to look closer.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class FrameError(ValueError):
@@ -54,6 +63,14 @@ class FileChange(BaseModel):
     def _path(cls, value: str) -> str:
         return check_path(value)
 
+    @field_validator("delete", mode="before")
+    @classmethod
+    def _true(cls, value: object) -> object:
+        # Literal[True] compares with ==, so 1 would pass for true.
+        if value is not None and value is not True:
+            raise ValueError("delete is true or absent")
+        return value
+
     @field_validator("content")
     @classmethod
     def _size(cls, value: str | None) -> str | None:
@@ -71,14 +88,20 @@ class FileChange(BaseModel):
             raise ValueError("a change has either content or delete: true")
 
 
+# An edit log's epoch (pool.edit_log.new_epoch): what the editor or agent last heard.
+Epoch = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+
+
 class EditorHello(_Frame):
     type: Literal["hello"]
     lastSeq: int = Field(ge=0)
+    epoch: Epoch | None = None
 
 
 class EditorPatch(_Frame):
     type: Literal["patch"]
     seq: int = Field(ge=1)
+    epoch: Epoch | None = None
     changes: list[FileChange] = Field(min_length=1, max_length=MAX_CHANGES)
 
 
@@ -94,6 +117,7 @@ class AgentHello(_Frame):
     machineId: str = Field(max_length=64)
     session: str | None = Field(default=None, max_length=64)
     appliedSeq: int = Field(default=0, ge=0)
+    epoch: Epoch | None = None
 
 
 class AgentApplied(_Frame):
@@ -145,14 +169,25 @@ def _parse(adapter: TypeAdapter[Any], text: str) -> Any:
         raise FrameError("malformed", "the frame is not valid JSON") from None
     if not isinstance(payload, dict):
         raise FrameError("malformed", "a frame is a JSON object")
-    if payload.get("v") != PROTOCOL_VERSION:
+    version = payload.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise FrameError("unsupported_version", f"protocol version {PROTOCOL_VERSION} expected")
+    if _SURROGATE_ESCAPE.search(text) and not _is_unicode(payload):
+        raise FrameError("malformed", "a string in the frame holds a lone surrogate (not UTF-8)")
     try:
         return adapter.validate_python(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "frame"
         raise FrameError("invalid_frame", f"{where}: {first['msg']}") from None
+
+
+def _is_unicode(payload: Any) -> bool:
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_editor_frame(text: str) -> EditorHello | EditorPatch | Ping:

@@ -3,6 +3,10 @@
 The rate limit is a token bucket (pure, clock passed in): `rate` frames per second on average
 with bursts up to `burst`. Violations close the socket with the codes of RFC 6455: 1009 for a
 frame too big, 1008 (policy) for a flood, 1001 (going away) for an idle socket.
+
+Every refusal leaves a log line naming the socket (its path, and the machine for an agent's;
+never the query, which holds the editor's token) and why, never the frame's content: a frame
+that does not parse is answered with `error` and skipped, a violation closes the socket.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -76,6 +80,7 @@ class Guard:
             async with asyncio.timeout(self.idle_seconds):
                 message = await self.websocket.receive()
         except TimeoutError:
+            log.info("closing %s: idle for %ss", describe(self.websocket), self.idle_seconds)
             await self.close(CLOSE_IDLE, "idle")
             raise SocketClosed from None
         if message["type"] == "websocket.disconnect":
@@ -84,25 +89,35 @@ class Guard:
         if text is None:
             data = message.get("bytes") or b""
             if len(data) > self.max_frame_bytes:
-                await self.close(CLOSE_TOO_BIG, "frame too big")
-                raise SocketClosed
+                await self._refuse(CLOSE_TOO_BIG, "frame too big")
             try:
                 text = data.decode()
             except UnicodeDecodeError:
                 text = ""  # not JSON either: the parser refuses it
         elif len(text) > self.max_frame_bytes:
-            await self.close(CLOSE_TOO_BIG, "frame too big")
-            raise SocketClosed
+            await self._refuse(CLOSE_TOO_BIG, "frame too big")
         if not self.bucket.take(time.monotonic()):
-            await self.close(CLOSE_POLICY, "too many messages")
-            raise SocketClosed
+            await self._refuse(CLOSE_POLICY, "too many messages")
         return text
+
+    async def _refuse(self, code: int, reason: str) -> NoReturn:
+        log.warning("closing %s with %d: %s", describe(self.websocket), code, reason)
+        await self.close(code, reason)
+        raise SocketClosed
 
     async def close(self, code: int, reason: str) -> None:
         try:
             await self.websocket.close(code=code, reason=reason)
         except (RuntimeError, WebSocketDisconnect):
             pass  # already closed
+
+
+def describe(websocket: WebSocket) -> str:
+    """The socket for a log line: its path (no query: the editor's token is there) and, for an
+    agent's, the machine it says it is."""
+    machine = websocket.headers.get("x-machine-id")
+    path = websocket.scope.get("path", "?")
+    return f"{path} (machine {machine[:64]!r})" if machine else str(path)
 
 
 async def run_until_either_ends(reader: Awaitable[None], relay: Awaitable[None], name: str) -> None:
@@ -140,6 +155,7 @@ async def incoming(
         try:
             message = parse(text)
         except FrameError as exc:
+            log.info("refused a frame on %s: %s, %s", describe(guard.websocket), exc.code, exc)
             await send(frame("error", code=exc.code, message=exc.message))
             continue
         yield message

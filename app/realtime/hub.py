@@ -135,15 +135,16 @@ class Hub:
         for queue in tuple(self._listeners.get(channel, ())):
             accept = self._filters.get(queue)
             if accept is None or accept(envelope):
-                _offer(queue, envelope)
+                offer(queue, envelope)
 
     def _deliver_all(self, envelope: dict[str, Any]) -> None:
         for listeners in tuple(self._listeners.values()):
             for queue in tuple(listeners):
-                _offer(queue, envelope)
+                offer(queue, envelope)
 
 
-def _offer(queue: asyncio.Queue[dict[str, Any]], envelope: dict[str, Any]) -> None:
+def offer(queue: asyncio.Queue[dict[str, Any]], envelope: dict[str, Any]) -> None:
+    """Queue `envelope` for a socket; a full queue is replaced by one `resync`."""
     try:
         queue.put_nowait(envelope)
     except asyncio.QueueFull:

@@ -12,6 +12,12 @@ kept in the machine's Redis record. It is checked again whenever the socket is t
 session: a recycle gives the machine a new token, and a socket opened with the last one (by
 whoever read it inside the machine during the last session) must not hear the next user's
 session. It is closed instead (1008).
+
+Epochs. What the agent applied counts in one epoch of the session's log (pool.edit_log). When
+Redis loses the log, a new epoch starts at seq 1: this socket learns it from a dropped
+`applied` report, a relayed patch of another epoch, or a resync, and sends `assign` again with
+the new epoch. The agent keeps its files and counts from 0 again; the editor re-sends its
+files as the new epoch's first patches, which the agent applies over what it has.
 """
 
 from __future__ import annotations
@@ -42,8 +48,16 @@ from app.realtime.guard import (
     incoming,
     run_until_either_ends,
 )
+from app.realtime.hub import RESYNC, offer
 from app.resources import Resources
-from pool.edit_log import EditLog, machine_channel, session_channel
+from pool.edit_log import (
+    EditLog,
+    EpochChanged,
+    applied_outcome,
+    machine_channel,
+    session_channel,
+)
+from pool.errors import PoolUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +74,7 @@ class AgentConnection:
         self.machine_id = machine_id
         self.token_hash = token_hash  # what this socket authenticated with
         self.session: str | None = None
+        self.epoch = ""  # the epoch of the session's log that `sent` counts in
         self.sent = 0  # the last seq relayed to (or reported applied by) the agent
         self._send_lock = asyncio.Lock()
         self.queue: asyncio.Queue[dict[str, Any]] | None = None
@@ -70,8 +85,11 @@ class AgentConnection:
         async with self._send_lock:
             await self.websocket.send_text(text)
 
-    async def assign(self, session: str, agent_session: str | None, applied: int) -> bool:
+    async def assign(
+        self, session: str, agent_session: str | None, applied: int, agent_epoch: str | None
+    ) -> bool:
         """Serve `session`: listen on its channel, tell the agent, and bring it up to date.
+        `applied` counts in `agent_epoch` (None: an agent that does not know epochs).
         False (and the socket closed) when the machine's token changed since this socket
         authenticated."""
         if self.session != session:
@@ -89,12 +107,25 @@ class AgentConnection:
             self.session = session
             assert self.queue is not None
             await self.res.hub.add_channel(self.queue, session_channel(self.edits.prefix, session))
-        if agent_session != session:
-            await self.send(frame("assign", session=session))
+        self.epoch = await self.edits.epoch(session)
+        if agent_session != session or agent_epoch not in (None, self.epoch):
+            await self.send(frame("assign", session=session, epoch=self.epoch))
             applied = 0
         self.sent = applied
         await self.catch_up()
         return True
+
+    async def resync(self) -> None:
+        """Bring the agent up to date; if the log's epoch changed (Redis lost it), assign the
+        session again under the new epoch first."""
+        if self.session is None:
+            return
+        if await self.edits.epoch(self.session) != self.epoch:
+            log.warning("machine %s: session %s's edit log was lost", self.machine_id, self.session)
+            # What the agent applied counts in the epoch this socket knew, now gone.
+            await self.assign(self.session, self.session, 0, self.epoch)
+            return
+        await self.catch_up()
 
     async def catch_up(self) -> None:
         if self.session is None:
@@ -119,22 +150,28 @@ class AgentConnection:
             envelope = await self.queue.get()
             kind = envelope.get("kind")
             if kind == "assign":
-                if not await self.assign(str(envelope["session"]), None, 0):
+                if not await self.assign(str(envelope["session"]), None, 0, None):
                     return
             elif kind == "hydrate" and envelope.get("session") == self.session:
+                epoch = str(envelope.get("epoch", self.epoch))
                 await self.send(
                     frame(
                         "hydrate",
                         session=self.session,
+                        epoch=epoch,
                         seq=envelope["seq"],
                         files=envelope["files"],
                         deleted=envelope.get("deleted", []),
                     )
                 )
+                self.epoch = epoch
                 self.sent = max(self.sent, int(envelope["seq"]))
             elif kind == "resync":
-                await self.catch_up()
+                await self.resync()
             elif kind == "patch" and self.session is not None:
+                if envelope.get("epoch", self.epoch) != self.epoch:
+                    await self.resync()
+                    continue
                 seq = int(envelope["seq"])
                 if seq <= self.sent:
                     continue
@@ -150,7 +187,7 @@ class AgentConnection:
                 return  # a warm machine's reports concern no session yet
             # Not awaited: the next frame is read while Redis takes the report. One `applied`
             # per patch, so waiting here would cost a round trip and a wake-up per patch.
-            self._reported = self.edits.report_applied_soon(self.session, message.seq)
+            self._reported = self.edits.report_applied_soon(self.session, message.seq, self.epoch)
             self._reported.add_done_callback(self._after_report)
             return
         if self._reported is not None and not self._reported.done():
@@ -177,8 +214,16 @@ class AgentConnection:
     def _after_report(self, report: asyncio.Future[Any]) -> None:
         """A report Redis did not take is not retried here: the socket is closed instead
         (1011), the agent reconnects and says hello with what it applied, and on_hello
-        reports that. Editors hear every seq the machine applied, late rather than never."""
-        if report.cancelled() or (exc := report.exception()) is None:
+        reports that. Editors hear every seq the machine applied, late rather than never.
+        A report dropped because the log's epoch changed (Redis lost it) starts a resync."""
+        if report.cancelled():
+            return
+        if (exc := report.exception()) is None:
+            if (
+                isinstance(applied_outcome(report.result()), EpochChanged)
+                and self.queue is not None
+            ):
+                offer(self.queue, RESYNC)
             return
         log.warning("an applied report of %s was not recorded: %s", self.machine_id, exc)
         if self._closing is None:
@@ -198,14 +243,16 @@ class AgentConnection:
             )
         ):
             return  # warm: wait for `assign` on the machine channel
-        if not await self.assign(record.session_id, hello.session, hello.appliedSeq):
+        if not await self.assign(record.session_id, hello.session, hello.appliedSeq, hello.epoch):
             raise SocketClosed("machine token revoked")
-        if hello.session != record.session_id or hello.appliedSeq == 0:
-            return
+        same_log = hello.session == record.session_id and hello.epoch in (None, self.epoch)
+        if not same_log or hello.appliedSeq == 0:
+            return  # nothing applied in this session's current epoch
         # What the agent applied while no report got through (a lost socket, a failed report).
-        # Only a gain is reported: editors hear each seq applied once.
+        # Only a gain is reported: editors hear each seq applied once. The script clamps it
+        # to the head: an agent's count is not trusted beyond what was appended.
         if hello.appliedSeq > await self.edits.applied(record.session_id):
-            await self.edits.report_applied(record.session_id, hello.appliedSeq)
+            await self.edits.report_applied(record.session_id, hello.appliedSeq, self.epoch)
 
 
 def token_matches(token: str, expected_hash: str | None) -> bool:
@@ -240,6 +287,19 @@ async def sandbox_socket(websocket: WebSocket) -> None:
                 await res.hub.remove_channel(
                     queue, session_channel(res.edits.prefix, connection.session)
                 )
+    if connection.session is not None:
+        await _tell_editors_the_agent_left(res.edits, connection.session, machine_id)
+
+
+async def _tell_editors_the_agent_left(edits: EditLog, session: str, machine_id: str) -> None:
+    """The documented `offline` status, once this socket (and its machine-channel listener)
+    is gone. Best effort: a store that is down cannot be told, and the agent's next connection
+    restates the truth anyway."""
+    try:
+        if await edits.agent_gone(session, machine_id, "the preview machine disconnected"):
+            log.info("machine %s: agent gone; told session %s offline", machine_id, session)
+    except PoolUnavailable as exc:
+        log.warning("machine %s: agent gone, editors not told (%s)", machine_id, exc)
 
 
 async def _read_loop(guard: Guard, connection: AgentConnection) -> None:

@@ -30,6 +30,7 @@ from app.schemas import (
 )
 from app.session_tokens import TokenScope, mint_session_token
 from pool import logs
+from pool.leasing import Heartbeat
 from sql import sessions
 from sql.sessions import SessionRow
 
@@ -43,7 +44,7 @@ async def create_session(request: Request) -> Response:
     body = parse_body(
         CreateSessionBody, await read_json(request, res.settings.preview_max_body_bytes)
     )
-    created = await leases.create_session(res, principal, body)
+    created = await leases.create_session(res, principal, body, client_gone=request.is_disconnected)
     view = session_view(res, created.session)
     return JSONResponse(
         view.model_dump(mode="json", by_alias=True), status_code=202 if created.booting else 201
@@ -109,7 +110,20 @@ async def heartbeat(request: Request) -> Response:
         if not await sessions.touch_session(conn, session_id, principal.user_id):
             raise ApiError(409, "session_ended", f"the session is {row.status}")
     if row.container_id is not None and row.lease_epoch is not None:
-        await res.broker.heartbeat(row.container_id, row.lease_epoch)
+        beat = await res.broker.heartbeat(row.container_id, row.lease_epoch)
+        if beat is Heartbeat.STALE:
+            # The machine changed hands: this session cannot get it back; its end (announced
+            # by whoever took it, or by reconcile) follows.
+            raise ApiError(409, "lease_lost", "the session no longer holds its machine")
+        if beat is Heartbeat.UNKNOWN:
+            # Redis lost the machine's record: reconcile rebuilds it from the provider and the
+            # ledger, or ends the session with `machine_lost`. Not an end yet: ask again.
+            raise ApiError(
+                503,
+                "lease_unknown",
+                "the session's machine is being recovered; try again",
+                headers={"Retry-After": "5"},
+            )
     return Response(status_code=204)
 
 

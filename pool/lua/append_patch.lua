@@ -1,13 +1,22 @@
 -- Append one numbered patch to a session's edit stream and apply it to the session's snapshot,
 -- atomically; publish it to the session channel.
 -- ARGV: prefix, session, seq, changes_json, digest, maxlen, max_snapshot_bytes, max_files,
---       envelope_json (what to publish; the patch as the gateway frames it)
+--       envelope_json (what to publish; the patch as the gateway frames it),
+--       epoch (the edit log's identity the editor numbered this patch under; '' for any),
+--       fresh_epoch (a new random identity, used when the log has none: it was lost or is new),
+--       max_stream_bytes, user ('' for none), user_budget (bytes over all the user's sessions)
 -- Returns {'ok', seq} | {'dup', seq} | {'conflict', head} | {'too_large', bytes}
+--         | {'over_budget', bytes} (the user's sessions would hold more than their budget)
 --         | {'ended', reason} (the session ended: nothing is appended or acked, resends included)
+--         | {'epoch', current} (the log is not the one the editor numbered against: Redis lost
+--           it, so the seq means nothing here; the editor must resync and re-send its files)
 local p, session, seq = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local changes_json, digest = ARGV[4], ARGV[5]
 local maxlen, max_bytes, max_files = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local envelope = ARGV[9]
+local epoch, fresh_epoch = ARGV[10], ARGV[11]
+local max_stream_bytes, user, user_budget = tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14])
+local TTL = 604800
 
 local stream = p .. 'edits:' .. session
 local snap = p .. 'snap:' .. session
@@ -15,6 +24,17 @@ local meta = p .. 'snapmeta:' .. session
 local ended = redis.call('HGET', meta, 'ended')
 if ended then
   return {'ended', ended}
+end
+local current = redis.call('HGET', meta, 'epoch')
+if not current then
+  -- No identity: the session's log is gone (a store reset) or was never started. Start a new
+  -- one, so that every socket that still holds the old identity notices.
+  current = fresh_epoch
+  redis.call('HSET', meta, 'epoch', current)
+  redis.call('EXPIRE', meta, TTL)
+end
+if epoch ~= '' and current ~= epoch then
+  return {'epoch', current}
 end
 local head = tonumber(redis.call('HGET', meta, 'head') or '0')
 
@@ -48,6 +68,23 @@ end
 if bytes > max_bytes or files > max_files then
   return {'too_large', bytes}
 end
+-- The stream is bounded in bytes as well as entries (oldest first, the newest always kept).
+-- The user's budget counts every live session's snapshot and stream: a user cannot hold more
+-- than it in Redis however many sessions they open one after another. Checked against the
+-- stream's bound before trimming, so a refusal never depends on what trimming would free.
+local entry_bytes = string.len(changes_json)
+local stream_bytes = tonumber(redis.call('HGET', meta, 'stream_bytes') or '0') + entry_bytes
+local user_key = nil
+local user_total = 0
+if user ~= '' then
+  user_key = p .. 'editbytes:' .. user
+  for _, held in ipairs(redis.call('HVALS', user_key)) do user_total = user_total + tonumber(held) end
+  user_total = user_total - tonumber(redis.call('HGET', user_key, session) or '0')
+  local after = user_total + bytes + math.min(stream_bytes, max_stream_bytes)
+  if after > user_budget then
+    return {'over_budget', after}
+  end
+end
 for _, change in ipairs(changes) do
   if change.delete then
     redis.call('HSET', snap, change.path, TOMBSTONE)
@@ -55,10 +92,24 @@ for _, change in ipairs(changes) do
     redis.call('HSET', snap, change.path, change.content)
   end
 end
-redis.call('HSET', meta, 'head', seq, 'bytes', bytes)
-redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 'changes', changes_json,
-           'digest', digest)
+redis.call('XADD', stream, seq .. '-0', 'changes', changes_json, 'digest', digest,
+           'bytes', entry_bytes)
+while true do
+  local entries = redis.call('XLEN', stream)
+  if entries <= 1 or (entries <= maxlen and stream_bytes <= max_stream_bytes) then break end
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  -- Entries written before the byte bound have no 'bytes' field: measure them.
+  local size = tonumber(oldest[2][6]) or string.len(oldest[2][2])
+  redis.call('XDEL', stream, oldest[1])
+  stream_bytes = math.max(0, stream_bytes - size)
+end
+redis.call('HSET', meta, 'head', seq, 'bytes', bytes, 'stream_bytes', stream_bytes)
 -- Sliding expiry: an abandoned session's edits do not stay in Redis forever.
-for _, key in ipairs({stream, snap, meta}) do redis.call('EXPIRE', key, 604800) end
+for _, key in ipairs({stream, snap, meta}) do redis.call('EXPIRE', key, TTL) end
+if user_key then
+  redis.call('HSET', meta, 'user', user)
+  redis.call('HSET', user_key, session, bytes + stream_bytes)
+  redis.call('EXPIRE', user_key, TTL)
+end
 redis.call('PUBLISH', p .. 'ch:session:' .. session, envelope)
 return {'ok', seq}

@@ -49,21 +49,40 @@ local lists = {{'hot', p .. 'ready:' .. pool},
 local machine_id = false
 local machine_key
 local tier
+local unreachable = {}
 for _, list in ipairs(lists) do
   while true do
     local candidate = redis.call('RPOP', list[2])
     if not candidate then break end
     machine_key = p .. 'm:' .. candidate
     -- A list entry whose machine is no longer ready (drained, moved, forgotten) is dropped here.
-    local fields = redis.call('HMGET', machine_key, 'state', 'tier')
+    local fields = redis.call('HMGET', machine_key, 'state', 'tier', 'agent')
     if fields[1] == 'ready' then
-      machine_id = candidate
-      -- The record says what the machine is (a record from before tiers has none: hot).
-      tier = fields[2] or list[1]
-      break
+      -- The health check: a machine whose agent was connected when it became ready (`agent`)
+      -- and whose channel has no subscriber now (the gateway's socket for that agent closed:
+      -- the agent died or lost its network) is not leased. It goes back to the far end of its
+      -- list; reconcile replaces it if the agent stays away.
+      local gone = false
+      if fields[3] then
+        -- pcall: a Redis that refuses PUBSUB in scripts leases without the check.
+        local subscribers = redis.pcall('PUBSUB', 'NUMSUB', p .. 'ch:machine:' .. candidate)
+        gone = type(subscribers) == 'table' and subscribers[2] == 0
+      end
+      if gone then
+        redis.call('HSETNX', machine_key, 'agent_lost_at', t[1])
+        unreachable[#unreachable + 1] = {list[2], candidate}
+      else
+        machine_id = candidate
+        -- The record says what the machine is (a record from before tiers has none: hot).
+        tier = fields[2] or list[1]
+        break
+      end
     end
   end
   if machine_id then break end
+end
+for _, skipped in ipairs(unreachable) do
+  redis.call('LPUSH', skipped[1], skipped[2])
 end
 
 local result

@@ -26,6 +26,7 @@ if return_to_ready == '1' and state == 'pending' then
   local list = (tier and tier ~= 'hot') and ('ready-' .. tier .. ':') or 'ready:'
   redis.call('RPUSH', p .. list .. fields[5] .. ':' .. fields[6], machine_id)
 else
-  redis.call('HSET', key, 'state', 'recycling')
+  -- taken_at: when the machine left service; reconcile heals a recycle whose worker died.
+  redis.call('HSET', key, 'state', 'recycling', 'taken_at', redis.call('TIME')[1])
 end
 return 'ok'

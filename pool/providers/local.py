@@ -1,6 +1,12 @@
 """Local machines: each one a process group on this host running the sandbox agent (given an
 orchestrator URL to connect to; without one, the placeholder that only answers /healthz).
 
+Each machine is confined as far as this host allows (local_isolation): a bubblewrap sandbox
+with its own filesystem view, uid, pid and network namespaces, cgroup limits, and a minimal
+environment. The group's leader is local_supervisor, which gets the machine's plan, token
+included, on its stdin and the listening socket the provider bound as its fd 4; the token
+never appears on a command line.
+
 Cross-process design. The web process and the worker process each build their own provider on
 the same base directory, and a machine created by one is stopped, reset or destroyed by the
 other. So a provider instance holds nothing about its machines: everything lives in the
@@ -22,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import os
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,8 +40,9 @@ import httpx
 
 from pool.errors import MachineNotFound, ProviderError
 from pool.provider import Machine, MachineSpec, MachineState, new_machine_token
-from pool.providers import local_process
+from pool.providers import local_cgroup, local_isolation, local_process
 from pool.providers.local_records import MachineRecord, MachineStore
+from pool.providers.local_supervisor import LISTEN_FD, TOKEN_FD, Plan
 
 # pool may not import sandbox (import-linter), so the agent is located on disk: the directory
 # that holds the `pool` package holds `sandbox` too, in a checkout and in site-packages alike.
@@ -42,12 +51,19 @@ AGENT_MODULE = "sandbox.agent"
 PLACEHOLDER_MODULE = "sandbox.placeholder"
 TEMPLATES_DIR = SOURCE_ROOT / "sandbox" / "templates"
 TEMPLATE_INSTALL_MODULE = "sandbox.templates.install"
+SUPERVISOR_MODULE = "pool.providers.local_supervisor"
+EGRESS_SCRIPT = SOURCE_ROOT / "sandbox" / "egress.sh"
+DEFAULT_PIDS_MAX = 512
+# Inside a sandbox: a private tmpfs, since the machine's uid owns no home on this host.
+SANDBOX_HOME = "/tmp"
 
 HEALTH_TIMEOUT = 0.5
 STOP_GRACE = 2.0
 LOCK_TIMEOUT = 30.0
 WAIT_POLL = 0.1
 RUNNING = frozenset({MachineState.STARTING, MachineState.STARTED})
+
+logger = logging.getLogger(__name__)
 
 
 def observed_state(
@@ -80,7 +96,12 @@ class LocalProvider:
         start_timeout: float = 10.0,
         orchestrator_ws_url: str | None = None,
         templates_dir: Path | None = None,
+        pids_max: int = DEFAULT_PIDS_MAX,
+        isolate: bool = True,
     ) -> None:
+        """`isolate=False` runs machines unconfined even where the host allows more (tests of
+        the degraded mode); otherwise they get whatever local_isolation.probe finds."""
+        self._base_dir = base_dir
         self._store = MachineStore(base_dir)
         self._python = python
         self._host = host
@@ -88,6 +109,15 @@ class LocalProvider:
         # With an orchestrator URL machines run the agent, which connects back to it there.
         self._orchestrator_ws_url = orchestrator_ws_url
         self._templates_dir = templates_dir or TEMPLATES_DIR
+        self._pids_max = pids_max
+        self._isolation = (
+            local_isolation.probe(EGRESS_SCRIPT) if isolate else local_isolation.UNCONFINED
+        )
+        self._forwards = (
+            local_isolation.orchestrator_forwards(orchestrator_ws_url)
+            if orchestrator_ws_url is not None and self._isolation.sandbox
+            else []
+        )
         self._installed_templates: set[str] = set()
         self._children: set[int] = set()
         # No keep-alive: a pooled connection to a machine that has since been stopped is only
@@ -198,6 +228,11 @@ class LocalProvider:
             for other in self._store.records(exclude=record.id)
             if other.port is not None and other.state is not MachineState.STOPPED
         }
+        supervisor = [
+            sys.executable, "-m", SUPERVISOR_MODULE,
+            # For people reading `ps`; the supervisor acts on its plan only.
+            "--machine", record.id, "--workspace", str(self._store.workspace(record.id)),
+        ]  # fmt: skip
         # A minimal environment: the orchestrator's secrets (database URL, Fly token) must not
         # reach a machine that runs user code.
         env = {
@@ -206,31 +241,74 @@ class LocalProvider:
             "PYTHONUNBUFFERED": "1",
         }
         try:
-            port = local_process.free_port(self._host, record.port, taken)
-            module = PLACEHOLDER_MODULE if self._orchestrator_ws_url is None else AGENT_MODULE
-            argv = [
-                self._python, "-m", module,
-                "--port", str(port),
-                "--workspace", str(self._store.workspace(record.id)),
-                # "=" form: a urlsafe token may start with "-", which argparse would take
-                # for an option.
-                f"--token={record.metadata['token']}",
-                "--host", self._host,
-                "--machine-id", record.id,
-            ]  # fmt: skip
-            if self._orchestrator_ws_url is not None:
-                argv += [
-                    f"--orchestrator={self._orchestrator_ws_url}",
-                    f"--template={record.template}",
-                    f"--templates-dir={self._templates_dir}",
-                ]
-            pid = local_process.spawn(argv, env, self._store.log_path(record.id))
+            with local_process.listen_socket(self._host, record.port, taken) as listener:
+                port: int = listener.getsockname()[1]
+                plan = self._plan(record, port, env)
+                pid = local_process.spawn(
+                    supervisor, env, self._store.log_path(record.id), plan.to_json().encode(),
+                    listener,
+                )  # fmt: skip
         except OSError as exc:
             raise ProviderError(f"could not start machine {record.id}: {exc}") from exc
         self._children.add(pid)
         record.port, record.pid, record.pgid = port, pid, pid
         record.state, record.started_at = MachineState.STARTING, time.time()
         self._store.write(record)
+
+    def _plan(self, record: MachineRecord, port: int, env: dict[str, str]) -> Plan:
+        workspace = self._store.workspace(record.id)
+        command = [
+            self._python, "-m",
+            PLACEHOLDER_MODULE if self._orchestrator_ws_url is None else AGENT_MODULE,
+            "--port", str(port), f"--listen-fd={LISTEN_FD}",
+            "--workspace", str(workspace), "--host", self._host, "--machine-id", record.id,
+        ]  # fmt: skip
+        if self._orchestrator_ws_url is not None:
+            command += [
+                f"--token-fd={TOKEN_FD}",
+                f"--orchestrator={self._orchestrator_ws_url}",
+                f"--template={record.template}",
+                f"--templates-dir={self._templates_dir}",
+            ]
+        isolation = self._isolation
+        limits = local_cgroup.Limits(
+            memory_mb=int(record.metadata.get("memory_mb", "1024")),
+            cpus=float(record.metadata.get("cpus", "1")),
+            pids_max=self._pids_max,
+        )
+        cgroup = record.id if isolation.cgroups and isolation.cgroups.parents else None
+        # The placeholder connects to nobody: it gets no token.
+        token = record.metadata["token"] if self._orchestrator_ws_url is not None else ""
+        if isolation.bwrap is None or isolation.setpriv is None:
+            return Plan(command, env, token, cgroup, limits)
+        uid = local_isolation.machine_uid(record.id)
+        tools = local_isolation.tool_dirs(
+            self._python, shutil.which("node"), SOURCE_ROOT / "sandbox", self._templates_dir
+        )
+        argv = local_isolation.sandbox_argv(
+            bwrap=isolation.bwrap,
+            setpriv=isolation.setpriv,
+            tools=tools,
+            hide=self._base_dir.absolute(),
+            workspace=workspace.absolute(),
+            uid=uid,
+            hostname=record.id,
+            inner=command,
+            system=local_isolation.system_mounts(),
+        )
+        return Plan(
+            argv,
+            {**env, "HOME": SANDBOX_HOME},
+            token,
+            cgroup,
+            limits,
+            sandbox=True,
+            uid=uid,
+            workspace=str(workspace),
+            ruleset=isolation.ruleset,
+            nft=isolation.nft,
+            forwards=self._forwards,
+        )
 
     async def _ensure_template(self, template: str) -> None:
         """Install the template's npm dependencies the first time it is used (idempotent)."""
@@ -262,9 +340,22 @@ class LocalProvider:
             self._store.write(record)
             pgid = record.pgid if record.pgid is not None else record.pid
             await local_process.terminate_group(record.pid, pgid, STOP_GRACE, self._children)
+            # In a thread: removal waits (briefly) for the kernel to empty the cgroup.
+            await asyncio.to_thread(self._remove_cgroup, record.id)
         # Forget the pid so a later stop can never signal whoever reuses it.
         record.state, record.pid, record.pgid = MachineState.STOPPED, None, None
         self._store.write(record)
+
+    def _remove_cgroup(self, machine_id: str) -> None:
+        # The supervisor makes it, but cannot be the one to remove it: it may have been killed,
+        # and without a sandbox it becomes the agent (exec) inside the cgroup.
+        layout = self._isolation.cgroups
+        if layout is None:
+            return
+        try:
+            local_cgroup.remove(layout, machine_id)
+        except OSError as exc:
+            logger.warning("machine %s: could not remove its cgroup: %s", machine_id, exc)
 
     async def _observe(self, record: MachineRecord) -> Machine:
         alive = record.pid is not None and self._alive(record.pid)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -21,26 +22,49 @@ from pathlib import Path
 
 POLL_SECONDS = 0.05
 PORT_ATTEMPTS = 20
+LISTEN_BACKLOG = 128
+# The machine's listening socket is its fd 4 (fd 3 is its token, see local_supervisor).
+LISTEN_FD = 4
+FIRST_SOURCE_FD = 10
 
 
-def spawn(argv: Sequence[str], env: dict[str, str], log_path: Path) -> int:
-    """Start argv in a new session (its own process group) and return its pid."""
+def spawn(
+    argv: Sequence[str], env: dict[str, str], log_path: Path, stdin: bytes, listener: socket.socket
+) -> int:
+    """Start argv in a new session (its own process group) and return its pid.
+
+    The child reads `stdin` (then EOF) on fd 0 and inherits `listener` as fd LISTEN_FD; its
+    stdout and stderr go to `log_path`.
+    """
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    read_end, write_end = os.pipe()
+    # Every source above the targets (0-2, LISTEN_FD), so no dup2 overwrites a later source.
+    sources = [_high(fd) for fd in (read_end, log_fd, listener.fileno())]
     try:
-        return os.posix_spawn(
+        pid = os.posix_spawn(
             argv[0],
             list(argv),
             env,
             file_actions=[
-                # The machine must not read the orchestrator's stdin.
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                (os.POSIX_SPAWN_DUP2, sources[0], 0),
+                (os.POSIX_SPAWN_DUP2, sources[1], 1),
+                (os.POSIX_SPAWN_DUP2, sources[1], 2),
+                (os.POSIX_SPAWN_DUP2, sources[2], LISTEN_FD),
             ],
             setsid=True,
         )
+        # After the spawn, so a large input cannot fill the pipe with nobody reading it. A child
+        # that died at once breaks the pipe: it reads as FAILED, with its log, like any other.
+        with contextlib.suppress(BrokenPipeError), open(write_end, "wb", closefd=False) as pipe:
+            pipe.write(stdin)
+        return pid
     finally:
-        os.close(log_fd)
+        for fd in (log_fd, read_end, write_end, *sources):
+            os.close(fd)
+
+
+def _high(fd: int) -> int:
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, FIRST_SOURCE_FD)
 
 
 def reap(pid: int) -> bool:
@@ -100,23 +124,25 @@ async def terminate_group(pid: int, pgid: int, grace: float, reaper: set[int]) -
     await wait_exited(pid, grace, reaper)
 
 
-def free_port(host: str, preferred: int | None, taken: set[int]) -> int:
-    """A port that was free a moment ago: `preferred` if it still is, else one the OS picks.
+def listen_socket(host: str, preferred: int | None, taken: set[int]) -> socket.socket:
+    """A listening socket for a machine: on `preferred` if it is free, else a port the OS picks.
 
-    `taken` holds the ports of other machines, which may not have bound theirs yet. The child
-    binds the port a moment later; if another process wins that race the child exits and
-    `wait` reports the failure.
+    `taken` holds the ports of other machines, which may be stopped and not bound right now.
+    The provider binds the port and the machine inherits the socket, so there is no window in
+    which another process could take the port between choosing it and using it.
     """
     candidates = [preferred] if preferred and preferred not in taken else []
     for candidate in [*candidates, *[0] * PORT_ATTEMPTS]:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # As the child's http.server does, so a port in TIME_WAIT still counts as free.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, candidate))
-            except OSError:
-                continue
-            port: int = probe.getsockname()[1]
-        if port not in taken:
-            return port
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # As a server restarting on its port would: a port in TIME_WAIT still counts as free.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((host, candidate))
+            port: int = listener.getsockname()[1]
+            if port not in taken:
+                listener.listen(LISTEN_BACKLOG)
+                return listener
+        except OSError:
+            pass
+        listener.close()
     raise OSError(f"no free port on {host}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 from dataclasses import dataclass, replace
 
 from sandbox.agent.errors import PatchRejected
@@ -38,7 +39,6 @@ from sandbox.agent.protocol import (
     Ping,
     ServerError,
     ServerFrame,
-    Status,
     frame,
 )
 from sandbox.agent.state import AgentState, StateFile
@@ -56,6 +56,8 @@ class AgentConfig:
     host: str
     port: int
     ack_timeout: float = 2.0
+    # An inherited listening socket to serve on instead of binding host:port.
+    listen_fd: int | None = None
 
 
 class Agent:
@@ -77,7 +79,10 @@ class Agent:
             workspace.root, config.machine_id, self._link.send, self._logs, config.ack_timeout
         )
         devserver = self._monitor.devserver
-        self._front = Front(config.host, config.port, self._monitor.health, lambda: devserver.port)
+        listener = None if config.listen_fd is None else socket.socket(fileno=config.listen_fd)
+        self._front = Front(
+            config.host, config.port, self._monitor.health, lambda: devserver.port, listener
+        )
         self._last_resync = -math.inf
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -116,7 +121,19 @@ class Agent:
         elif isinstance(message, Assign):
             if message.session != self._state.session:
                 self._monitor.forget_pending()
-                self._save(AgentState(session=message.session, applied_seq=0))
+                self._save(AgentState(session=message.session, epoch=message.epoch))
+            elif message.epoch is not None and message.epoch != self._state.epoch:
+                # The session's edit log was lost and began again: its seqs start from 1. The
+                # files stay (they are the best copy there is); the editor re-sends its own
+                # files as the new epoch's first patches, which are written over them.
+                logger.warning(
+                    "session %s: edit log epoch %s -> %s; counting from 0 again",
+                    message.session,
+                    self._state.epoch,
+                    message.epoch,
+                )
+                self._monitor.forget_pending()
+                self._save(replace(self._state, applied_seq=0, epoch=message.epoch))
             # What the agent said while warm concerned no session, and the gateway kept none
             # of it: say it again, so the session's editors see "ready" rather than nothing.
             await self._monitor.restate()
@@ -143,10 +160,9 @@ class Agent:
             return
         except OSError as exc:
             # Not advanced: the next patch looks like a gap and the orchestrator resends this.
-            await self._monitor.set_status(
-                Status.ERROR, f"could not write patch {patch.seq}: {exc}"
-            )
+            await self._monitor.write_failed(f"could not write patch {patch.seq}: {exc}")
             return
+        await self._monitor.write_succeeded()
         self._save(replace(self._state, applied_seq=patch.seq))
         await self._monitor.track(patch.seq, changed)
 
@@ -163,12 +179,14 @@ class Agent:
             await self._reject(snapshot.seq, exc)
             return
         except OSError as exc:
-            detail = f"could not write snapshot {snapshot.seq}: {exc}"
-            await self._monitor.set_status(Status.ERROR, detail)
+            await self._monitor.write_failed(f"could not write snapshot {snapshot.seq}: {exc}")
             return
+        await self._monitor.write_succeeded()
         if snapshot.session != self._state.session:
             self._monitor.forget_pending()
-        self._save(AgentState(session=snapshot.session, applied_seq=snapshot.seq))
+        self._save(
+            AgentState(session=snapshot.session, applied_seq=snapshot.seq, epoch=snapshot.epoch)
+        )
         await self._monitor.track(snapshot.seq, changed, snapshot=True)
 
     async def _reject(self, seq: int, exc: PatchRejected) -> None:
@@ -193,6 +211,7 @@ class Agent:
             machineId=self._config.machine_id,
             session=self._state.session,
             appliedSeq=self._state.applied_seq,
+            **({"epoch": self._state.epoch} if self._state.epoch else {}),
         )
 
     async def _restate(self) -> None:

@@ -1,4 +1,5 @@
-"""The machine's HTTP front on `--port`: /healthz from the agent, everything else to Vite.
+"""The machine's HTTP front on `--port` (or an inherited listening socket, `--listen-fd`):
+/healthz from the agent, everything else to Vite.
 
 Why a front rather than a /healthz middleware inside Vite: the agent must answer health checks
 while Vite boots, restarts after a crash or after its config changed, and whatever the user
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 
 from sandbox.agent.errors import AgentError
@@ -45,8 +47,18 @@ Upstream = Callable[[], int | None]
 
 
 class Front:
-    def __init__(self, host: str, port: int, health: Health, upstream: Upstream) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        health: Health,
+        upstream: Upstream,
+        sock: socket.socket | None = None,
+    ) -> None:
         self._host, self._port = host, port
+        # Bound by whoever started the agent: a local machine's sandbox has no network of
+        # its own to listen on, so the provider hands it a socket of the host's.
+        self._sock = sock
         self._health = health
         self._upstream = upstream
         self._server: asyncio.Server | None = None
@@ -54,9 +66,14 @@ class Front:
 
     async def start(self) -> None:
         try:
-            self._server = await asyncio.start_server(
-                self._handle, self._host, self._port, limit=HEAD_LIMIT, reuse_address=True
-            )
+            if self._sock is not None:
+                self._server = await asyncio.start_server(
+                    self._handle, sock=self._sock, limit=HEAD_LIMIT
+                )
+            else:
+                self._server = await asyncio.start_server(
+                    self._handle, self._host, self._port, limit=HEAD_LIMIT, reuse_address=True
+                )
         except OSError as exc:
             raise AgentError(f"cannot listen on {self._host}:{self._port}: {exc}") from exc
 

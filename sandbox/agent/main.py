@@ -1,9 +1,13 @@
-"""Entry point: `python -m sandbox.agent --machine-id ID --token T --orchestrator URL ...`.
+"""Entry point: `python -m sandbox.agent --machine-id ID --orchestrator URL ...`.
 
-Every option can also come from the environment (PREVIEW_MACHINE_ID, PREVIEW_MACHINE_TOKEN,
-PREVIEW_ORCHESTRATOR_URL, PREVIEW_PORT, PREVIEW_HOST, PREVIEW_WORKSPACE, PREVIEW_TEMPLATE,
-PREVIEW_TEMPLATES_DIR), which is how the machine image is configured; a token in the
-environment also stays out of `ps`.
+Every option can also come from the environment (PREVIEW_MACHINE_ID, PREVIEW_ORCHESTRATOR_URL,
+PREVIEW_PORT, PREVIEW_HOST, PREVIEW_WORKSPACE, PREVIEW_TEMPLATE, PREVIEW_TEMPLATES_DIR), which
+is how the machine image is configured.
+
+The machine token is never an argument: a command line is visible to every user of the host
+(`ps`). It comes from PREVIEW_MACHINE_TOKEN (the image) or from a file descriptor
+(`--token-fd N`, a pipe the local provider fills), read to its end and closed at start.
+`--listen-fd N` serves on an inherited listening socket instead of binding `--port`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="sandbox.agent", description=__doc__)
     parser.add_argument("--machine-id", default=env("PREVIEW_MACHINE_ID") or env("FLY_MACHINE_ID"))
-    parser.add_argument("--token", default=env("PREVIEW_MACHINE_TOKEN"))
+    parser.add_argument("--token-fd", type=int, help="read the machine token from this fd")
     parser.add_argument("--orchestrator", default=env("PREVIEW_ORCHESTRATOR_URL"))
     parser.add_argument("--port", type=int, default=int(env("PREVIEW_PORT", "8080")))
     parser.add_argument("--host", default=env("PREVIEW_HOST", "127.0.0.1"))
@@ -44,14 +48,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=Path(env("PREVIEW_TEMPLATES_DIR", str(DEFAULT_TEMPLATES))),
     )
+    parser.add_argument("--listen-fd", type=int, help="serve on this inherited listening socket")
     parser.add_argument("--ack-timeout", type=float, default=2.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("machine_id", "token", "orchestrator"):
+    args.token = env("PREVIEW_MACHINE_TOKEN")
+    if args.token_fd is not None:
+        try:
+            args.token = _read_token(args.token_fd)
+        except OSError as exc:
+            parser.error(f"--token-fd {args.token_fd}: {exc}")
+    for name in ("machine_id", "orchestrator"):
         if not getattr(args, name):
             parser.error(f"--{name.replace('_', '-')} is required")
+    if not args.token:
+        parser.error("no machine token: set PREVIEW_MACHINE_TOKEN or pass --token-fd")
     if not TEMPLATE_NAME.fullmatch(args.template):
         parser.error(f"--template {args.template!r} is not a template name")
     return args
+
+
+def _read_token(fd: int) -> str:
+    with os.fdopen(fd, "rb") as source:
+        return source.read(4096).decode().strip()
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -70,6 +88,7 @@ async def serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         ack_timeout=args.ack_timeout,
+        listen_fd=args.listen_fd,
     )
     agent = Agent(config, workspace, state_file)
     stop = asyncio.Event()

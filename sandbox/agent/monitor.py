@@ -69,6 +69,8 @@ class DevServerMonitor:
         self._probe_urls: set[str] = set()
         self._probe_full = False
         self._hydrate_seq: int | None = None
+        # A failed write: the status it replaced, and the error status it set.
+        self._write_error: tuple[tuple[Status, str], tuple[Status, str]] | None = None
         self.stopping = False
 
     # -- what the agent asks ------------------------------------------------------------------
@@ -103,6 +105,26 @@ class DevServerMonitor:
             return
         self.status, self._detail = status, detail
         await self._send(frame("status", state=status.value, detail=detail))
+
+    async def write_failed(self, detail: str) -> None:
+        """A write to the workspace failed: `error` until a write succeeds again."""
+        before = (self.status, self._detail)
+        await self.set_status(Status.ERROR, detail)
+        if self._write_error is None:
+            self._write_error = (before, (self.status, self._detail))
+        else:
+            self._write_error = (self._write_error[0], (self.status, self._detail))
+
+    async def write_succeeded(self) -> None:
+        """A write went through after a failed one: the machine is back to what it was before
+        the failure, unless something else (a build error, a restart) has set the status since,
+        which then stands."""
+        if self._write_error is None:
+            return
+        before, failure = self._write_error
+        self._write_error = None
+        if (self.status, self._detail) == failure:
+            await self.set_status(*before)
 
     async def restate(self) -> None:
         """Tell a (re)connected orchestrator where things stand."""

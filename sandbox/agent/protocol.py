@@ -26,7 +26,10 @@ class Status(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Assign:
+    """Serve `session`; seqs count in `epoch` of its edit log (None from an older gateway)."""
+
     session: str
+    epoch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Hydrate:
     seq: int
     files: object
     deleted: object = ()
+    epoch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,10 @@ def parse_server_frame(text: str | bytes) -> ServerFrame:
             seq=_seq(raw),
             files=raw.get("files"),
             deleted=raw.get("deleted", ()),
+            epoch=_epoch(raw),
         )
     if kind == "assign":
-        return Assign(session=_text(raw, "session"))
+        return Assign(session=_text(raw, "session"), epoch=_epoch(raw))
     if kind == "ping":
         return Ping()
     if kind == "pong":
@@ -105,6 +110,15 @@ def _seq(raw: dict[str, Any]) -> int:
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise FrameError(f"seq must be an integer >= 0, not {seq!r}")
     return seq
+
+
+def _epoch(raw: dict[str, Any]) -> str | None:
+    value = raw.get("epoch")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise FrameError(f"epoch must be a short string, not {value!r}")
+    return value
 
 
 def _text(raw: dict[str, Any], name: str) -> str:

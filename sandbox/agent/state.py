@@ -22,6 +22,8 @@ class AgentState:
     session: str | None = None
     # The last seq whose patch was written (or refused: a refused patch consumes its seq).
     applied_seq: int = 0
+    # The epoch of the session's edit log that applied_seq counts in (None: not told yet).
+    epoch: str | None = None
 
 
 class StateFile:
@@ -35,19 +37,26 @@ class StateFile:
         try:
             raw = json.loads(self.path.read_text())
             session, applied = raw["session"], raw["appliedSeq"]
+            epoch = raw.get("epoch")
         except FileNotFoundError:
             return AgentState()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Starting from nothing is safe: the orchestrator answers with a full hydrate.
             logger.warning("unreadable state file %s (%s); starting from seq 0", self.path, exc)
             return AgentState()
-        if not (session is None or isinstance(session, str)) or not isinstance(applied, int):
+        if (
+            not (session is None or isinstance(session, str))
+            or not isinstance(applied, int)
+            or not (epoch is None or isinstance(epoch, str))
+        ):
             logger.warning("state file %s has wrong types; starting from seq 0", self.path)
             return AgentState()
-        return AgentState(session=session, applied_seq=applied)
+        return AgentState(session=session, applied_seq=applied, epoch=epoch)
 
     def save(self, state: AgentState) -> None:
-        body = json.dumps({"session": state.session, "appliedSeq": state.applied_seq})
+        body = json.dumps(
+            {"session": state.session, "appliedSeq": state.applied_seq, "epoch": state.epoch}
+        )
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as tmp_file:

@@ -204,9 +204,8 @@ async def register_machines(count: int) -> dict[str, str]:
     machines = {f"gwb-{uuid.uuid4().hex[:12]}": secrets.token_urlsafe(24) for _ in range(count)}
 
     async def one(machine_id: str) -> None:
-        await inventory.mark_booting(machine_id, pool)
+        await inventory.mark_booting(machine_id, pool, machines[machine_id])
         await inventory.make_ready(machine_id, pool, f"http://127.0.0.1:1/{machine_id}")
-        await inventory.set_token(machine_id, machines[machine_id])
 
     try:
         ids = list(machines)

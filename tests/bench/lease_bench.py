@@ -256,7 +256,7 @@ async def fill_pool(count: int) -> None:
         pool = PoolKey(TEMPLATE, REGION)
 
         async def one(machine_id: str) -> None:
-            await inventory.mark_booting(machine_id, pool)
+            await inventory.mark_booting(machine_id, pool, f"token-of-{machine_id}")
             await inventory.make_ready(machine_id, pool, f"http://127.0.0.1:1/{machine_id}")
 
         ids = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(count)]

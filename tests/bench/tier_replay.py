@@ -351,6 +351,7 @@ class Simulation:
                 self.settings,
                 self.metrics,
                 demand=self.demand(),
+                clock=asyncio.get_running_loop().time,  # create backoff on the virtual clock
             )
         finally:
             self.resizing = False

@@ -22,10 +22,6 @@ from tests.redis_claim import redis_url
 REDIS_URL = redis_url("E2E_REDIS_URL", "e2e")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: browser tests of the whole stack (tests/e2e)")
-
-
 @pytest.fixture(scope="package")
 def editor_site_port() -> int:
     """Where tests serve an editor's page on another site (127.0.0.1): an allowed origin."""

@@ -192,6 +192,15 @@ class Stack:
 
     # -- machines ------------------------------------------------------------------------------
 
+    def session_machine(self, session_id: str) -> str:
+        """The machine the session's lease row names (Postgres: survives a Redis loss)."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT container_id FROM preview_sessions WHERE id = %s", (session_id,)
+            ).fetchone()
+        assert row is not None and row[0], f"session {session_id} has no machine"
+        return str(row[0])
+
     def workspace(self, machine_id: str) -> Path:
         return self.data_dir / "machines" / machine_id / "workspace"
 
@@ -386,9 +395,12 @@ def running_stack(
 
 
 @contextlib.contextmanager
-def web_process(stack: Stack, root: Path, port: int | None = None) -> Iterator[str]:
+def web_process(
+    stack: Stack, root: Path, port: int | None = None, *, stop_signal: int = signal.SIGTERM
+) -> Iterator[str]:
     """A second `preview-orchestrator web` on the stack's stores and secrets (on `port`, or a
-    free one); yields its base URL and always stops it."""
+    free one); yields its base URL and always stops it (with `stop_signal`: SIGKILL for a
+    crash)."""
     port = port or free_port()
     log_path = root / f"web-{port}.log"
     with log_path.open("wb") as log:
@@ -414,7 +426,7 @@ def web_process(stack: Stack, root: Path, port: int | None = None) -> Iterator[s
         yield url
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(stop_signal)
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:

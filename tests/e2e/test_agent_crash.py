@@ -52,7 +52,7 @@ def test_a_killed_agent_resumes_and_the_preview_ends_on_the_last_patch(
     first_pid = int(stack.run_provider("get", machine)["pid"])
 
     with Editor(session.editor_url(stack.base_url)) as editor:
-        editor.hello()
+        welcome = editor.hello()
         response = page.goto(session.preview_url)
         assert response is not None and response.ok
         page.wait_for_selector("#title")
@@ -106,5 +106,5 @@ def test_a_killed_agent_resumes_and_the_preview_ends_on_the_last_patch(
     assert all((notes / f"{n}.txt").read_text() == f"note {n}\n" for n in range(1, PATCHES + 1))
     assert (workspace / "src/App.jsx").read_text() == app_source(f"Patch {PATCHES}")
     state = json.loads((workspace / ".preview-agent" / "state.json").read_text())
-    assert state == {"session": session.id, "appliedSeq": PATCHES}
+    assert state == {"session": session.id, "appliedSeq": PATCHES, "epoch": welcome["epoch"]}
     assert page.text_content("#title") == f"Patch {PATCHES}"

@@ -32,7 +32,7 @@ async def fill_ready(redis: Redis, count: int, pool: PoolKey = POOL) -> list[str
     inventory = Inventory(redis)
     ids = [f"test-{uuid.uuid4().hex[:10]}" for _ in range(count)]
     for machine_id in ids:
-        await inventory.mark_booting(machine_id, pool)
+        await inventory.mark_booting(machine_id, pool, f"token-of-{machine_id}")
         await inventory.make_ready(machine_id, pool, f"http://127.0.0.1:1/{machine_id}")
     return ids
 

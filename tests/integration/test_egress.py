@@ -4,7 +4,8 @@ Each test builds two network namespaces joined by a veth pair: "machine" (10.213
 fd00:213::1), where the script runs as a preview image's entrypoint would run it, and "server"
 (10.213.0.2, fd00:213::2), which listens on several TCP ports and answers UDP on 53 (a stand-in
 resolver) and 5353. The addresses exist only inside those namespaces: nothing leaves this
-machine. The namespaces are deleted after every test, whatever happened.
+machine. The namespaces are deleted after every test, whatever happened. The last test checks
+that a local machine's own namespace (pool/providers/local_supervisor) gets the same rules.
 
 Needs root, `ip` (iproute2) and `nft` (nftables); without them the tests fail rather than skip,
 because a skipped filter test would hide a machine that can reach anything (.ci/run installs
@@ -24,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from pool.provider import MachineSpec, MachineState
+from pool.providers.local import LocalProvider
 
 ROOT = Path(__file__).resolve().parents[2]
 EGRESS = ROOT / "sandbox" / "egress.sh"
@@ -344,3 +348,32 @@ def test_print_shows_the_ruleset_without_applying_it(pair: Pair) -> None:
     assert f"{S4} . 8081" in printed.stdout and f"{S6} . 8081" in printed.stdout
     assert "policy drop" in printed.stdout
     assert "preview_egress" not in pair.ruleset()
+
+
+async def test_a_local_machine_gets_the_same_rules_in_a_namespace_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # The local provider applies this script's ruleset (no extra destination: the orchestrator
+    # is reached over the namespace's loopback) to each sandboxed machine's namespace.
+    _require_tools()
+    provider = LocalProvider(tmp_path)
+    try:
+        created = await provider.create(MachineSpec("react-web", "local"))
+        machine = await provider.wait(created.id, MachineState.STARTED, 15.0)
+        supervisor = int(machine.metadata["pid"])
+        sandbox = next(
+            int(stat.parent.name)
+            for stat in Path("/proc").glob("[0-9]*/stat")
+            if stat.read_text().rpartition(")")[2].split()[1] == str(supervisor)
+        )
+        netns = f"/proc/{sandbox}/ns/net"
+        assert os.readlink(netns) != os.readlink("/proc/self/ns/net")
+        rules = _run("nsenter", f"--net={netns}", "nft", "list", "table", "inet", "preview_egress")
+        links = _run("nsenter", f"--net={netns}", "ip", "-o", "link", "show").stdout
+    finally:
+        for listed in await provider.list():
+            await provider.destroy(listed.id)
+        await provider.aclose()
+    assert "policy drop;" in rules.stdout and 'oif "lo" accept' in rules.stdout
+    assert "reject with tcp reset" in rules.stdout
+    assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]

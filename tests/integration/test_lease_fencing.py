@@ -18,13 +18,14 @@ from redis.asyncio import Redis
 
 from app.settings import Settings
 from pool.inventory import Inventory
-from pool.leasing import LeaseBroker, Leased, LeaseRequest
+from pool.leasing import Heartbeat, LeaseBroker, Leased, LeaseRequest
 from pool.metrics import NullMetrics
 from pool.reaper import reap
 from pool.states import PoolState
 from sql.database import open_pool
 from sql.errors import LeaseConflict
-from sql.sessions import NewSession, record_session
+from sql.sessions import NewSession, end_session, record_session
+from sql.states import SessionStatus
 from tests.conftest import REDIS_URL, User, make_user, new_session
 from tests.integration.helpers import POOL, REPO_ROOT, fill_ready
 
@@ -202,9 +203,41 @@ async def test_a_lease_committed_but_never_promoted_is_promoted_by_the_reaper(
     assert _session_status(database_url, session_id) == "active"
     assert recycle.calls == []
     # The lease is the holder's for real now: its heartbeat counts, a second reap changes nothing.
-    assert await broker.heartbeat(machine, epoch)
+    assert await broker.heartbeat(machine, epoch) is Heartbeat.RECORDED
     again = await reap(db, broker, recycle, NullMetrics())
     assert (again.reclaimed, again.promoted) == (0, 0)
+
+
+async def test_a_committed_lease_ended_before_its_promotion_is_recycled_not_promoted(
+    settings: Settings, redis_client: Redis, db: AsyncConnectionPool, broker: LeaseBroker
+) -> None:
+    """The API abandoned the session (its client was gone) after the commit and could not reach
+    Redis to release the machine: the reaper must not hand the machine to the ended session."""
+    database_url = settings.database_url or ""
+    [machine] = await fill_ready(redis_client, 1)
+    user = make_user(database_url)
+    session_id = uuid.uuid4()
+    leased = await broker.lease(_request(user.id, session_id))
+    assert isinstance(leased, Leased) and leased.machine_id == machine
+    async with db.connection() as conn:
+        await record_session(
+            conn, _new_session(user, session_id), max_concurrent=3, machine_id=machine,
+            epoch=leased.epoch,
+        )  # fmt: skip
+        assert await end_session(conn, session_id, reason="abandoned", status=SessionStatus.FAILED)
+    await _sleep_past_deadline(redis_client, machine)
+    recycle = RecycleLog()
+    report = await reap(db, broker, recycle, NullMetrics())
+
+    assert (report.reclaimed, report.promoted) == (1, 0)
+    record = await redis_client.hgetall(f"po:m:{machine}")
+    assert record["state"] == PoolState.RECYCLING and int(record["epoch"]) == leased.epoch + 1
+    assert "session" not in record
+    assert recycle.calls == [(machine, leased.epoch + 1)]
+    assert await redis_client.zcard("po:pending") == 0
+    assert await redis_client.smembers(f"po:user:{user.id}") == set()
+    assert _ledger(database_url, machine) == [(leased.epoch, "lease", True)]
+    assert _session_status(database_url, session_id) == "failed"
 
 
 async def test_a_stale_lease_holder_cannot_release_heartbeat_or_promote(
@@ -240,7 +273,7 @@ async def test_a_stale_lease_holder_cannot_release_heartbeat_or_promote(
 
         assert not await broker.release(machine, old.epoch)
         assert not await broker.release(machine, old.epoch, return_to_ready=True)
-        assert not await broker.heartbeat(machine, old.epoch)
+        assert await broker.heartbeat(machine, old.epoch) is Heartbeat.STALE
         assert not await broker.promote(machine, old.epoch, session_a)
         assert not await broker.promote(machine, old.epoch, session_b)
         # A duplicate delivery of the old recycle job is fenced off too.
@@ -258,7 +291,7 @@ async def test_a_stale_lease_holder_cannot_release_heartbeat_or_promote(
         assert await redis_client.smembers(f"po:user:{user_b}") == {str(session_b)}
 
     # The current holder still holds it.
-    assert await broker.heartbeat(machine, new.epoch)
+    assert await broker.heartbeat(machine, new.epoch) is Heartbeat.RECORDED
     assert await redis_client.hget(key, "state") == PoolState.LEASED
     assert await broker.release(machine, new.epoch)
     assert await redis_client.hget(key, "state") == PoolState.RECYCLING

@@ -15,6 +15,7 @@ import pytest
 
 from pool.errors import MachineNotFound, ProviderError
 from pool.provider import Machine, MachineSpec, MachineState
+from pool.providers import local_cgroup
 from pool.providers.local import LocalProvider
 
 SPEC = MachineSpec(template="react-vite", region="local")
@@ -231,3 +232,32 @@ async def test_wait_times_out_on_a_stopped_machine(provider: LocalProvider) -> N
 
     with pytest.raises(ProviderError, match=r"after 0\.3s"):
         await provider.wait(machine.id, MachineState.STARTED, 0.3)
+
+
+async def test_a_machine_gets_its_cgroup_limits_until_destroyed(tmp_path: Path) -> None:
+    layout = local_cgroup.detect()
+    assert layout is not None and not layout.missing, "this host must allow cgroup limits"
+    provider = LocalProvider(tmp_path, pids_max=77)
+    try:
+        machine = await provider.create(MachineSpec("react-vite", "local", cpus=2, memory_mb=300))
+        await provider.wait(machine.id, MachineState.STARTED, BOOT_TIMEOUT)
+        directories = {c: parent / machine.id for c, parent in layout.parents.items()}
+        expected = {
+            "pids": [("pids.max", "77")],
+            "memory": [("memory.max" if layout.version == 2 else "memory.limit_in_bytes",
+                        str(300 * 1024 * 1024))],
+            "cpu": [("cpu.max", "200000 100000")] if layout.version == 2
+            else [("cpu.cfs_quota_us", "200000")],
+        }  # fmt: skip
+        for controller, files in expected.items():
+            for name, value in files:
+                assert (directories[controller] / name).read_text().strip() == value
+        # The machine's processes are in it, the supervisor that made it is not.
+        members = (directories["pids"] / "cgroup.procs").read_text().split()
+        assert members and str(pid_of(machine)) not in members
+
+        await provider.destroy(machine.id)
+
+        assert not any(directory.exists() for directory in directories.values())
+    finally:
+        await provider.aclose()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ def machine(tmp_path: Path, settings: Settings) -> Iterator[str]:
         client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
         try:
             inventory = Inventory(client)
-            await inventory.mark_booting(ready.id, PoolKey("react-web", "local"))
+            await inventory.mark_booting(
+                ready.id, PoolKey("react-web", "local"), ready.metadata["token"]
+            )
             await inventory.make_ready(ready.id, PoolKey("react-web", "local"), ready.address)
         finally:
             await client.aclose()
@@ -85,3 +89,41 @@ def test_another_sessions_token_is_forbidden(settings: Settings, machine: str) -
             f"/?token={session['token']}", headers={"host": f"{other}.preview.localhost:8000"}
         )
         assert response.status_code == 403
+
+
+def test_a_request_waits_for_a_machine_record_redis_lost(settings: Settings, machine: str) -> None:
+    # Redis lost the machine's record; reconcile rebuilds it a moment later. A module fetch of
+    # the preview meanwhile (Vite never retries one) waits for it instead of failing.
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        session = _lease(client, settings)
+        host = {"host": f"{session['id']}.preview.localhost:8000"}
+        client.cookies.set("preview_token", session["token"])
+        assert client.get("/hello.txt", headers=host).status_code == 200
+
+        async def lose() -> dict[str, str]:
+            redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+            try:
+                record: dict[str, str] = await redis.hgetall(f"po:m:{machine}")
+                await redis.delete(f"po:m:{machine}")
+                return record
+            finally:
+                await redis.aclose()
+
+        async def restore(record: dict[str, str]) -> None:
+            await asyncio.sleep(1.0)
+            redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+            try:
+                await redis.hset(f"po:m:{machine}", mapping=record)
+            finally:
+                await redis.aclose()
+
+        record = asyncio.run(lose())
+        time.sleep(2.1)  # past the proxy's 2 s cache of the address
+        rebuilding = threading.Thread(target=lambda: asyncio.run(restore(record)))
+        rebuilding.start()
+        started = time.monotonic()
+        served = client.get("/hello.txt", headers=host)
+        waited = time.monotonic() - started
+        rebuilding.join()
+        assert served.status_code == 200 and served.text == "from the machine"
+        assert 0.8 < waited < 5.0

@@ -184,14 +184,19 @@ async def start_agent(
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sandbox.agent",
             "--machine-id", gateway.machine_id,
-            f"--token={gateway.token}",
             "--orchestrator", gateway.url,
             "--port", str(port),
             "--workspace", str(workspace),
             "--template", template,
             "--templates-dir", str(TEMPLATES),
             cwd=REPO,
-            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": str(log.parent)},
+            env={
+                "PATH": os.environ["PATH"],
+                "PYTHONPATH": str(REPO),
+                "HOME": str(log.parent),
+                # As the machine image passes it: never on the command line.
+                "PREVIEW_MACHINE_TOKEN": gateway.token,
+            },
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,
@@ -328,13 +333,15 @@ async def test_hydrate_replaces_the_project_files(machine: Machine) -> None:
     # A warm machine's status concerned no session; the new session's editors hear it now.
     restated = await gateway.expect("status", after=mark)
     assert restated["state"] == "ready"
-    await gateway.send({"type": "hydrate", "session": "sess-1", "seq": 3, "files": files})
+    await gateway.send(
+        {"type": "hydrate", "session": "sess-1", "epoch": "e1", "seq": 3, "files": files}
+    )
 
     await gateway.applied(3, after=mark)
     assert project_tree(workspace) == {path: text.encode() for path, text in files.items()}
     await wait_ready(gateway, after=mark)
     state = json.loads((workspace / ".preview-agent/state.json").read_text())
-    assert state == {"session": "sess-1", "appliedSeq": 3}
+    assert state == {"session": "sess-1", "appliedSeq": 3, "epoch": "e1"}
 
 
 async def test_patches_are_applied_in_order_exactly_once(machine: Machine) -> None:
@@ -470,6 +477,29 @@ async def test_a_gap_makes_the_agent_say_hello_again(machine: Machine) -> None:
     assert (machine.agent.workspace / "src/gap.js").read_text() == "export const a = 2\n"
 
 
+async def test_a_new_epoch_keeps_the_files_and_counts_from_one(machine: Machine) -> None:
+    # The session's edit log was lost with Redis and began again: the gateway assigns the same
+    # session under a new epoch. The agent must apply the new log's seq 1 (not drop it as
+    # "already applied"), and keep the files it has until the editor's re-sent files arrive.
+    gateway, workspace = machine.gateway, machine.agent.workspace
+    before = json.loads((workspace / ".preview-agent/state.json").read_text())
+    assert before["appliedSeq"] > 1
+    mark = gateway.mark()
+    await gateway.send({"type": "assign", "session": "sess-1", "epoch": "e2"})
+    await gateway.patch(1, [{"path": "src/epoch.js", "content": "export const e = 2\n"}])
+    await gateway.applied(1, after=mark)
+    assert (workspace / "src/epoch.js").read_text() == "export const e = 2\n"
+    assert (workspace / "src/gap.js").read_text() == "export const a = 2\n"  # kept
+    state = json.loads((workspace / ".preview-agent/state.json").read_text())
+    assert state == {"session": "sess-1", "appliedSeq": 1, "epoch": "e2"}
+    # The same epoch again changes nothing: seq 1 is not applied twice.
+    await gateway.send({"type": "assign", "session": "sess-1", "epoch": "e2"})
+    await gateway.patch(1, [{"path": "src/epoch.js", "content": "export const e = 3\n"}])
+    await gateway.patch(2, [{"path": "src/epoch.js", "content": "export const e = 4\n"}])
+    await gateway.applied(2, after=mark)
+    assert [m["seq"] for m in gateway.since(mark, "applied")] == [1, 2]
+
+
 async def test_reconnects_after_the_orchestrator_restarts(machine: Machine) -> None:
     gateway = machine.gateway
     applied = json.loads((machine.agent.workspace / ".preview-agent/state.json").read_text())
@@ -480,6 +510,7 @@ async def test_reconnects_after_the_orchestrator_restarts(machine: Machine) -> N
 
     hello = await gateway.expect("hello", after=mark, timeout=15)
     assert hello["session"] == "sess-1" and hello["appliedSeq"] == applied["appliedSeq"]
+    assert hello["epoch"] == applied["epoch"] == "e2"
     status = await gateway.expect("status", after=mark)
     assert status["state"] == "ready"
 
@@ -528,7 +559,7 @@ async def test_killed_agent_resumes_without_losing_or_repeating_a_patch(tmp_path
     notes = sorted(int(p.stem) for p in (workspace / "src/notes").iterdir())
     assert notes == list(range(1, 41))
     state = json.loads((workspace / ".preview-agent/state.json").read_text())
-    assert state == {"session": "sess-k", "appliedSeq": 40}
+    assert state == {"session": "sess-k", "appliedSeq": 40, "epoch": None}
 
 
 async def test_react_native_web_template_boots_and_compiles(

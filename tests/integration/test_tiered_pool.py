@@ -518,7 +518,7 @@ async def test_reconcile_against_flys_list_destroys_orphans_and_drops_dead_recor
         deps.enqueue_recycle,
         deps.metrics,
         orphan_grace_seconds=0,
-        boot_timeout=120.0,
+        stuck_seconds=120.0,
         now=time.time() + 600,
     )
 

@@ -24,6 +24,7 @@ from pool.providers.local import LocalProvider
 from pool.reconciler import reconcile
 from pool.refill import RefillSettings, boot_into_pool
 from pool.states import PoolState
+from pool.store_identity import identity_key
 from sql.pool_targets import PoolTarget, set_target
 from sql.sessions import record_session
 from tests.conftest import REDIS_URL, User, make_user, new_session
@@ -190,6 +191,9 @@ async def test_reap_ends_an_idle_session_and_queues_the_recycle(
 ) -> None:
     database_url = settings.database_url or ""
     [machine] = await fill_ready(deps.redis, 1)
+    # A store that has run before (its first tick would reconcile, and these machines have no
+    # processes behind them).
+    await deps.redis.set(identity_key(), "test")
     user = make_user(database_url)
     session_id, leased = await _lease_and_commit(deps, user)
     assert (await jobs.reap(ctx))["ended"] == 0  # fresh: not idle yet
@@ -348,3 +352,27 @@ async def test_a_burst_worker_runs_a_queued_resize(
                 # arq 0.28 closes its pool with redis-py's deprecated close().
                 warnings.filterwarnings("ignore", "Call to deprecated close", DeprecationWarning)
                 await worker.close()
+
+
+async def test_reap_notices_a_store_reset_and_rebuilds_the_leased_records_at_once(
+    settings: Settings, deps: WorkerContext, ctx: dict[str, Any]
+) -> None:
+    await boot_into_pool(deps.inventory, deps.provider, POOL, deps.config.refill)
+    user = make_user(settings.database_url or "")
+    _, leased = await _lease_and_commit(deps, user)
+    record = f"po:m:{leased.machine_id}"
+    await jobs.reap(ctx)  # the store's first tick: it takes an identity
+    assert await deps.redis.exists(identity_key()) == 1
+
+    # Redis loses everything (a restart without persistence): the next tick reconciles now,
+    # not at reconcile's next scheduled run, and the leased machine's record is back.
+    await deps.redis.flushdb()
+    await jobs.reap(ctx)
+    assert await deps.inventory.token_hash(leased.machine_id) is not None
+    assert await deps.redis.hget(record, "state") == "leased"
+
+    # With its identity in place, a tick does not reconcile: a record lost now stays lost
+    # until reconcile's own schedule.
+    await deps.redis.delete(record)
+    await jobs.reap(ctx)
+    assert await deps.redis.exists(record) == 0

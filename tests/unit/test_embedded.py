@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from app.embedded import _forget_dead_handles
+from app.embedded import VALKEY_OWNER, _forget_dead_handles, stop_orphaned_valkey
 
 
 def _dead_pid() -> int:
@@ -31,3 +31,21 @@ def test_a_missing_or_foreign_file_is_left_alone(tmp_path: Path) -> None:
     (tmp_path / ".handle_pids.json").write_text("not json")
     _forget_dead_handles(tmp_path)
     assert (tmp_path / ".handle_pids.json").read_text() == "not json"
+
+
+def test_a_valkey_whose_dev_is_alive_is_not_stopped(tmp_path: Path) -> None:
+    owner = tmp_path / VALKEY_OWNER
+    owner.write_text(json.dumps({"pid": os.getpid(), "port": 1}))
+
+    assert stop_orphaned_valkey(tmp_path) is False
+    assert owner.exists()  # another `dev` runs on this directory: its file stays
+
+
+def test_a_stale_owner_file_with_nothing_behind_it_is_dropped(tmp_path: Path) -> None:
+    owner = tmp_path / VALKEY_OWNER
+    owner.write_text(json.dumps({"pid": _dead_pid(), "port": 1}))  # nothing listens on port 1
+
+    assert stop_orphaned_valkey(tmp_path) is False
+    assert not owner.exists()
+    owner.write_text("not json")
+    assert stop_orphaned_valkey(tmp_path) is False

@@ -2,6 +2,11 @@
  * The editor socket of a preview session (docs/protocol.md): numbered patches that are never
  * lost and never applied twice, resume after reconnects, keep-alive while the page is visible,
  * session-token refresh.
+ *
+ * The editor is the source of truth for the session's files. This connection keeps a mirror of
+ * every file it sent or received; when the server's edit log is lost (a `welcome` with another
+ * epoch), it re-sends the mirror as the new log's first patches, so the preview ends up with
+ * every file the editor has, acknowledged or not.
  */
 import { Emitter } from "./emitter.js";
 import type { PreviewClient } from "./client.js";
@@ -37,6 +42,8 @@ export declare class PreviewConnection extends Emitter<ConnectionEventMap> {
     get machineState(): MachineState | null;
     /** The highest seq this editor knows (its own acknowledged patches and the ones it received). */
     get lastSeq(): number;
+    /** The server's edit-log epoch (null before the first welcome). */
+    get epoch(): string | null;
     /** The highest seq the machine reported as applied. */
     get appliedSeq(): number;
     /** Local patches not acknowledged yet. */

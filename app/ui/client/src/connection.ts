@@ -2,6 +2,11 @@
  * The editor socket of a preview session (docs/protocol.md): numbered patches that are never
  * lost and never applied twice, resume after reconnects, keep-alive while the page is visible,
  * session-token refresh.
+ *
+ * The editor is the source of truth for the session's files. This connection keeps a mirror of
+ * every file it sent or received; when the server's edit log is lost (a `welcome` with another
+ * epoch), it re-sends the mirror as the new log's first patches, so the preview ends up with
+ * every file the editor has, acknowledged or not.
  */
 
 import { Emitter } from "./emitter.js";
@@ -43,6 +48,9 @@ const HELLO_TIMEOUT_MS = 10_000;
 const CATCHUP_TIMEOUT_MS = 5_000;
 const MAX_TIMER_MS = 2_147_483_647;
 const MACHINE_STATES = new Set(["booting", "ready", "building", "error", "offline"]);
+/** Re-sent files go out in patches of at most this many characters of content. */
+const RESYNC_CHUNK_CHARS = 256 * 1024;
+const MAX_CHANGES_PER_PATCH = 2000;
 
 type Frame = Record<string, unknown> & { type: string };
 
@@ -126,6 +134,11 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
   #catchupHead = 0;
   #resyncing = false;
   #pending: PendingPatch[] = [];
+  /** The edit log's epoch that seqs count in (null before the first welcome). */
+  #epoch: string | null = null;
+  /** Every file this editor sent or received: content, or null once deleted. */
+  #files = new Map<string, string | null>();
+  #resendFiles = false;
   #sentAt = new Map<number, number>();
   #ownUnapplied = new Set<number>();
 
@@ -185,6 +198,10 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
   get lastSeq(): number {
     return this.#lastSeq;
   }
+  /** The server's edit-log epoch (null before the first welcome). */
+  get epoch(): string | null {
+    return this.#epoch;
+  }
   /** The highest seq the machine reported as applied. */
   get appliedSeq(): number {
     return this.#appliedSeq;
@@ -217,6 +234,7 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
     const copy = normalizeChanges(changes);
     const last = this.#pending.length > 0 ? this.#pending[this.#pending.length - 1]!.seq : this.#lastSeq;
     const seq = Math.max(last, this.#lastSeq) + 1;
+    this.#remember(copy);
     this.#pending.push({ seq, changes: copy, key: JSON.stringify(copy), sent: false });
     this.#pump();
     return seq;
@@ -391,7 +409,9 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
     this.#phase = "hello";
     clearTimeout(this.#catchupTimer);
     clearTimeout(this.#helloTimer);
-    this.#raw({ type: "hello", lastSeq: this.#lastSeq });
+    const hello: Frame = { type: "hello", lastSeq: this.#lastSeq };
+    if (this.#epoch !== null) hello.epoch = this.#epoch;
+    this.#raw(hello);
     this.#helloTimer = setTimeout(() => {
       // No welcome: drop the socket, the reconnect says hello again.
       if (this.#phase === "hello") this.#ws?.close(3000, "no welcome");
@@ -453,6 +473,9 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
     const applied = num(f.applied);
     const state = str(f.state);
     if (state && MACHINE_STATES.has(state)) this.#machineState = state as MachineState;
+    const epoch = str(f.epoch);
+    if (epoch !== null && this.#epoch !== null && epoch !== this.#epoch) this.#startOver(epoch);
+    if (epoch !== null) this.#epoch = epoch;
     this.#markApplied(applied);
     // The server is the authority: a head below what we know means it lost patches.
     if (head < this.#lastSeq) this.#lastSeq = head;
@@ -491,6 +514,7 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
     const key = JSON.stringify(changes);
     const own = this.#pending.findIndex((p) => p.seq === seq && p.key === key);
     this.#lastSeq = seq;
+    this.#remember(changes);
     if (own >= 0) {
       // Our own patch (its ack was lost): count it as acknowledged.
       this.#acknowledge(own, seq);
@@ -523,6 +547,10 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
       if (reflected) this.#acknowledge(i, p.seq);
     }
     this.#lastSeq = seq;
+    this.#files.clear();
+    for (const [path, content] of Object.entries(files)) this.#files.set(path, content);
+    for (const path of deleted) this.#files.set(path, null);
+    for (const p of this.#pending) this.#remember(p.changes);
     this.emit("snapshot", { seq, files, deleted });
     this.#checkCaughtUp();
   }
@@ -558,6 +586,9 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
   #onError(f: Frame): void {
     const code = str(f.code) ?? "error";
     const message = str(f.message) ?? code;
+    // A patch numbered under an epoch that is gone: the welcome that announced the new one
+    // already queued its content again (the mirror), so there is nothing to drop here.
+    if (code === "stale_epoch") return;
     if (code === "seq_conflict") {
       // Someone else wrote first: resync once, ignore further conflicts until the welcome.
       if (!this.#resyncing) {
@@ -593,10 +624,59 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
 
   // ---- sending patches ----------------------------------------------------------------
 
+  /** Keeps the mirror of the session's files up to date with `changes`. */
+  #remember(changes: readonly FileChange[]): void {
+    for (const change of changes) {
+      this.#files.set(change.path, "delete" in change ? null : change.content);
+    }
+  }
+
+  /**
+   * The server's edit log is not the one our seqs count in (its store lost it): forget the
+   * numbering, and re-send every file we know once in sync with the new log.
+   */
+  #startOver(epoch: string): void {
+    const previousEpoch = this.#epoch ?? "";
+    this.#lastSeq = 0;
+    this.#appliedSeq = 0;
+    this.#pending = [];
+    this.#sentAt.clear();
+    this.#ownUnapplied.clear();
+    this.#resendFiles = true;
+    this.emit("resync", { epoch, previousEpoch, files: this.#files.size });
+  }
+
+  /** The mirror as patches (content chunked), for the new log after a reset. */
+  #mirrorPatches(): PendingPatch[] {
+    const patches: PendingPatch[] = [];
+    let changes: FileChange[] = [];
+    let size = 0;
+    const close = () => {
+      if (changes.length === 0) return;
+      patches.push({ seq: 0, changes, key: JSON.stringify(changes), sent: false });
+      changes = [];
+      size = 0;
+    };
+    for (const [path, content] of this.#files) {
+      const length = content === null ? 0 : content.length;
+      if (changes.length >= MAX_CHANGES_PER_PATCH || (size > 0 && size + length > RESYNC_CHUNK_CHARS)) {
+        close();
+      }
+      changes.push(content === null ? { path, delete: true } : { path, content });
+      size += length;
+    }
+    close();
+    return patches;
+  }
+
   /** In sync: renumber what is pending from lastSeq + 1 and send the first one. */
   #flush(): void {
     clearTimeout(this.#catchupTimer);
     this.#phase = "ready";
+    if (this.#resendFiles) {
+      this.#resendFiles = false;
+      this.#pending = [...this.#mirrorPatches(), ...this.#pending];
+    }
     let seq = this.#lastSeq;
     for (const s of this.#sentAt.keys()) if (s > seq) this.#sentAt.delete(s);
     for (const p of this.#pending) {
@@ -612,7 +692,9 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
     if (this.#phase !== "ready") return;
     const first = this.#pending[0];
     if (!first || first.sent) return;
-    if (this.#raw({ type: "patch", seq: first.seq, changes: first.changes })) {
+    const patch: Frame = { type: "patch", seq: first.seq, changes: first.changes };
+    if (this.#epoch !== null) patch.epoch = this.#epoch;
+    if (this.#raw(patch)) {
       first.sent = true;
       this.#sentAt.set(first.seq, now());
       if (this.#sentAt.size > 1000) {

@@ -123,6 +123,16 @@ export interface SnapshotEvent {
   files: Record<string, string>;
   deleted: string[];
 }
+/**
+ * The server lost the session's edits (its store was reset) and began a new edit log: this
+ * connection re-sends every file it knows (sent or received) as the new log's first patches.
+ */
+export interface ResyncEvent {
+  epoch: string;
+  previousEpoch: string;
+  /** How many files (and deletions) are re-sent. */
+  files: number;
+}
 export interface OpenEvent {
   /** 1 for the first socket, then counts reconnections. */
   attempt: number;
@@ -152,6 +162,7 @@ export interface ConnectionEventMap {
   error: ErrorEvent;
   patch: PatchEvent;
   snapshot: SnapshotEvent;
+  resync: ResyncEvent;
   /** The session token was refreshed (the preview origin's cookie should be refreshed too). */
   token: TokenEvent;
 }

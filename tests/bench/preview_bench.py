@@ -152,8 +152,13 @@ class CpuMeter:
     def _kind(self, pid: int, cmdline: bytes, mine: bool) -> str:
         if pid == self._dev:
             return "orchestrator"
-        if self._needle in cmdline:
-            return "agent" if b"sandbox.agent" in cmdline else "vite"
+        if b"local_supervisor" in cmdline or cmdline.startswith(b"bwrap"):
+            return "sandbox"  # the machine's supervisor and its bubblewrap (docs/deploy.md)
+        if b"sandbox.agent" in cmdline:
+            return "agent"
+        # Inside its sandbox a machine's Vite may not name the data dir: it is node running vite.
+        if self._needle in cmdline or (b"node" in cmdline and b"vite" in cmdline):
+            return "vite"
         if pid == os.getpid():
             return "bench"
         if mine:

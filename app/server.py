@@ -25,6 +25,7 @@ from app.resources import open_resources
 from app.routes import admin, dev, health, sessions, ui
 from app.settings import Settings
 from pool import logs
+from pool.gc_pauses import freeze_startup_heap
 
 log = logging.getLogger("app.request")
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
             app.state.resources = resources
+            freeze_startup_heap()
             yield
 
     routes: list[BaseRoute] = [

@@ -15,6 +15,7 @@ from arq import cron
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function, Worker, func
 
+from pool.gc_pauses import freeze_startup_heap
 from workers import jobs
 from workers.config import WorkerConfig
 from workers.context import WorkerContext
@@ -59,6 +60,7 @@ def build_worker(
         ctx["deps"] = await WorkerContext.open(config, ctx["redis"])
         if on_started is not None:
             await on_started(ctx["redis"])
+        freeze_startup_heap()
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         deps: WorkerContext | None = ctx.get("deps")

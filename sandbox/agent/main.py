@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -91,6 +92,11 @@ async def serve(args: argparse.Namespace) -> None:
         listen_fd=args.listen_fd,
     )
     agent = Agent(config, workspace, state_file)
+    # Startup's objects (modules, the template's file list) out of every later full collection,
+    # as the orchestrator does (pool/gc_pauses.py): a full collection walking them is a pause
+    # on every edit's way through the agent.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

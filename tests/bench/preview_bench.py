@@ -27,9 +27,10 @@ minus the wall-clock time Python sent the patch / wrote the file, corrected by t
 offset between the page's clock and Python's (bracketed by an evaluate round trip; reported).
 Edits are >= --gap (150 ms) apart: the agent paces writes of one file (Vite drops a second
 change within 50 ms), and so must the floor. Targets: p50 <= 1.25 x the floor's p50, p99 <=
-100 ms. Where the time goes: send -> ack and send -> applied on the editor socket, and, from
-a client of Vite's own HMR socket, when Vite took the file in (the template plugin's
-`preview:change`) and when it broadcast the update, for both series.
+100 ms, and p99 <= 1.5 x the floor's p99 (the tail: the slowest edits may not wait on anything
+the floor does not). Where the time goes: send -> ack and send -> applied on the editor
+socket, and, from a client of Vite's own HMR socket, when Vite took the file in (the template
+plugin's `preview:change`) and when it broadcast the update, for both series.
 
 Time to first preview. A warm pool, settled (no machine booting or recycling, so nothing else
 uses the CPU), a fresh browser profile each run (its page idle on about:blank, as an open
@@ -40,6 +41,9 @@ answered -> navigation start, redirect + HTML, the rest (module graph, React's f
 Floors, in the same run: interleaved first loads of fresh warm-pool machines straight from
 Vite's port (leased, not timed: navigation start -> #title), and repeated loads of one machine
 alternating between the preview origin and Vite's port (the proxies' share on a warm machine).
+Vite listens inside the machine's network namespace since machines are sandboxed: the browser
+reaches it through a forwarder of this process (tests/bench/netns.py), a hop that makes these
+floors a little slower than Vite alone.
 
 Exits with status 1 when a target is missed. Not collected by pytest.
 """
@@ -67,6 +71,7 @@ from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
 from tests.bench.common import machine_description, percentile, verdict
+from tests.bench.netns import connect_in, forward
 from tests.e2e.browser import PageLog, chromium, wait_console, wait_text
 from tests.e2e.editor import Editor
 from tests.e2e.stack import Stack, app_source, running_stack
@@ -75,6 +80,7 @@ from tests.redis_claim import redis_url
 REDIS_URL = redis_url("BENCH_PREVIEW_REDIS_URL", "bench-preview")
 EDIT_P99_TARGET_MS = 100.0
 EDIT_FLOOR_RATIO = 1.25
+EDIT_TAIL_FLOOR_RATIO = 1.5  # issue 9: the slowest edits, against the floor's slowest
 FIRST_PREVIEW_P50_TARGET_MS = 500.0
 WARMUP_EDITS = 10
 SETTLE_MS = 300
@@ -285,11 +291,14 @@ class ViteWatch:
     the dev server took a change of src/App.jsx in (the template plugin's `preview:change`)
     and when it broadcast the update, in monotonic ms."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, pid: int, port: int) -> None:
         self.events: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._socket = connect(
-            f"ws://127.0.0.1:{port}/", subprotocols=[Subprotocol("vite-hmr")], proxy=None
+            f"ws://127.0.0.1:{port}/",
+            sock=connect_in(pid, port),
+            subprotocols=[Subprotocol("vite-hmr")],
+            proxy=None,
         ).__enter__()
         self._thread = threading.Thread(target=self._read, name="vite-watch", daemon=True)
         self._thread.start()
@@ -330,7 +339,7 @@ def bench_edits(stack: Stack, browser: Browser, edits: int, gap: float) -> EditR
     target = workspace / "src" / "App.jsx"
     scratch = workspace.parent / "bench-tmp"
     scratch.mkdir(exist_ok=True)
-    watch = ViteWatch(vite_port(stack.data_dir, session.machine_id))
+    watch = ViteWatch(*vite_process(stack.data_dir, session.machine_id))
     try:
         with observed_page(browser) as (_, page), Editor(session.editor_url(stack.base_url)) as ed:
             log = PageLog(page)
@@ -420,9 +429,8 @@ def first_direct_load(stack: Stack, browser: Browser) -> float:
     stack.wait_ready_machines(1, settled=True)
     session = stack.lease()
     try:
-        return page_load(
-            browser, f"http://127.0.0.1:{vite_port(stack.data_dir, session.machine_id)}/"
-        )
+        with forward(*vite_process(stack.data_dir, session.machine_id)) as port:
+            return page_load(browser, f"http://127.0.0.1:{port}/")
     finally:
         stack.end(session)
 
@@ -469,14 +477,15 @@ def bench_first_preview(
     return results, direct, cpu
 
 
-def vite_port(data_dir: Path, machine_id: str) -> int:
-    """The internal port of the machine's Vite (from its command line)."""
+def vite_process(data_dir: Path, machine_id: str) -> tuple[int, int]:
+    """(pid, internal port) of the machine's Vite (from its command line). It listens in the
+    machine's network namespace: reach it through tests.bench.netns."""
     workspace = str(data_dir / "machines" / machine_id / "workspace").encode()
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, ValueError):
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             if any(arg.startswith(workspace) and arg.endswith(b"vite.js") for arg in argv):
-                return int(argv[argv.index(b"--port") + 1])
+                return int(entry.name), int(argv[argv.index(b"--port") + 1])
     raise AssertionError(f"no Vite for {machine_id}")
 
 
@@ -494,12 +503,13 @@ def bench_page_load_floor(stack: Stack, browser: Browser, runs: int) -> tuple[li
     stack.wait_ready_machines(1, settled=True)
     session = stack.lease()
     try:
-        direct = f"http://127.0.0.1:{vite_port(stack.data_dir, session.machine_id)}/"
-        proxied, straight = [], []
-        page_load(browser, session.preview_url)  # not measured: the first use of the machine
-        for _ in range(runs):
-            proxied.append(page_load(browser, session.preview_url))
-            straight.append(page_load(browser, direct))
+        with forward(*vite_process(stack.data_dir, session.machine_id)) as port:
+            direct = f"http://127.0.0.1:{port}/"
+            proxied, straight = [], []
+            page_load(browser, session.preview_url)  # not measured: the machine's first use
+            for _ in range(runs):
+                proxied.append(page_load(browser, session.preview_url))
+                straight.append(page_load(browser, direct))
     finally:
         stack.end(session)
     return proxied, straight
@@ -555,6 +565,8 @@ def report(results: Results) -> bool:
     ratio = orchestrator["p50"] / floor["p50"]
     p50_ok = ratio <= EDIT_FLOOR_RATIO
     p99_ok = orchestrator["p99"] <= EDIT_P99_TARGET_MS
+    tail_ratio = orchestrator["p99"] / floor["p99"]
+    tail_ok = tail_ratio <= EDIT_TAIL_FLOOR_RATIO
     first = summary([p.total_ms for p in previews])
     first_ok = first["p50"] <= FIRST_PREVIEW_P50_TARGET_MS
 
@@ -589,8 +601,12 @@ def report(results: Results) -> bool:
         f"{orchestrator['p50']:>7.1f} / {floor['p50']:.1f}  {verdict(p50_ok)} ({ratio:.2f}x)"
     )
     print(f"{'edit p99 <= 100 ms':<44}{orchestrator['p99']:>13.1f} ms  {verdict(p99_ok)}")
+    print(
+        f"{'edit p99 <= 1.5 x floor p99':<44}"
+        f"{orchestrator['p99']:>7.1f} / {floor['p99']:.1f}  {verdict(tail_ok)} ({tail_ratio:.2f}x)"
+    )
     print(f"{'first preview p50 <= 500 ms':<44}{first['p50']:>13.1f} ms  {verdict(first_ok)}")
-    return p50_ok and p99_ok and first_ok
+    return p50_ok and p99_ok and tail_ok and first_ok
 
 
 def main(argv: list[str] | None = None) -> int:

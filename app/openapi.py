@@ -223,6 +223,13 @@ def build_openapi() -> dict[str, Any]:
                         **_errors(400, 401, 403, 413, 415),
                     },
                 },
+                "delete": {
+                    "summary": "Remove the pool: every bound becomes 0 and it drains (admins)",
+                    "responses": {
+                        "202": {"description": "bounds set to 0; a resize is queued"},
+                        **_errors(400, 401, 403, 404),
+                    },
+                },
             },
             "/healthz": {
                 "get": {

@@ -1,5 +1,5 @@
-"""/api/admin/pool: operators read the pool and set its bounds (per tier) and guest size.
-Admins only (`app_metadata.role == "admin"` in the access token)."""
+"""/api/admin/pool: operators read the pool, set its bounds (per tier) and guest size, and
+remove a pool. Admins only (`app_metadata.role == "admin"` in the access token)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.auth import Principal
-from app.errors import bad_request, forbidden
+from app.errors import bad_request, forbidden, not_found
 from app.routes.common import authenticate, resources
 from app.schemas import NAME_PATTERN, PoolBoundsBody, TierBoundsBody, parse_body, read_json
 from pool.inventory import PoolKey
@@ -81,6 +81,42 @@ async def put_pool(request: Request) -> Response:
     return JSONResponse(answer)
 
 
+async def delete_pool(request: Request) -> Response:
+    """Remove a pool: every bound of every tier becomes 0, so the next resize destroys its ready
+    machines and its leased ones are destroyed as their sessions end. Works for a pool whose
+    region or template the configuration no longer names (the way to clean one up); 404 for a
+    pool nobody ever made."""
+    principal = await _require_admin(request)
+    res = resources(request)
+    template, region = request.path_params["template"], request.path_params["region"]
+    if not re.fullmatch(NAME_PATTERN, template) or not re.fullmatch(NAME_PATTERN, region):
+        raise bad_request("template and region are lowercase names", "invalid_pool")
+    pool = PoolKey(template, region)
+    async with res.db.connection() as conn:
+        known = await get_target(conn, template, region) is not None
+        if not known and pool not in await res.inventory.pools():
+            raise not_found("pool")
+        await set_target(conn, _removed(template, region), principal.user_id)
+    await res.jobs.resize(template, region)
+    return JSONResponse(
+        {"template": template, "region": region, "min": 0, "max": 0, "removed": True},
+        status_code=202,
+    )
+
+
+def _removed(template: str, region: str) -> PoolTarget:
+    return PoolTarget(
+        template,
+        region,
+        0,
+        0,
+        suspended_min=0,
+        suspended_max=0,
+        stopped_min=0,
+        stopped_max=0,
+    )
+
+
 def target_from_body(template: str, region: str, body: PoolBoundsBody) -> PoolTarget:
     """The stored form of a PUT body; 400 when a min exceeds its max."""
     for name, low, high in (
@@ -115,4 +151,5 @@ def _guest(target: PoolTarget | None) -> tuple[int | None, int | None]:
 ROUTES = [
     Route("/api/admin/pool", get_pool, methods=["GET"]),
     Route("/api/admin/pool/{template}/{region}", put_pool, methods=["PUT"]),
+    Route("/api/admin/pool/{template}/{region}", delete_pool, methods=["DELETE"]),
 ]

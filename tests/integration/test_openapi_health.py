@@ -26,6 +26,7 @@ ROUTES = {
     ("/api/preview/devices", "get"),
     ("/api/admin/pool", "get"),
     ("/api/admin/pool/{template}/{region}", "put"),
+    ("/api/admin/pool/{template}/{region}", "delete"),
     ("/healthz", "get"),
     ("/readyz", "get"),
 }

@@ -76,7 +76,7 @@ CACHE_SECONDS = 2.0
 # within seconds): requests wait this long for the record rather than fail at once, so that
 # the page's module fetches of an HMR update, which Vite never retries, still succeed.
 RECOVER_SECONDS = 10.0
-RECOVER_POLL_SECONDS = 0.25
+RECOVER_POLL_SECONDS = 0.5
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
@@ -92,6 +92,7 @@ class PreviewRouter:
         self.app = app
         self.pattern = preview_host_pattern(domain)
         self._machines: dict[uuid.UUID, tuple[float, str | None, str | None]] = {}
+        self._recovering: dict[uuid.UUID, asyncio.Future[tuple[str | None, str | None]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -164,8 +165,20 @@ class PreviewRouter:
         self, res: Resources, session_id: uuid.UUID
     ) -> tuple[str | None, str | None]:
         """The session is live but Redis has no record of its machine: wait (bounded) for
-        reconcile to rebuild it. Fly needs no address (its proxy replays by machine id)."""
-        log.warning("session %s: its machine has no Redis record; waiting for it", session_id)
+        reconcile to rebuild it. Every request of the session waits on one poll, logged once
+        (a page load is dozens of requests)."""
+        waiting = self._recovering.get(session_id)
+        if waiting is None:
+            log.warning("session %s: its machine has no Redis record; waiting for it", session_id)
+            waiting = asyncio.ensure_future(self._poll_for_record(res, session_id))
+            self._recovering[session_id] = waiting
+            waiting.add_done_callback(lambda _: self._recovering.pop(session_id, None))
+        # shield: a request whose client left must not cancel the others' wait.
+        return await asyncio.shield(waiting)
+
+    async def _poll_for_record(
+        self, res: Resources, session_id: uuid.UUID
+    ) -> tuple[str | None, str | None]:
         deadline = time.monotonic() + RECOVER_SECONDS
         machine_id: str | None = None
         address: str | None = None

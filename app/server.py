@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.cors import ApiCors
-from app.errors import EXCEPTION_HANDLERS
+from app.errors import EXCEPTION_HANDLERS, error_response
 from app.openapi import build_openapi
 from app.preview_proxy import PreviewRouter
 from app.realtime.editor import editor_socket
@@ -26,8 +26,40 @@ from app.routes import admin, dev, health, sessions, ui
 from app.settings import Settings
 from pool import logs
 from pool.gc_pauses import freeze_startup_heap
+from pool.providers.local_supervisor import SANDBOX_PEER
 
 log = logging.getLogger("app.request")
+
+
+SANDBOX_PATH = "/api/sandbox/ws"
+
+
+class MachinePeerGuard:
+    """A local machine's connections to the orchestrator (they come from SANDBOX_PEER, see
+    pool.providers.local_supervisor) reach the sandbox socket and nothing else: in `dev` the API,
+    the demo's token route and every editor socket share that port, and user code must not use
+    them (it could mint a token and read another session's files)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if (
+            scope["type"] in ("http", "websocket")
+            and client is not None
+            and client[0] == SANDBOX_PEER
+            and scope["path"] != SANDBOX_PATH
+        ):
+            log.warning("refused %s from a preview machine: only its socket", scope["path"])
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await error_response(403, "forbidden", "preview machines reach only their socket")(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
 
 
 class RequestContext:
@@ -118,4 +150,5 @@ def create_app(settings: Settings) -> Starlette:
     app.add_middleware(ApiCors, origins=settings.allowed_origins)
     app.add_middleware(PreviewRouter, domain=settings.preview_domain)
     app.add_middleware(RequestContext)
+    app.add_middleware(MachinePeerGuard)
     return app

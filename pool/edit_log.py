@@ -137,8 +137,12 @@ return redis.call('HGET', meta, 'epoch')
 # ARGV: prefix, session, seq, epoch, envelope_json with the seq as the last field's value.
 _REPORT_APPLIED = """
 local meta = ARGV[1] .. 'snapmeta:' .. ARGV[2]
+local ended = redis.call('HGET', meta, 'ended')
+if ended then
+  return {'ended', ended}
+end
 local epoch = redis.call('HGET', meta, 'epoch')
-if epoch ~= ARGV[4] or redis.call('HEXISTS', meta, 'ended') == 1 then
+if epoch ~= ARGV[4] then
   return {'epoch', epoch or ''}
 end
 local seq = math.min(tonumber(ARGV[3]), tonumber(redis.call('HGET', meta, 'head') or '0'))
@@ -153,7 +157,7 @@ return {'ok', seq}
 """
 
 
-AppliedOutcome = int | EpochChanged  # the seq recorded (clamped to the head), or why not
+AppliedOutcome = int | EpochChanged | Ended  # the seq recorded (clamped to the head), or why not
 
 
 def applied_outcome(reply: Any) -> AppliedOutcome:
@@ -163,6 +167,8 @@ def applied_outcome(reply: Any) -> AppliedOutcome:
             return int(seq)
         case ["epoch", current]:
             return EpochChanged(str(current))
+        case ["ended", reason]:
+            return Ended(str(reason))
     raise AssertionError(f"unexpected applied result {reply!r}")
 
 
@@ -421,6 +427,17 @@ async def announce_end(
         await redis.register_script(_ANNOUNCE_END)(
             keys=[], args=[prefix, session_id, reason, status, ENDED_MARK_SECONDS, envelope]
         )
+
+
+async def end_unannounced(redis: Redis, session_id: str, *, prefix: str = DEFAULT_PREFIX) -> bool:
+    """The session has an edit log in Redis that does not know it ended (the end's announce did
+    not get through): true. Nothing to announce to a session that never had a log."""
+    meta = session_meta_key(prefix, session_id)
+    async with translated_redis_errors(), redis.pipeline(transaction=False) as pipe:
+        pipe.exists(meta)
+        pipe.hexists(meta, "ended")
+        exists, ended = await pipe.execute()
+    return bool(exists) and not ended
 
 
 async def announce_idle_warning(

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
+from pool.edit_log import announce_end, end_unannounced
 from pool.inventory import Inventory, MachineRecord, PoolKey
 from pool.leasing import LeaseBroker
 from pool.lifecycle import EnqueueRecycle, end_and_release, release_session_machine
@@ -106,7 +107,7 @@ async def reconcile(
         reason = _why_dead(record, machine, now, stuck_seconds)
         if reason is None and record.id in agents_lost:
             reason = f"its agent has been gone for over {agent_lost_seconds:.0f}s"
-        if reason is None:
+        if reason is None or not await _unchanged(inventory, record):
             continue
         log.warning("replacing machine %s (%s): %s", record.id, record.state.value, reason)
         await destroy_machine(inventory, provider, record.id)
@@ -114,8 +115,9 @@ async def reconcile(
         if record.session_id:
             failed += await _fail_session(db, broker, record.session_id, enqueue_recycle)
 
-    failed += await _fail_unbacked_leases(db, broker, records, enqueue_recycle)
+    failed += await _fail_unbacked_leases(db, broker, inventory, records, enqueue_recycle)
     released = await _release_ended_leases(db, broker, records, enqueue_recycle)
+    released += await _announce_missed_ends(db, broker)
     async with db.connection() as conn:
         await sessions.repair_live_counts(conn)
     entries = await _drop_stale_user_entries(db, broker, records)
@@ -202,6 +204,9 @@ async def _restore_leased(
         ):
             continue
         log.warning("rebuilt the lost record of machine %s (session %s)", machine_id, session_id)
+        # Its agent served the session before the loss: if it stays away, the session fails
+        # like any leased machine's whose agent is gone (the mark the lost record carried).
+        await inventory.stamp(machine_id, PoolState.LEASED, "agent", epoch=epoch)
         record = await inventory.machine(machine_id)
         if record is not None:
             records[machine_id] = record
@@ -247,6 +252,7 @@ async def _agents_lost(
 async def _fail_unbacked_leases(
     db: AsyncConnectionPool,
     broker: LeaseBroker,
+    inventory: Inventory,
     records: dict[str, MachineRecord],
     enqueue: EnqueueRecycle,
 ) -> int:
@@ -258,8 +264,19 @@ async def _fail_unbacked_leases(
     for machine_id, _epoch, session_id in leases:
         record = records.get(machine_id)
         if record is None or record.state not in (PoolState.LEASED, PoolState.PENDING):
+            # `records` was read when this run began: a lease made since then (its machine was
+            # ready then) is backed now. Only what Redis says at this moment counts.
+            record = await inventory.machine(machine_id)
+        if record is None or record.state not in (PoolState.LEASED, PoolState.PENDING):
             failed += await _fail_session(db, broker, str(session_id), enqueue)
     return failed
+
+
+async def _unchanged(inventory: Inventory, seen: MachineRecord) -> bool:
+    """The machine's record is still what this run read (same state and epoch): nothing has
+    leased, released or moved it since, so a decision taken on the old read still holds."""
+    now = await inventory.machine(seen.id)
+    return now is not None and (now.state, now.epoch) == (seen.state, seen.epoch)
 
 
 async def _release_ended_leases(
@@ -298,6 +315,25 @@ async def _release_ended_leases(
         await release_session_machine(broker, ended, enqueue)
         released += 1
     return released
+
+
+# Ends older than this had their editors told by an earlier run (or have none left to tell).
+MISSED_END_WINDOW_SECONDS = 600
+
+
+async def _announce_missed_ends(db: AsyncConnectionPool, broker: LeaseBroker) -> int:
+    """Sessions Postgres ended recently whose edit log in Redis does not know it (the end's
+    announce failed, and no leased record was left to release): announce it now, so their
+    editors hear `ended` and no patch of theirs is acked any more."""
+    async with db.connection() as conn:
+        ended = await sessions.recently_ended(conn, MISSED_END_WINDOW_SECONDS)
+    told = 0
+    for session_id, reason, status in ended:
+        if await end_unannounced(broker.redis, str(session_id), prefix=broker.prefix):
+            log.warning("session %s ended (%s) unannounced: announcing it", session_id, reason)
+            await announce_end(broker.redis, str(session_id), reason, status, prefix=broker.prefix)
+            told += 1
+    return told
 
 
 async def _drop_stale_user_entries(

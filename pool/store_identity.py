@@ -10,10 +10,12 @@ scheduled run while previews cannot be routed.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 from redis.asyncio import Redis
 
+from pool.errors import PoolUnavailable
 from pool.leasing import DEFAULT_PREFIX
 from pool.redis_errors import resolved, translated_redis_errors
 
@@ -28,3 +30,11 @@ async def store_was_reset(redis: Redis, prefix: str = DEFAULT_PREFIX) -> bool:
     async with translated_redis_errors():
         created = await resolved(redis.set(identity_key(prefix), secrets.token_hex(8), nx=True))
     return bool(created)
+
+
+async def forget_store_identity(redis: Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    """Undo `store_was_reset` when handling the reset failed, so that the next check (and
+    reconcile) happens again soon. Best effort: Redis may be what failed."""
+    with contextlib.suppress(PoolUnavailable):
+        async with translated_redis_errors():
+            await resolved(redis.delete(identity_key(prefix)))

@@ -427,6 +427,17 @@ async def live_session_ids(conn: Connection, user_id: uuid.UUID) -> set[uuid.UUI
         return {r[0] for r in await cursor.fetchall()}
 
 
+async def recently_ended(conn: Connection, within_seconds: int) -> list[tuple[uuid.UUID, str, str]]:
+    """(id, end reason, status) of the sessions that ended in the last `within_seconds`."""
+    async with translated_errors():
+        cursor = await conn.execute(
+            "SELECT id, coalesce(end_reason, status), status FROM preview_sessions "
+            "WHERE ended_at > now() - make_interval(secs => %s)",
+            (within_seconds,),
+        )
+        return [(r[0], r[1], r[2]) for r in await cursor.fetchall()]
+
+
 async def add_event(
     conn: Connection, session_id: uuid.UUID, kind: str, detail: dict[str, Any]
 ) -> None:

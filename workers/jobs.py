@@ -20,7 +20,7 @@ from pool.reaper import reap as reap_pool
 from pool.reconciler import reconcile as reconcile_pool
 from pool.refill import resize_pool
 from pool.rolling import roll_guest
-from pool.store_identity import store_was_reset
+from pool.store_identity import forget_store_identity, store_was_reset
 from pool.wake import wake_for_session
 from sql.pool_targets import PoolTarget, list_targets
 from workers.context import WorkerContext
@@ -181,7 +181,11 @@ async def reap(ctx: Ctx) -> dict[str, int]:
         # Redis lost its data (or starts empty): live sessions' machines have no records, so
         # their previews cannot be routed until reconcile rebuilds them. Do it now.
         log.warning("Redis holds no store identity: it lost its data or is new; reconciling now")
-        await reconcile(ctx, orphan_grace_seconds=STORE_RESET_ORPHAN_GRACE_SECONDS)
+        try:
+            await reconcile(ctx, orphan_grace_seconds=STORE_RESET_ORPHAN_GRACE_SECONDS)
+        except BaseException:
+            await forget_store_identity(deps.redis)  # the next tick tries again
+            raise
     report = await reap_pool(
         deps.db,
         deps.broker,

@@ -36,6 +36,7 @@ from app.realtime.frames import EditorHello, EditorPatch, frame, parse_editor_fr
 from app.realtime.guard import (
     CLOSE_POLICY,
     CLOSE_SESSION_ENDED,
+    LOGGED_REFUSALS,
     Guard,
     SocketClosed,
     incoming,
@@ -75,6 +76,7 @@ class EditorConnection:
         self.socket_id = uuid.uuid4().hex[:12]
         self.known = 0
         self.epoch = ""  # the epoch of the log `known` counts in; "" before the hello
+        self.refused = 0  # patches refused on this socket (for the log's rate)
         self.activity = activity
         self._send_lock = asyncio.Lock()
 
@@ -147,18 +149,18 @@ class EditorConnection:
         await self.welcome(epoch, known=hello.lastSeq if same_log else 0)
 
     async def on_patch(self, patch: EditorPatch) -> None:
+        if not self.epoch:
+            # Seqs are numbered against a log whose epoch the welcome gives: none yet.
+            await self.refuse(patch.seq, "hello_first", "send hello first")
+            return
         if patch.epoch is not None and patch.epoch != self.epoch:
             # Numbered before the editor heard of the current epoch: its seq means nothing
             # here. The `welcome` this socket sent makes the editor re-send its content.
-            log.info("session %s: refused a patch of epoch %s", self.session_id, patch.epoch)
-            await self.send(
-                frame(
-                    "error",
-                    code="stale_epoch",
-                    message="the patch was numbered under an earlier epoch; follow the welcome",
-                    seq=patch.seq,
-                    epoch=patch.epoch,
-                )
+            await self.refuse(
+                patch.seq,
+                "stale_epoch",
+                "the patch was numbered under an earlier epoch; follow the welcome",
+                epoch=patch.epoch,
             )
             return
         changes = [Change(c.path, c.content) for c in patch.changes]
@@ -177,53 +179,42 @@ class EditorConnection:
                 self.known = max(self.known, seq)
                 await self.send(frame("ack", seq=seq))
             case Conflict(head=head):
-                log.info("session %s: refused patch %d, head %d", self.session_id, patch.seq, head)
-                await self.send(
-                    frame(
-                        "error",
-                        code="seq_conflict",
-                        message=f"the next seq is {head + 1}",
-                        head=head,
-                        seq=patch.seq,
-                    )
+                await self.refuse(
+                    patch.seq, "seq_conflict", f"the next seq is {head + 1}", head=head
                 )
             case TooLarge():
-                log.info("session %s: refused patch %d, too large", self.session_id, patch.seq)
-                await self.send(
-                    frame(
-                        "error",
-                        code="too_large",
-                        message="the session's files exceed the cap",
-                        seq=patch.seq,
-                    )
-                )
-            case OverBudget(bytes=size):
-                log.warning(
-                    "session %s: over its user's edit budget (%s bytes)", self.session_id, size
-                )
-                await self.send(
-                    frame(
-                        "error",
-                        code="over_budget",
-                        message="your live sessions' files exceed your budget; end one",
-                        seq=patch.seq,
-                    )
+                await self.refuse(patch.seq, "too_large", "the session's files exceed the cap")
+            case OverBudget():
+                await self.refuse(
+                    patch.seq,
+                    "over_budget",
+                    "your live sessions' files exceed your budget; end one",
                 )
             case EpochChanged(epoch=epoch):
                 await self.welcome(epoch, known=0)
             case Ended(reason=reason):
-                log.info("session %s: refused patch %d, ended", self.session_id, patch.seq)
-                await self.send(
-                    frame(
-                        "error",
-                        code="session_ended",
-                        message=f"the session ended ({reason}); the patch was not applied",
-                        seq=patch.seq,
-                    )
+                await self.refuse(
+                    patch.seq,
+                    "session_ended",
+                    f"the session ended ({reason}); the patch was not applied",
                 )
                 ended = await self.edits.ended(self.session_id)
                 await self.end(*(ended or (reason, "ended")))
                 raise SocketClosed("the session ended")
+
+    async def refuse(self, seq: int, code: str, message: str, **fields: Any) -> None:
+        """Answer a refused patch with `error` (nothing changed), and log it: the first few of
+        the socket, then one line per hundred (a client may send 200 frames a second)."""
+        self.refused += 1
+        if self.refused <= LOGGED_REFUSALS or self.refused % 100 == 0:
+            log.info(
+                "session %s: refused patch %d (%s), refusal #%d of this socket",
+                self.session_id,
+                seq,
+                code,
+                self.refused,
+            )
+        await self.send(frame("error", code=code, message=message, seq=seq, **fields))
 
     def wants(self, envelope: dict[str, Any]) -> bool:
         """The hub's filter: not this socket's own patches (their `ack` is its answer)."""
@@ -233,6 +224,8 @@ class EditorConnection:
         while True:
             envelope = await queue.get()
             kind = envelope.get("kind")
+            if not self.epoch and kind in ("resync", "patch"):
+                continue  # before the hello: the welcome's catch-up will bring it
             if kind == "resync":
                 await self.resync()
             elif kind == "patch":

@@ -143,6 +143,7 @@ async def run_until_either_ends(reader: Awaitable[None], relay: Awaitable[None],
 
 
 Message = TypeVar("Message")
+LOGGED_REFUSALS = 3  # per socket, then one line per hundred
 
 
 async def incoming(
@@ -150,12 +151,23 @@ async def incoming(
 ) -> AsyncIterator[Message]:
     """The socket's frames, parsed. A malformed one is answered with `error` and skipped: the
     socket stays open, and nothing else happens because of it."""
+    refused = 0
     while True:
         text = await guard.receive()
         try:
             message = parse(text)
         except FrameError as exc:
-            log.info("refused a frame on %s: %s, %s", describe(guard.websocket), exc.code, exc)
+            refused += 1
+            # The first few, then one line per hundred: a client that only sends garbage
+            # (up to the rate cap) must not write hundreds of lines a second.
+            if refused <= LOGGED_REFUSALS or refused % 100 == 0:
+                log.info(
+                    "refused frame #%d on %s: %s, %s",
+                    refused,
+                    describe(guard.websocket),
+                    exc.code,
+                    exc,
+                )
             await send(frame("error", code=exc.code, message=exc.message))
             continue
         yield message

@@ -89,7 +89,7 @@ class AgentConnection:
         self, session: str, agent_session: str | None, applied: int, agent_epoch: str | None
     ) -> bool:
         """Serve `session`: listen on its channel, tell the agent, and bring it up to date.
-        `applied` counts in `agent_epoch` (None: an agent that does not know epochs).
+        `applied` counts in `agent_epoch` (None: an agent that named none).
         False (and the socket closed) when the machine's token changed since this socket
         authenticated."""
         if self.session != session:
@@ -108,7 +108,9 @@ class AgentConnection:
             assert self.queue is not None
             await self.res.hub.add_channel(self.queue, session_channel(self.edits.prefix, session))
         self.epoch = await self.edits.epoch(session)
-        if agent_session != session or agent_epoch not in (None, self.epoch):
+        # An agent that names no epoch (its state predates epochs) cannot say which log its
+        # count belongs to: it is assigned the current one and counts from 0 again.
+        if agent_session != session or agent_epoch != self.epoch:
             await self.send(frame("assign", session=session, epoch=self.epoch))
             applied = 0
         self.sent = applied
@@ -245,7 +247,7 @@ class AgentConnection:
             return  # warm: wait for `assign` on the machine channel
         if not await self.assign(record.session_id, hello.session, hello.appliedSeq, hello.epoch):
             raise SocketClosed("machine token revoked")
-        same_log = hello.session == record.session_id and hello.epoch in (None, self.epoch)
+        same_log = hello.session == record.session_id and hello.epoch == self.epoch
         if not same_log or hello.appliedSeq == 0:
             return  # nothing applied in this session's current epoch
         # What the agent applied while no report got through (a lost socket, a failed report).
@@ -276,19 +278,22 @@ async def sandbox_socket(websocket: WebSocket) -> None:
     connection = AgentConnection(websocket, res, machine_id, expected)
     guard = Guard(websocket, rate=500, burst=1000)
     channel = machine_channel(res.edits.prefix, machine_id)
-    async with res.hub.subscribe(channel, accept=connection.wants) as queue:
-        connection.queue = queue
-        try:
-            await run_until_either_ends(
-                _read_loop(guard, connection), connection.relay(), f"sandbox-{machine_id}"
-            )
-        finally:
-            if connection.session is not None:
-                await res.hub.remove_channel(
-                    queue, session_channel(res.edits.prefix, connection.session)
+    try:
+        async with res.hub.subscribe(channel, accept=connection.wants) as queue:
+            connection.queue = queue
+            try:
+                await run_until_either_ends(
+                    _read_loop(guard, connection), connection.relay(), f"sandbox-{machine_id}"
                 )
-    if connection.session is not None:
-        await _tell_editors_the_agent_left(res.edits, connection.session, machine_id)
+            finally:
+                if connection.session is not None:
+                    await res.hub.remove_channel(
+                        queue, session_channel(res.edits.prefix, connection.session)
+                    )
+    finally:
+        # However the socket ended (its relay may have raised): once its listener is gone.
+        if connection.session is not None:
+            await _tell_editors_the_agent_left(res.edits, connection.session, machine_id)
 
 
 async def _tell_editors_the_agent_left(edits: EditLog, session: str, machine_id: str) -> None:

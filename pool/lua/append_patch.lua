@@ -78,8 +78,20 @@ local user_key = nil
 local user_total = 0
 if user ~= '' then
   user_key = p .. 'editbytes:' .. user
-  for _, held in ipairs(redis.call('HVALS', user_key)) do user_total = user_total + tonumber(held) end
-  user_total = user_total - tonumber(redis.call('HGET', user_key, session) or '0')
+  -- The user's other sessions, each while its log is alive and not ended: an entry whose end
+  -- never reached it (Redis was down then) or whose log expired counts for nothing and goes.
+  local held = redis.call('HGETALL', user_key)
+  for i = 1, #held, 2 do
+    local other, size = held[i], tonumber(held[i + 1])
+    if other ~= session then
+      local other_meta = p .. 'snapmeta:' .. other
+      if redis.call('EXISTS', other_meta) == 1 and redis.call('HEXISTS', other_meta, 'ended') == 0 then
+        user_total = user_total + size
+      else
+        redis.call('HDEL', user_key, other)
+      end
+    end
+  end
   local after = user_total + bytes + math.min(stream_bytes, max_stream_bytes)
   if after > user_budget then
     return {'over_budget', after}

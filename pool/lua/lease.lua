@@ -91,6 +91,9 @@ if machine_id then
   -- The machine keeps its 'tier' field, so a lease that never commits goes back to that list.
   redis.call('HSET', machine_key, 'state', 'pending', 'session', session, 'user', user,
              'pending_until', now + pending_ttl, 'leased_at', now)
+  -- Its agent is there (checked above): an absence noted while it was ready is over, and must
+  -- not count against the session (reconcile fails a leased machine whose agent stays away).
+  redis.call('HDEL', machine_key, 'agent_lost_at')
   redis.call('ZADD', p .. 'pending', now + pending_ttl, machine_id)
   redis.call('HINCRBY', stats_key, 'hits', 1)
   if tier ~= 'hot' then

@@ -38,6 +38,7 @@ import ctypes
 import errno
 import fcntl
 import functools
+import ipaddress
 import json
 import os
 import signal
@@ -56,6 +57,8 @@ LISTEN_FD = 4
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 STOP_GRACE = 3.0
+# The address a local machine's connections to the orchestrator come from (see _peer_address).
+SANDBOX_PEER = "127.0.0.2"
 CHUNK = 256 * 1024
 
 
@@ -307,7 +310,9 @@ class Relays:
         assert task is not None
         writers = self._open[task] = [writer]
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*target)
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                *target, local_addr=_peer_address(target[0])
+            )
         except OSError:
             return
         else:
@@ -324,6 +329,17 @@ class Relays:
                 writer.close()
         if self._open:
             await asyncio.wait(list(self._open), timeout=STOP_GRACE)
+
+
+def _peer_address(host: str) -> tuple[str, int] | None:
+    """Connections from a machine reach the orchestrator from SANDBOX_PEER, so that it can tell
+    them from the developer's own (dev serves both on one port) and let them reach only the
+    sandbox socket. Only on IPv4 loopback, where every 127.x address is this host's."""
+    try:
+        loopback = ipaddress.ip_address(host) in ipaddress.ip_network("127.0.0.0/8")
+    except ValueError:
+        loopback = False
+    return (SANDBOX_PEER, 0) if loopback else None
 
 
 async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

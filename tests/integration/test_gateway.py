@@ -121,12 +121,19 @@ def test_what_an_agent_applied_unreported_reaches_the_editors_on_its_hello(
     server, session, machine = leased
     with server.editor(session) as editor:
         send(editor, "hello", lastSeq=0)
-        receive_until(editor, "welcome")
+        epoch = receive_until(editor, "welcome")["epoch"]
         for seq in (1, 2):
             send(editor, "patch", seq=seq, changes=[{"path": "a.js", "content": str(seq)}])
             assert receive_until(editor, "ack")["seq"] == seq
         with server.agent(machine) as agent:
-            send(agent, "hello", machineId=machine, session=session["id"], appliedSeq=2)
+            send(
+                agent,
+                "hello",
+                machineId=machine,
+                session=session["id"],
+                appliedSeq=2,
+                epoch=epoch,
+            )
             assert receive_until(editor, "applied")["seq"] == 2
             send(agent, "ping")
             frames = [json.loads(agent.recv(timeout=10)) for _ in range(1)]

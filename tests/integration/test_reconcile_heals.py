@@ -14,7 +14,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from pool.edit_log import EditLog
+from pool.edit_log import Change, EditLog, Ended
 from pool.errors import UnknownMachine
 from pool.leasing import Heartbeat, Leased, LeaseRequest
 from pool.provider import Machine, MachineState
@@ -301,3 +301,25 @@ async def test_a_leased_machine_whose_agent_stays_away_fails_its_session(
     # The editors are told why, and no patch of the session is acked from now on.
     assert await EditLog(deps.redis).ended(str(session_id)) == ("machine_lost", "failed")
     await pubsub.aclose()
+
+
+async def test_an_end_whose_announce_failed_is_announced(deps: WorkerContext) -> None:
+    # The end committed and the machine was released, but the `ended` mark never reached the
+    # session's edit log (Redis refused that one call): its editors would go on being acked.
+    await _boot(deps)
+    leased, session_id = await _lease(deps)
+    edits = EditLog(deps.redis)
+    await edits.append(str(session_id), 1, [Change("a.js", "1")], {"kind": "patch"})
+    async with deps.db.connection() as conn:
+        await end_session(conn, session_id, reason="idle_timeout", status=SessionStatus.ENDED)
+    assert await deps.broker.release(leased.machine_id, leased.epoch)
+    assert await edits.ended(str(session_id)) is None
+
+    report = await _reconcile(deps, orphan_grace_seconds=3600)
+
+    assert report.ended_leases_released == 1
+    assert await edits.ended(str(session_id)) == ("idle_timeout", "ended")
+    assert (await edits.append(str(session_id), 2, [Change("a.js", "2")], {})) == Ended(
+        "idle_timeout"
+    )
+    assert (await _reconcile(deps, orphan_grace_seconds=3600)).ended_leases_released == 0

@@ -6,6 +6,8 @@ the files deleted when the session ends."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,15 +128,18 @@ def test_a_lost_log_is_resent_by_the_editor_and_counted_again_by_the_agent(start
             send(editor, "patch", seq=4, epoch=old, changes=[{"path": "a.js", "content": "v4"}])
             refused = receive_until(editor, "error")
             assert (refused["code"], refused["seq"]) == ("stale_epoch", 4)
-            # An `applied` the agent counted in the lost log is not believed.
+            # An `applied` the agent counted in the lost log is not believed: it is dropped for
+            # its epoch (not merely clamped to the new head), and the gateway assigns the session
+            # again under the new epoch at once, before any patch of the new log exists.
             send(agent, "applied", seq=2)
-            # The editor re-sends its files as the new log's first patch; the agent is assigned
-            # the session again under the new epoch and gets that patch as seq 1.
+            assign = receive_until(agent, "assign")
+            assert (assign["session"], assign["epoch"]) == (session["id"], new)
+            assert applied_mark(session["id"]) == 0
+            # The editor re-sends its files as the new log's first patch; the agent gets it as
+            # seq 1.
             resent = [{"path": "a.js", "content": "v3"}, {"path": "b.js", "content": "b"}]
             send(editor, "patch", seq=1, epoch=new, changes=resent)
             assert receive_until(editor, "ack")["seq"] == 1
-            assign = receive_until(agent, "assign")
-            assert (assign["session"], assign["epoch"]) == (session["id"], new)
             patch = receive_until(agent, "patch")
             assert (patch["seq"], patch["changes"]) == (1, resent)
             send(agent, "applied", seq=1)
@@ -218,15 +223,18 @@ def test_editors_hear_offline_when_the_agent_leaves_and_not_while_it_is_back(
                 send(again, "status", state="ready")
                 assert receive_until(editor, "status")["state"] == "ready"
                 agent.close()  # the old socket goes: the agent is still there
+                time.sleep(0.5)  # the server has handled that close by now
                 send(editor, "ping")
-                frames = [receive_until(editor, "pong")]
+                frames = []
+                while not frames or frames[-1]["type"] != "pong":
+                    frames.append(json.loads(editor.recv(timeout=10)))
+                assert [f for f in frames if f["type"] == "status"] == [], frames
             # Now no socket of the machine is left.
             status = receive_until(editor, "status")
             assert (status["state"], status["detail"]) == (
                 "offline",
                 "the preview machine disconnected",
             )
-        del frames
     with server.editor(session) as late:
         send(late, "hello", lastSeq=0)
         assert receive_until(late, "welcome")["state"] == "offline"

@@ -73,3 +73,17 @@ async def test_a_sessions_edit_stream_is_bounded_in_bytes(redis_client: aioredis
     # An editor that missed the trimmed part gets the snapshot instead.
     assert await edits.since("s1", 0) is None
     assert json.loads(entries[-1][1]["changes"])[0]["path"] == "a.txt"
+
+
+async def test_a_users_budget_counts_only_live_logs(redis_client: aioredis.Redis) -> None:
+    edits = EditLog(redis_client, limits=EditLogLimits(user_budget_bytes=1024 * 1024))
+    big = "x" * 300_000  # snapshot + stream: ~600 KB per session
+    first = await edits.append("s1", 1, [Change("a", big)], {"kind": "patch"}, user="u1")
+    assert getattr(first, "seq", None) == 1
+    refused = await edits.append("s2", 1, [Change("a", big)], {"kind": "patch"}, user="u1")
+    assert type(refused).__name__ == "OverBudget"
+    # s1's end never reached Redis and its log expired: its entry no longer counts (and goes).
+    await redis_client.delete(f"{DEFAULT_PREFIX}snapmeta:s1")
+    second = await edits.append("s2", 1, [Change("a", big)], {"kind": "patch"}, user="u1")
+    assert getattr(second, "seq", None) == 1
+    assert await redis_client.hkeys(f"{DEFAULT_PREFIX}editbytes:u1") == ["s2"]

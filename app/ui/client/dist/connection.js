@@ -17,7 +17,7 @@ const HELLO_TIMEOUT_MS = 10_000;
 const CATCHUP_TIMEOUT_MS = 5_000;
 const MAX_TIMER_MS = 2_147_483_647;
 const MACHINE_STATES = new Set(["booting", "ready", "building", "error", "offline"]);
-/** Re-sent files go out in patches of at most this many characters of content. */
+/** Re-sent files go out in patches of at most this many characters of JSON (frames: 1 MiB). */
 const RESYNC_CHUNK_CHARS = 256 * 1024;
 const MAX_CHANGES_PER_PATCH = 2000;
 function now() {
@@ -489,6 +489,16 @@ export class PreviewConnection extends Emitter {
         const key = JSON.stringify(changes);
         const own = this.#pending.findIndex((p) => p.seq === seq && p.key === key);
         this.#lastSeq = seq;
+        if (this.#resendFiles) {
+            // Catching up with a log that lost our edits: another tab re-sent its files first. Ours
+            // are re-sent next and win; only files we do not hold are taken from it.
+            changes = changes.filter((c) => !this.#files.has(c.path));
+            this.#remember(changes);
+            if (changes.length > 0)
+                this.emit("patch", { seq, changes });
+            this.#checkCaughtUp();
+            return;
+        }
         this.#remember(changes);
         if (own >= 0) {
             // Our own patch (its ack was lost): count it as acknowledged.
@@ -524,13 +534,25 @@ export class PreviewConnection extends Emitter {
                 this.#acknowledge(i, p.seq);
         }
         this.#lastSeq = seq;
-        this.#files.clear();
-        for (const [path, content] of Object.entries(files))
-            this.#files.set(path, content);
-        for (const path of deleted)
-            this.#files.set(path, null);
-        for (const p of this.#pending)
-            this.#remember(p.changes);
+        if (this.#resendFiles) {
+            // As for patches while re-sending after a reset: ours win, the rest is taken.
+            for (const [path, content] of Object.entries(files)) {
+                if (!this.#files.has(path))
+                    this.#files.set(path, content);
+            }
+            for (const path of deleted)
+                if (!this.#files.has(path))
+                    this.#files.set(path, null);
+        }
+        else {
+            this.#files.clear();
+            for (const [path, content] of Object.entries(files))
+                this.#files.set(path, content);
+            for (const path of deleted)
+                this.#files.set(path, null);
+            for (const p of this.#pending)
+                this.#remember(p.changes);
+        }
         this.emit("snapshot", { seq, files, deleted });
         this.#checkCaughtUp();
     }
@@ -644,11 +666,13 @@ export class PreviewConnection extends Emitter {
             size = 0;
         };
         for (const [path, content] of this.#files) {
-            const length = content === null ? 0 : content.length;
+            const change = content === null ? { path, delete: true } : { path, content };
+            // As framed: escaping can make a file's JSON several times its length.
+            const length = JSON.stringify(change).length;
             if (changes.length >= MAX_CHANGES_PER_PATCH || (size > 0 && size + length > RESYNC_CHUNK_CHARS)) {
                 close();
             }
-            changes.push(content === null ? { path, delete: true } : { path, content });
+            changes.push(change);
             size += length;
         }
         close();

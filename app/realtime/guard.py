@@ -12,6 +12,7 @@ that does not parse is answered with `error` and skipped, a violation closes the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -89,19 +90,22 @@ class Guard:
         if text is None:
             data = message.get("bytes") or b""
             if len(data) > self.max_frame_bytes:
-                await self._refuse(CLOSE_TOO_BIG, "frame too big")
+                await self._refuse(CLOSE_TOO_BIG, "frame too big", "frame_too_big")
             try:
                 text = data.decode()
             except UnicodeDecodeError:
                 text = ""  # not JSON either: the parser refuses it
         elif len(text) > self.max_frame_bytes:
-            await self._refuse(CLOSE_TOO_BIG, "frame too big")
+            await self._refuse(CLOSE_TOO_BIG, "frame too big", "frame_too_big")
         if not self.bucket.take(time.monotonic()):
-            await self._refuse(CLOSE_POLICY, "too many messages")
+            await self._refuse(CLOSE_POLICY, "too many messages", "rate_limited")
         return text
 
-    async def _refuse(self, code: int, reason: str) -> NoReturn:
+    async def _refuse(self, code: int, reason: str, error: str) -> NoReturn:
+        """Every refused frame is answered: an `error` frame saying why, then the close."""
         log.warning("closing %s with %d: %s", describe(self.websocket), code, reason)
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await self.websocket.send_text(frame("error", code=error, message=reason))
         await self.close(code, reason)
         raise SocketClosed
 

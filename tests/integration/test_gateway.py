@@ -239,6 +239,9 @@ def test_an_oversized_frame_closes_with_1009(leased: Any) -> None:
     server, session, _ = leased
     with server.editor(session, max_size=None) as editor:
         editor.send("x" * (1024 * 1024 + 1))
+        # Told why first (every refused frame is answered), then closed.
+        error = json.loads(editor.recv(timeout=10))
+        assert (error["type"], error["code"]) == ("error", "frame_too_big")
         with pytest.raises(ConnectionClosed) as closed:
             editor.recv(timeout=10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
@@ -247,11 +250,13 @@ def test_an_oversized_frame_closes_with_1009(leased: Any) -> None:
 def test_a_flood_closes_with_1008(leased: Any) -> None:
     server, session, _ = leased
     with server.editor(session) as editor:
+        received = []
         with pytest.raises(ConnectionClosed) as closed:
             for _ in range(2000):
                 send(editor, "ping")
             while True:
-                editor.recv(timeout=10)
+                received.append(json.loads(editor.recv(timeout=10)))
+        assert received[-1]["type"] == "error" and received[-1]["code"] == "rate_limited"
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 

@@ -27,7 +27,7 @@ RECONCILE_SECONDS = 2
 def test_a_lost_agent_is_told_to_the_editor_and_then_ends_the_session(tmp_path: Path) -> None:
     with running_stack(
         tmp_path,
-        redis_url=redis_url("FAULTS_REDIS_URL", "faults-agent-gone"),
+        redis_url=redis_url("FAULTS_REDIS_URL", "faults"),
         pool_min=1,
         pool_max=2,
         extra_env={

@@ -20,7 +20,7 @@ from tests.redis_claim import redis_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-REDIS_URL = redis_url("FAULTS_AGENT_REDIS_URL", "faults-agent")
+REDIS_URL = redis_url("FAULTS_REDIS_URL", "faults")
 
 
 def _agent_pids(machine_id: str) -> list[int]:

@@ -41,7 +41,7 @@ def test_a_web_killed_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> No
     with (
         running_stack(
             tmp_path / "stack",
-            redis_url=redis_url("FAULTS_REDIS_URL", "faults-web-kill"),
+            redis_url=redis_url("FAULTS_REDIS_URL", "faults"),
             pool_min=1,
             pool_max=2,
             extra_env={"PREVIEW_ALLOWED_ORIGINS": f"http://127.0.0.1:{site_port}"},

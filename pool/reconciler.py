@@ -204,9 +204,9 @@ async def _restore_leased(
         ):
             continue
         log.warning("rebuilt the lost record of machine %s (session %s)", machine_id, session_id)
-        # Its agent served the session before the loss: if it stays away, the session fails
-        # like any leased machine's whose agent is gone (the mark the lost record carried).
-        await inventory.stamp(machine_id, PoolState.LEASED, "agent", epoch=epoch)
+        # Its `agent` mark is not restored: _agents_lost sets it once the agent is seen
+        # connected (its socket usually outlived the Redis restart); an agent that never comes
+        # back with a machine that is gone is caught by the provider's report instead.
         record = await inventory.machine(machine_id)
         if record is not None:
             records[machine_id] = record

@@ -280,11 +280,20 @@ class Inventory:
         return sum(int(v) for v in values if v)
 
     @asynccontextmanager
-    async def exclusive(self, pool: PoolKey, *, ttl: float = 120.0) -> AsyncIterator[bool]:
-        """A per-pool lock for resizing: two resizes of one pool at once would both read the
-        same counts and overshoot. Yields False (without waiting) when another holder has it;
-        the lock expires after `ttl` should its holder die."""
-        lock = self._redis.lock(f"{self._p}lock:resize:{pool}", timeout=ttl, blocking=False)
+    async def exclusive(
+        self, name: str, *, ttl: float = 120.0, wait: float | None = None
+    ) -> AsyncIterator[bool]:
+        """A lock over all workers for work that must not run twice at once (a pool's resize:
+        both would read the same counts and overshoot; reconcile: one would destroy as an
+        orphan the machine whose record the other just rebuilt). Yields False when another
+        holder has it, at once or after waiting `wait` seconds; it expires after `ttl` should
+        its holder die."""
+        lock = self._redis.lock(
+            f"{self._p}lock:{name}",
+            timeout=ttl,
+            blocking=wait is not None,
+            blocking_timeout=wait,
+        )
         async with translated_redis_errors():
             acquired = bool(await lock.acquire())
         try:

@@ -78,7 +78,40 @@ async def reconcile(
     agent_lost_seconds: float = 60.0,
     now: float | None = None,
 ) -> ReconcileReport:
-    now = time.time() if now is None else now
+    # One at a time over all workers: a run that read the records before another rebuilt one
+    # would destroy that machine as an orphan. The scheduled run and the one a store reset
+    # starts at once do meet: the later waits for the earlier, then reads afresh.
+    async with inventory.exclusive("reconcile", ttl=stuck_seconds, wait=stuck_seconds) as mine:
+        if not mine:
+            log.warning("another reconcile has run for %.0fs; this one is skipped", stuck_seconds)
+            return ReconcileReport()
+        return await _reconcile(
+            db,
+            broker,
+            inventory,
+            provider,
+            enqueue_recycle,
+            metrics,
+            orphan_grace_seconds=orphan_grace_seconds,
+            stuck_seconds=stuck_seconds,
+            agent_lost_seconds=agent_lost_seconds,
+            now=time.time() if now is None else now,
+        )
+
+
+async def _reconcile(
+    db: AsyncConnectionPool,
+    broker: LeaseBroker,
+    inventory: Inventory,
+    provider: MachineProvider,
+    enqueue_recycle: EnqueueRecycle,
+    metrics: Metrics,
+    *,
+    orphan_grace_seconds: float,
+    stuck_seconds: float,
+    agent_lost_seconds: float,
+    now: float,
+) -> ReconcileReport:
     provided = {m.id: m for m in await provider.list()}
     records: dict[str, MachineRecord] = {}
     for pool in await inventory.pools():
@@ -92,6 +125,7 @@ async def reconcile(
             found.id not in records
             and found.state is not MachineState.DESTROYED  # already on its way out
             and now - found.created_at > orphan_grace_seconds
+            and await inventory.machine(found.id) is None  # not recorded since the read above
         ):
             log.warning("destroying orphan machine %s", found.id)
             await destroy_machine(inventory, provider, found.id)
@@ -193,7 +227,7 @@ async def _restore_leased(
             or session.container_id != machine_id
         ):
             continue
-        if not await inventory.restore_leased(
+        rebuilt = await inventory.restore_leased(
             machine_id,
             PoolKey(session.template, session.region),
             machine.address,
@@ -201,16 +235,19 @@ async def _restore_leased(
             user_id=str(session.user_id),
             epoch=epoch,
             token=token,
-        ):
-            continue
-        log.warning("rebuilt the lost record of machine %s (session %s)", machine_id, session_id)
+        )
+        if rebuilt:
+            log.warning(
+                "rebuilt the lost record of machine %s (session %s)", machine_id, session_id
+            )
         # Its `agent` mark is not restored: _agents_lost sets it once the agent is seen
         # connected (its socket usually outlived the Redis restart); an agent that never comes
         # back with a machine that is gone is caught by the provider's report instead.
+        # Rebuilt, or recorded since this run read the records: either way it is no orphan.
         record = await inventory.machine(machine_id)
         if record is not None:
             records[machine_id] = record
-            restored += 1
+            restored += rebuilt
     return restored
 
 

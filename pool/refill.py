@@ -132,7 +132,7 @@ async def resize_pool(
 ) -> TierPlan | None:
     """Carry out the policy's plan for one pool, less the creates its create backoff holds
     back; returns what was carried out, or None when another resize holds the pool."""
-    async with inventory.exclusive(pool, ttl=settings.resize_lock_seconds) as mine:
+    async with inventory.exclusive(f"resize:{pool}", ttl=settings.resize_lock_seconds) as mine:
         if not mine:
             return None
         plan = await plan_for(inventory, provider, pool, bounds, settings, demand)

@@ -4,6 +4,7 @@ machines); a test subscribes to a machine's channel where the gateway would for 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -175,6 +176,28 @@ async def test_the_record_of_a_leased_machine_lost_with_redis_is_rebuilt(
     # The lease goes on: its holder's heartbeat is recorded, and the session ends normally.
     assert await deps.broker.heartbeat(leased.machine_id, leased.epoch) is Heartbeat.RECORDED
     assert (await _reconcile(deps, orphan_grace_seconds=3600)).records_restored == 0
+
+
+async def test_two_reconciles_at_once_after_a_store_loss_rebuild_and_keep_the_leased_machine(
+    deps: WorkerContext,
+) -> None:
+    # The scheduled run and the one a store reset starts at once: the second must not destroy,
+    # as an orphan, the machine whose record the first just rebuilt (the machine was gone and
+    # its live session failed when both read the empty store before either rebuilt it).
+    await _boot(deps)
+    leased, session_id = await _lease(deps)
+    flush_redis(REDIS_URL)
+
+    first, second = await asyncio.gather(
+        _reconcile(deps, orphan_grace_seconds=0), _reconcile(deps, orphan_grace_seconds=0)
+    )
+
+    assert first.records_restored + second.records_restored == 1
+    assert first.sessions_failed + second.sessions_failed == 0
+    assert first.orphans_destroyed + second.orphans_destroyed == 0
+    record = await deps.inventory.machine(leased.machine_id)
+    assert record is not None and record.session_id == str(session_id)
+    assert leased.machine_id in {m.id for m in await deps.provider.list()}
 
 
 async def test_machines_stranded_in_a_transient_state_are_replaced_after_the_bound(

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.pool_admin import PoolAdminError
 from app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args, settings) or 0)
     except SettingsError as exc:
         print(f"preview-orchestrator: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except PoolAdminError as exc:  # the admin API's 400, in a shell
+        print(f"preview-orchestrator: refused ({exc.code}): {exc.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

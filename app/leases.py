@@ -35,6 +35,7 @@ from typing import TypeVar
 from app.auth import Principal
 from app.devices import Device, UnknownDevice, resolve_device
 from app.errors import bad_request, client_closed, forbidden, too_many, unavailable
+from app.pool_admin import PoolAdminError, check_configured
 from app.resources import Resources
 from app.schemas import CreateSessionBody
 from pool import logs
@@ -160,13 +161,10 @@ def _requested(res: Resources, body: CreateSessionBody) -> tuple[str, str, Devic
     """The template, region and device asked for, each one we know (else 400)."""
     template = body.template or res.settings.preview_default_template
     region = body.region or res.settings.preview_default_region
-    if template not in res.settings.templates:
-        raise bad_request(f"unknown template {template!r}", "unknown_template")
-    if region not in res.settings.regions:
-        raise bad_request(
-            f"unknown region {region!r} (known: {', '.join(res.settings.regions)})",
-            "unknown_region",
-        )
+    try:
+        check_configured(res.settings, template, region)
+    except PoolAdminError as exc:
+        raise bad_request(exc.message, exc.code) from None
     try:
         return template, region, resolve_device(body.device, body.device_type)
     except UnknownDevice as exc:

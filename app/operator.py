@@ -8,13 +8,18 @@ from typing import Any
 from arq.connections import RedisSettings, create_pool
 from redis.asyncio import Redis
 
-from app.settings import Settings, SettingsError
+from app.pool_admin import (
+    bounds_target,
+    check_configured,
+    parse_bounds,
+    store_bounds,
+)
+from app.settings import Settings
 from pool.inventory import Inventory, PoolKey
-from pool.policy import PoolBounds
 from pool.pool_status import pool_report
 from pool.queue import JobQueue
 from sql.database import open_pool
-from sql.pool_targets import PoolTarget, get_target, list_targets, set_target
+from sql.pool_targets import list_targets
 from workers.jobs import tier_bounds
 
 
@@ -50,52 +55,29 @@ async def set_pool_bounds(
     guest: tuple[int, int] | None = None,
 ) -> str:
     """`min_size`/`max_size` bound the hot tier; `suspended`/`stopped` (min, max) the lower
-    tiers and `guest` (cpus, memory_mb) the machines' size, each kept as stored when None."""
+    tiers and `guest` (cpus, memory_mb) the machines' size, each kept as stored when None. The
+    same rules as `PUT /api/admin/pool/{template}/{region}`: app/pool_admin.py raises
+    PoolAdminError with the API's code and words."""
     assert settings.database_url and settings.redis_url
-    if template not in settings.templates:
-        raise SettingsError(f"template {template!r} is not one of PREVIEW_TEMPLATES")
-    if region not in settings.regions:
-        raise SettingsError(
-            f"region {region!r} is not PREVIEW_DEFAULT_REGION or one of PREVIEW_REGIONS"
-        )
-    try:
-        for low, high in (min_size, max_size), suspended or (0, 0), stopped or (0, 0):
-            PoolBounds(low, high)
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from None
-    if guest is not None and not (1 <= guest[0] <= 16 and 256 <= guest[1] <= 131072):
-        raise SettingsError("a guest needs 1-16 cpus and 256-131072 MB of memory")
-    target = PoolTarget(
-        template,
-        region,
-        min_size,
-        max_size,
-        suspended_min=suspended[0] if suspended else None,
-        suspended_max=suspended[1] if suspended else None,
-        stopped_min=stopped[0] if stopped else None,
-        stopped_max=stopped[1] if stopped else None,
-        guest_cpus=guest[0] if guest else None,
-        guest_memory_mb=guest[1] if guest else None,
-    )
+    raw: dict[str, object] = {"min": min_size, "max": max_size}
+    for tier, pair in (("suspended", suspended), ("stopped", stopped)):
+        if pair is not None:
+            raw[tier] = {"min": pair[0], "max": pair[1]}
+    if guest is not None:
+        raw["guest"] = {"cpus": guest[0], "memoryMb": guest[1]}
+    check_configured(settings, template, region)
+    target = bounds_target(template, region, parse_bounds(raw))
     db = await open_pool(settings.database_url, min_size=1, max_size=1)
     arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     try:
-        async with db.connection() as conn:
-            before = await get_target(conn, template, region)
-            stored = await set_target(conn, target, None)
-        await Inventory(arq).add_pool(PoolKey(template, region))
-        await JobQueue(arq).resize(template, region)
-        rolling = guest is not None and (
-            before is None or (before.guest_cpus, before.guest_memory_mb) != guest
-        )
-        if rolling:
-            await JobQueue(arq).resize_guest(template, region)
+        result = await store_bounds(db, Inventory(arq), JobQueue(arq), target, None)
     finally:
         await arq.aclose()
         await db.close()
+    stored = result.target
     message = (
         f"{template}/{region}: hot {stored.min_size}-{stored.max_size}, "
         f"suspended {stored.suspended_min}-{stored.suspended_max}, "
         f"stopped {stored.stopped_min}-{stored.stopped_max}; a resize is queued"
     )
-    return message + ("; the new guest size is rolling through the pool" if rolling else "")
+    return message + ("; the new guest size is rolling through the pool" if result.rolling else "")

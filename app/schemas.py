@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 from starlette.requests import Request
 
 from app.errors import ApiError, bad_request
+from app.validation import first_error
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
 BodyT = TypeVar("BodyT", bound=BaseModel)
@@ -170,9 +171,7 @@ def parse_body(model: type[BodyT], payload: Any) -> BodyT:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise bad_request(f"{where}: {first['msg']}", "invalid_body") from None
+        raise bad_request(first_error(exc, "body"), "invalid_body") from None
 
 
 def parse_uuid(text: str, what: str = "session id") -> uuid.UUID:

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from app.validation import first_error
+
 PROTOCOL_VERSION = 1
 MAX_FILE_BYTES = 512 * 1024
 MAX_CHANGES = 2000
@@ -177,9 +179,7 @@ def _parse(adapter: TypeAdapter[Any], text: str) -> Any:
     try:
         return adapter.validate_python(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "frame"
-        raise FrameError("invalid_frame", f"{where}: {first['msg']}") from None
+        raise FrameError("invalid_frame", first_error(exc, "frame")) from None
 
 
 def _is_unicode(payload: Any) -> bool:

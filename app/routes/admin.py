@@ -3,7 +3,8 @@ remove a pool. Admins only (`app_metadata.role == "admin"` in the access token).
 
 from __future__ import annotations
 
-import re
+import contextlib
+from collections.abc import Iterator
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -11,8 +12,16 @@ from starlette.routing import Route
 
 from app.auth import Principal
 from app.errors import bad_request, forbidden, not_found
+from app.pool_admin import (
+    PoolAdminError,
+    bounds_target,
+    check_configured,
+    check_name,
+    parse_bounds,
+    store_bounds,
+)
 from app.routes.common import authenticate, resources
-from app.schemas import NAME_PATTERN, PoolBoundsBody, TierBoundsBody, parse_body, read_json
+from app.schemas import read_json
 from pool.inventory import PoolKey
 from pool.pool_status import pool_report
 from sql.pool_targets import PoolTarget, get_target, list_targets, set_target
@@ -46,25 +55,13 @@ async def put_pool(request: Request) -> Response:
     principal = await _require_admin(request)
     res = resources(request)
     template, region = request.path_params["template"], request.path_params["region"]
-    # fullmatch: with re.match, "$" also matches before a trailing newline ("local\n").
-    if not re.fullmatch(NAME_PATTERN, template) or not re.fullmatch(NAME_PATTERN, region):
-        raise bad_request("template and region are lowercase names", "invalid_pool")
-    if template not in res.settings.templates:
-        raise bad_request(f"unknown template {template!r}", "unknown_template")
-    if region not in res.settings.regions:
-        raise bad_request(
-            f"unknown region {region!r} (PREVIEW_DEFAULT_REGION and PREVIEW_REGIONS name them)",
-            "unknown_region",
-        )
-    body = parse_body(PoolBoundsBody, await read_json(request, res.settings.preview_max_body_bytes))
-    target = target_from_body(template, region, body)
-    async with res.db.connection() as conn:
-        before = await get_target(conn, template, region)
-        stored = await set_target(conn, target, principal.user_id)
-    await res.inventory.add_pool(PoolKey(template, region))
-    await res.jobs.resize(template, region)
-    if body.guest is not None and _guest(before) != _guest(stored):
-        await res.jobs.resize_guest(template, region)
+    with _as_bad_request():
+        check_configured(res.settings, template, region)
+    raw = await read_json(request, res.settings.preview_max_body_bytes)
+    with _as_bad_request():
+        body = parse_bounds(raw)
+        target = bounds_target(template, region, body)
+    stored = (await store_bounds(res.db, res.inventory, res.jobs, target, principal.user_id)).target
     answer: dict[str, object] = {
         "template": template,
         "region": region,
@@ -81,6 +78,14 @@ async def put_pool(request: Request) -> Response:
     return JSONResponse(answer)
 
 
+@contextlib.contextmanager
+def _as_bad_request() -> Iterator[None]:
+    try:
+        yield
+    except PoolAdminError as exc:
+        raise bad_request(exc.message, exc.code) from None
+
+
 async def delete_pool(request: Request) -> Response:
     """Remove a pool: every bound of every tier becomes 0, so the next resize destroys its ready
     machines and its leased ones are destroyed as their sessions end. Works for a pool whose
@@ -89,8 +94,8 @@ async def delete_pool(request: Request) -> Response:
     principal = await _require_admin(request)
     res = resources(request)
     template, region = request.path_params["template"], request.path_params["region"]
-    if not re.fullmatch(NAME_PATTERN, template) or not re.fullmatch(NAME_PATTERN, region):
-        raise bad_request("template and region are lowercase names", "invalid_pool")
+    with _as_bad_request():
+        check_name(template, region)  # not check_configured: a pool of a dropped region too
     pool = PoolKey(template, region)
     async with res.db.connection() as conn:
         known = await get_target(conn, template, region) is not None
@@ -115,37 +120,6 @@ def _removed(template: str, region: str) -> PoolTarget:
         stopped_min=0,
         stopped_max=0,
     )
-
-
-def target_from_body(template: str, region: str, body: PoolBoundsBody) -> PoolTarget:
-    """The stored form of a PUT body; 400 when a min exceeds its max."""
-    for name, low, high in (
-        ("min", body.min, body.max),
-        ("suspended.min", *(_pair(body.suspended))),
-        ("stopped.min", *(_pair(body.stopped))),
-    ):
-        if low > high:
-            raise bad_request(f"{name} must not exceed its max", "invalid_body")
-    return PoolTarget(
-        template,
-        region,
-        body.min,
-        body.max,
-        suspended_min=body.suspended.min if body.suspended else None,
-        suspended_max=body.suspended.max if body.suspended else None,
-        stopped_min=body.stopped.min if body.stopped else None,
-        stopped_max=body.stopped.max if body.stopped else None,
-        guest_cpus=body.guest.cpus if body.guest else None,
-        guest_memory_mb=body.guest.memory_mb if body.guest else None,
-    )
-
-
-def _pair(bounds: TierBoundsBody | None) -> tuple[int, int]:
-    return (bounds.min, bounds.max) if bounds else (0, 0)
-
-
-def _guest(target: PoolTarget | None) -> tuple[int | None, int | None]:
-    return (target.guest_cpus, target.guest_memory_mb) if target else (None, None)
 
 
 ROUTES = [

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from app.shutdown import ExitDeadline
-    from pool.provider import MachineProvider
+    from pool.core.provider import MachineProvider
     from workers.config import WorkerConfig
 
 
@@ -118,7 +118,7 @@ def _run_web(args: argparse.Namespace, settings: Settings) -> int:
         DeadlineServer,
         ExitDeadline,
     )
-    from pool.logs import configure_logging
+    from pool.core.logs import configure_logging
 
     if settings.preview_dev_mode:
         # Dev mode mounts the demo login, which signs an (admin) access token for anyone who
@@ -153,7 +153,7 @@ def _run_web(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from app.shutdown import WORKER_DEADLINE_SECONDS, ExitDeadline
-    from pool.logs import configure_logging
+    from pool.core.logs import configure_logging
     from workers.supervisor import run_worker
 
     settings.require_service_config()
@@ -277,8 +277,8 @@ def _dev_secret(path: Path) -> str:
 
 
 def worker_config(settings: Settings) -> WorkerConfig:
-    from pool.inventory import PoolKey
-    from pool.refill import RefillSettings
+    from pool.services.refill import RefillSettings
+    from pool.store.inventory import PoolKey
     from workers.config import WorkerConfig
 
     assert settings.database_url and settings.redis_url
@@ -314,9 +314,10 @@ def worker_config(settings: Settings) -> WorkerConfig:
 
 def make_provider(settings: Settings, redis: Redis | None = None) -> MachineProvider:
     """The configured provider. With `redis`, a Fly provider shares Fly's rate limits with
-    every other process through it (pool.fly_budget); without, it keeps them on its own."""
-    from pool.fly_budget import SharedRateLimiter
+    every other process through it (pool.providers.fly_budget); without, it keeps them on its
+    own."""
     from pool.providers.fly import FlyMachineDefaults, FlyProvider
+    from pool.providers.fly_budget import SharedRateLimiter
     from pool.providers.local import LocalProvider
 
     if settings.preview_provider == "fly":

@@ -24,7 +24,7 @@ from app.shutdown import (
     ExitDeadline,
 )
 from app.ui_assets import install_ui
-from pool.logs import configure_logging
+from pool.core.logs import configure_logging
 from sql import seed
 from sql.database import open_pool
 from sql.migrate import apply_migrations

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pool.errors import PoolUnavailable
+from pool.core.errors import PoolUnavailable
 from sql.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)

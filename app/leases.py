@@ -8,7 +8,7 @@
        user's live-session slots (Redis may have been flushed)
     4. promote the pending lease
     5. only for a suspended or stopped machine: queue its wake and answer 202 `booting`; the
-       session becomes active once the machine is up (pool.wake)
+       session becomes active once the machine is up (pool.services.wake)
 
 Failure between 2 and 4 never leaks a machine: a failed commit hands the machine straight back
 (nobody saw it), and a crash leaves a pending lease the reaper reclaims after its TTL.
@@ -38,9 +38,10 @@ from app.errors import bad_request, client_closed, forbidden, too_many, unavaila
 from app.pool_admin import PoolAdminError, check_configured
 from app.resources import Resources
 from app.schemas import CreateSessionBody
-from pool import logs
-from pool.errors import PoolError
-from pool.leasing import (
+from pool.core import logs
+from pool.core.errors import PoolError
+from pool.services.lifecycle import release_session_machine
+from pool.store.leasing import (
     BootReserved,
     Leased,
     LeaseRequest,
@@ -48,7 +49,6 @@ from pool.leasing import (
     QuotaExceeded,
     RateLimited,
 )
-from pool.lifecycle import release_session_machine
 from sql import sessions
 from sql.errors import DataError, LeaseConflict
 from sql.quotas import PlanLimits, load_lease_context

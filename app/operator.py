@@ -15,9 +15,9 @@ from app.pool_admin import (
     store_bounds,
 )
 from app.settings import Settings
-from pool.inventory import Inventory, PoolKey
-from pool.pool_status import pool_report
-from pool.queue import JobQueue
+from pool.services.pool_status import pool_report
+from pool.store.inventory import Inventory, PoolKey
+from pool.store.queue import JobQueue
 from sql.database import open_pool
 from sql.pool_targets import list_targets
 from workers.jobs import tier_bounds

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from app.schemas import NAME_PATTERN, PoolBoundsBody, TierBoundsBody
 from app.settings import Settings
 from app.validation import first_error
-from pool.inventory import Inventory, PoolKey
-from pool.queue import JobQueue
+from pool.store.inventory import Inventory, PoolKey
+from pool.store.queue import JobQueue
 from sql.pool_targets import PoolTarget, get_target, set_target
 
 

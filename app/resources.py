@@ -14,12 +14,12 @@ from redis.asyncio import Redis
 from app.auth import JwksCache, TokenVerifier
 from app.realtime.hub import Hub
 from app.settings import Settings
-from pool.edit_log import EditLog, EditLogLimits
-from pool.inventory import Inventory
-from pool.leasing import DEFAULT_PREFIX, LeaseBroker
-from pool.metrics import Metrics, make_metrics
-from pool.queue import JobQueue
-from pool.script_batcher import ScriptBatcher
+from pool.edits.edit_log import EditLog, EditLogLimits
+from pool.edits.script_batcher import ScriptBatcher
+from pool.services.metrics import Metrics, make_metrics
+from pool.store.inventory import Inventory
+from pool.store.leasing import DEFAULT_PREFIX, LeaseBroker
+from pool.store.queue import JobQueue
 from sql.database import open_pool
 
 

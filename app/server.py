@@ -24,8 +24,8 @@ from app.realtime.sandbox import sandbox_socket
 from app.resources import open_resources
 from app.routes import admin, dev, health, sessions, ui
 from app.settings import Settings
-from pool import logs
-from pool.gc_pauses import freeze_startup_heap
+from pool.core import logs
+from pool.core.gc_pauses import freeze_startup_heap
 from pool.providers.local_supervisor import SANDBOX_PEER
 
 log = logging.getLogger("app.request")

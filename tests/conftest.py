@@ -153,7 +153,7 @@ def make_user(
 def fill_pool(count: int, template: str = "react-web", region: str = "local") -> list[str]:
     """Register `count` ready machines directly in Redis (the lease path never calls the
     provider, so these need no processes)."""
-    from pool.inventory import Inventory, PoolKey
+    from pool.store.inventory import Inventory, PoolKey
 
     async def fill() -> list[str]:
         import redis.asyncio as aioredis

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from pool.inventory import PoolKey
-from pool.provider import MachineProvider
-from pool.refill import RefillSettings
+from pool.core.provider import MachineProvider
+from pool.services.refill import RefillSettings
+from pool.store.inventory import PoolKey
 
 
 @dataclass(frozen=True)

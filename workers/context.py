@@ -8,11 +8,11 @@ from arq.connections import ArqRedis
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from pool.inventory import Inventory
-from pool.leasing import LeaseBroker
-from pool.metrics import Metrics, make_metrics
-from pool.provider import MachineProvider
-from pool.queue import JobQueue
+from pool.core.provider import MachineProvider
+from pool.services.metrics import Metrics, make_metrics
+from pool.store.inventory import Inventory
+from pool.store.leasing import LeaseBroker
+from pool.store.queue import JobQueue
 from sql.database import open_pool
 from workers.config import WorkerConfig
 

@@ -10,18 +10,18 @@ from typing import Any
 
 from arq import Retry
 
-from pool.edit_log import EditLog, push_snapshot
-from pool.inventory import PoolKey
-from pool.lifecycle import recycle_machine
-from pool.ondemand import boot_for_session
-from pool.policy import PoolBounds, TierBounds, TierPlan
-from pool.provider import Guest
-from pool.reaper import reap as reap_pool
-from pool.reconciler import reconcile as reconcile_pool
-from pool.refill import resize_pool
-from pool.rolling import roll_guest
-from pool.store_identity import forget_store_identity, store_was_reset
-from pool.wake import wake_for_session
+from pool.core.policy import PoolBounds, TierBounds, TierPlan
+from pool.core.provider import Guest
+from pool.edits.edit_log import EditLog, push_snapshot
+from pool.services.lifecycle import recycle_machine
+from pool.services.ondemand import boot_for_session
+from pool.services.reaper import reap as reap_pool
+from pool.services.reconciler import reconcile as reconcile_pool
+from pool.services.refill import resize_pool
+from pool.services.rolling import roll_guest
+from pool.services.wake import wake_for_session
+from pool.store.inventory import PoolKey
+from pool.store.store_identity import forget_store_identity, store_was_reset
 from sql.pool_targets import PoolTarget, list_targets
 from workers.context import WorkerContext
 

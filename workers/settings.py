@@ -15,7 +15,7 @@ from arq import cron
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function, Worker, func
 
-from pool.gc_pauses import freeze_startup_heap
+from pool.core.gc_pauses import freeze_startup_heap
 from workers import jobs
 from workers.config import WorkerConfig
 from workers.context import WorkerContext

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from pool.errors import PoolUnavailable
+from pool.core.errors import PoolUnavailable
 from sql.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)

@@ -7,12 +7,12 @@ position (`known`) is the last seq it is known to have; a gap in what the relay 
 longer holds it).
 
 Every frame the editor sends is activity (app.realtime.activity). When the session ends, by
-whatever path, pool.edit_log.announce_end marks it ended in Redis and publishes `ended`: the
+whatever path, pool.edits.edit_log.announce_end marks it ended in Redis and publishes `ended`: the
 relay sends `ended {reason, status}` and closes the socket with 4000, and append_patch.lua
 refuses any patch that still arrives (`error session_ended`), so nothing is acked for a session
 that is not live. A socket opened on an ended session is told the same way.
 
-Store loss. Seqs mean something only within one epoch of the session's log (pool.edit_log):
+Store loss. Seqs mean something only within one epoch of the session's log (pool.edits.edit_log):
 if Redis loses the log, the next access starts a new epoch. This socket learns it from the
 append that found another epoch, from a relayed patch of another epoch, or from a resync (the
 hub's reconnect after a Redis restart), and sends `welcome` again with the new epoch and head:
@@ -44,7 +44,7 @@ from app.realtime.guard import (
 )
 from app.resources import Resources
 from app.session_tokens import InvalidSessionToken, verify_session_token
-from pool.edit_log import (
+from pool.edits.edit_log import (
     Appended,
     Change,
     Conflict,

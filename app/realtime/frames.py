@@ -90,7 +90,7 @@ class FileChange(BaseModel):
             raise ValueError("a change has either content or delete: true")
 
 
-# An edit log's epoch (pool.edit_log.new_epoch): what the editor or agent last heard.
+# An edit log's epoch (pool.edits.edit_log.new_epoch): what the editor or agent last heard.
 Epoch = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
 
 

@@ -13,7 +13,7 @@ session: a recycle gives the machine a new token, and a socket opened with the l
 whoever read it inside the machine during the last session) must not hear the next user's
 session. It is closed instead (1008).
 
-Epochs. What the agent applied counts in one epoch of the session's log (pool.edit_log). When
+Epochs. What the agent applied counts in one epoch of the session's log (pool.edits.edit_log). When
 Redis loses the log, a new epoch starts at seq 1: this socket learns it from a dropped
 `applied` report, a relayed patch of another epoch, or a resync, and sends `assign` again with
 the new epoch. The agent keeps its files and counts from 0 again; the editor re-sends its
@@ -50,14 +50,14 @@ from app.realtime.guard import (
 )
 from app.realtime.hub import RESYNC, offer
 from app.resources import Resources
-from pool.edit_log import (
+from pool.core.errors import PoolUnavailable
+from pool.edits.edit_log import (
     EditLog,
     EpochChanged,
     applied_outcome,
     machine_channel,
     session_channel,
 )
-from pool.errors import PoolUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from app.schemas import (
     read_json,
 )
 from app.session_tokens import TokenScope, mint_session_token
-from pool import logs
-from pool.leasing import Heartbeat
+from pool.core import logs
+from pool.store.leasing import Heartbeat
 from sql import sessions
 from sql.sessions import SessionRow
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from pool.errors import MachineNotFound, ProviderError
-from pool.provider import Machine, MachineSpec, MachineState, new_machine_token
+from pool.core.errors import MachineNotFound, ProviderError
+from pool.core.provider import Machine, MachineSpec, MachineState, new_machine_token
 from pool.providers.fly_client import FlyAPIError, FlyClient, RetryPolicy
 from pool.providers.fly_create import MachineCreator
 from pool.providers.fly_machines import MAX_WAIT_CALL, PAGE_SIZE, MachinesAPI
@@ -55,7 +55,8 @@ class FlyProvider:
     """The MachineProvider over one Fly app; see the module docstring."""
 
     name = "fly"
-    # The pool may keep suspended and stopped tiers of these machines (pool.provider.pool_tiers).
+    # The pool may keep suspended and stopped tiers of these machines
+    # (pool.core.provider.pool_tiers).
     supports_suspend = True
 
     def __init__(

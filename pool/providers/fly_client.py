@@ -5,7 +5,7 @@ retries 408, 429 and 5xx answers and transport failures with exponential backoff
 honouring `Retry-After` when Fly sends it. httpx exceptions and error answers are translated
 here, once, into the pool's errors:
 
-    ProviderError                  pool.errors
+    ProviderError                  pool.core.errors
     ├── MachineNotFound            404
     ├── CapacityExhausted          capacity or quota refusals (research notes section 4)
     ├── OutcomeUnknown             a non-idempotent request may or may not have taken effect
@@ -29,8 +29,8 @@ from urllib.parse import quote
 import httpx
 import pydantic
 
-from pool.errors import CapacityExhausted, MachineNotFound, ProviderError
-from pool.policy import backoff_delay
+from pool.core.errors import CapacityExhausted, MachineNotFound, ProviderError
+from pool.core.policy import backoff_delay
 from pool.providers.fly_models import ErrorBody, LeaseEnvelope
 from pool.providers.fly_ratelimit import Limiter
 

@@ -17,8 +17,8 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 
-from pool.errors import CapacityExhausted, ProviderError
-from pool.provider import MachineSpec, MachineState, new_machine_token
+from pool.core.errors import CapacityExhausted, ProviderError
+from pool.core.provider import MachineSpec, MachineState, new_machine_token
 from pool.providers.fly_client import OutcomeUnknown
 from pool.providers.fly_machines import MachinesAPI
 from pool.providers.fly_models import (

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pool.errors import ProviderError
+from pool.core.errors import ProviderError
 from pool.providers.fly_client import FlyClient, parse
 from pool.providers.fly_models import ExecResult, MachineBody, MachineList
 

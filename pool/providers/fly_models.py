@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from pool.provider import Machine, MachineState
+from pool.core.provider import Machine, MachineState
 
 # Fly's states (research notes section 3) onto the provider's. Suspended and suspending have
 # their own provider states: the pool's suspended tier must tell a snapshot that resumes in a few
@@ -226,7 +226,7 @@ def to_machine(body: MachineBody, *, app_name: str, agent_port: int) -> Machine:
         extra["token"] = str(env[TOKEN_ENV])
     guest = body.config.get("guest")
     if isinstance(guest, dict) and "cpus" in guest and "memory_mb" in guest:
-        # What a rolling resize compares with the pool's wanted size (pool.provider.guest_of).
+        # What a rolling resize compares with the pool's wanted size (pool.core.provider.guest_of).
         extra.update(guest_cpus=str(guest["cpus"]), guest_memory_mb=str(guest["memory_mb"]))
     if body.private_ip:
         extra["private_ip"] = body.private_ip

@@ -39,7 +39,7 @@ _PRUNE_ABOVE = 1024
 
 class Limiter(Protocol):
     """Waits until a call of `action` on `scope` is within Fly's limits. RateLimiter keeps the
-    buckets in this process; pool.fly_budget.SharedRateLimiter keeps them in Redis, for
+    buckets in this process; pool.providers.fly_budget.SharedRateLimiter keeps them in Redis, for
     every process of the deployment."""
 
     async def acquire(self, action: str, scope: str) -> None: ...

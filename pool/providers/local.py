@@ -38,8 +38,8 @@ from pathlib import Path
 
 import httpx
 
-from pool.errors import MachineNotFound, ProviderError
-from pool.provider import Machine, MachineSpec, MachineState, new_machine_token
+from pool.core.errors import MachineNotFound, ProviderError
+from pool.core.provider import Machine, MachineSpec, MachineState, new_machine_token
 from pool.providers import local_cgroup, local_isolation, local_process
 from pool.providers.local_records import MachineRecord, MachineStore
 from pool.providers.local_supervisor import LISTEN_FD, TOKEN_FD, Plan

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pool.errors import ProviderError
+from pool.core.errors import ProviderError
 from pool.providers import local_cgroup
 from pool.providers.local_supervisor import Forward
 

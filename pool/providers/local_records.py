@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pool.errors import MachineNotFound, ProviderError
-from pool.provider import MachineState
+from pool.core.errors import MachineNotFound, ProviderError
+from pool.core.provider import MachineState
 
 logger = logging.getLogger(__name__)
 

@@ -93,7 +93,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     agent = Agent(config, workspace, state_file)
     # Startup's objects (modules, the template's file list) out of every later full collection,
-    # as the orchestrator does (pool/gc_pauses.py): a full collection walking them is a pause
+    # as the orchestrator does (pool/core/gc_pauses.py): a full collection walking them is a pause
     # on every edit's way through the agent.
     gc.collect()
     gc.freeze()

@@ -66,7 +66,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.auth import mint_hs256_token
-from pool.inventory import Inventory, PoolKey
+from pool.store.inventory import Inventory, PoolKey
 from tests.bench import common
 from tests.bench.common import (
     POSTGRES,

@@ -64,7 +64,7 @@ import redis
 import redis.asyncio as aioredis
 
 from app.auth import mint_hs256_token
-from pool.inventory import Inventory, PoolKey
+from pool.store.inventory import Inventory, PoolKey
 from tests.bench import common
 from tests.bench.common import (
     POSTGRES,

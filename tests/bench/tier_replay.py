@@ -5,14 +5,16 @@
 
 What runs, and what is simulated:
 
-  * The pool's REAL code: the lease script (pool/lua/lease.lua on the real Redis at
+  * The pool's REAL code: the lease script (pool/store/lua/lease.lua on the real Redis at
     a database claimed for the run (tests/redis_claim.py; BENCH_REDIS_URL names one instead),
     under a key prefix per scenario that is
     cleared first; the scenarios run in parallel processes, --jobs), promote
-    and release, the refill (pool.refill.resize_pool: the tier policy, creates, moves between
-    tiers, destroys), the wake of a machine leased from a lower tier (pool.tiers.bring_to, what
+    and release, the refill (pool.services.refill.resize_pool: the tier policy, creates, moves
+    between
+    tiers, destroys), the wake of a machine leased from a lower tier (pool.services.tiers.bring_to,
+    what
     the wake_machine job does), on-demand boots (create_and_wait + claim_leased, what
-    boot_session does) and the recycle (pool.lifecycle.recycle_machine). FlyProvider drives
+    boot_session does) and the recycle (pool.services.lifecycle.recycle_machine). FlyProvider drives
     the Fly fake (tests/fakes/fly_api.py, in-process, requests validated against Fly's
     OpenAPI document (a sample of them: --validate-every) and held to Fly's rate limits).
   * A discrete-event simulation around it: arrivals, session lengths and the worker's crons
@@ -35,7 +37,7 @@ Scenarios: (a) hot-only: a hot tier with an operator minimum B; (b) tiered: hot 
 suspended up to 20, stopped minimum B - 2; (c) no pool: every lease boots on demand. Each
 reports the hit ratio (leases served without a create), p50/p99 time to machine (lease to a
 started, healthy machine), and idle machine-seconds: started machines that serve no session
-(weight 1.0), suspended (0.10) and stopped (0.06) ones (pool.policy.TierCosts; the cost model
+(weight 1.0), suspended (0.10) and stopped (0.06) ones (pool.core.policy.TierCosts; the cost model
 is in docs/architecture.md). Exit status 1 when tiered misses >= 99 % hits or costs more than
 half of hot-only.
 
@@ -61,15 +63,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from pool.inventory import Inventory, PoolKey
-from pool.leasing import BootReserved, LeaseBroker, Leased, LeaseRequest
-from pool.lifecycle import recycle_machine
-from pool.metrics import NullMetrics
-from pool.policy import DemandSample, PoolBounds, TierBounds, TierCosts, TierLatencies
+from pool.core.policy import DemandSample, PoolBounds, TierBounds, TierCosts, TierLatencies
+from pool.core.states import Tier
 from pool.providers.fly import FlyProvider
-from pool.refill import DEMAND_WINDOW_SECONDS, RefillSettings, create_and_wait, resize_pool
-from pool.states import Tier
-from pool.tiers import bring_to
+from pool.services.lifecycle import recycle_machine
+from pool.services.metrics import NullMetrics
+from pool.services.refill import DEMAND_WINDOW_SECONDS, RefillSettings, create_and_wait, resize_pool
+from pool.services.tiers import bring_to
+from pool.store.inventory import Inventory, PoolKey
+from pool.store.leasing import BootReserved, LeaseBroker, Leased, LeaseRequest
 from tests.fakes.fly_api import FakeFlyAPI
 from tests.fakes.fly_faults import FlyNetwork
 from tests.fakes.fly_state import Latencies

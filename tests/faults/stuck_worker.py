@@ -23,11 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pool.inventory import PoolKey
-from pool.logs import configure_logging
-from pool.provider import Machine, MachineState
+from pool.core.logs import configure_logging
+from pool.core.provider import Machine, MachineState
 from pool.providers.local import LocalProvider
-from pool.refill import RefillSettings
+from pool.services.refill import RefillSettings
+from pool.store.inventory import PoolKey
 from workers.config import WorkerConfig
 from workers.supervisor import run_worker
 

@@ -18,8 +18,8 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.sync_api import Page
 
-from pool.leasing import DEFAULT_PREFIX
 from pool.providers.local import LocalProvider
+from pool.store.leasing import DEFAULT_PREFIX
 from tests.conftest import free_port
 from tests.e2e.browser import chromium
 from tests.e2e.editor import Editor

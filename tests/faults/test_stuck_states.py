@@ -32,11 +32,11 @@ from arq.connections import RedisSettings, create_pool
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from pool.leasing import LeaseBroker, Leased, LeaseRequest
-from pool.lifecycle import end_and_release
-from pool.provider import Machine
+from pool.core.provider import Machine
 from pool.providers.local import LocalProvider
-from pool.queue import JobQueue
+from pool.services.lifecycle import end_and_release
+from pool.store.leasing import LeaseBroker, Leased, LeaseRequest
+from pool.store.queue import JobQueue
 from sql.database import open_pool
 from sql.sessions import record_session
 from sql.states import SessionStatus

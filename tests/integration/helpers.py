@@ -16,8 +16,8 @@ import httpx
 import psycopg
 from redis.asyncio import Redis
 
-from pool.inventory import Inventory, PoolKey
 from pool.providers.local import LocalProvider
+from pool.store.inventory import Inventory, PoolKey
 from tests.conftest import ADMIN_URL, JWT_SECRET, REDIS_URL, TOKEN_SECRET, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

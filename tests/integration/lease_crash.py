@@ -3,7 +3,7 @@
     python -m tests.integration.lease_crash REDIS_URL DATABASE_URL USER PROJECT SESSION \
         PENDING_TTL_MS {reserve|commit}
 
-takes the real Redis reservation (pool.leasing.LeaseBroker.lease), with `commit` also records
+takes the real Redis reservation (pool.store.leasing.LeaseBroker.lease), with `commit` also records
 the session in Postgres (sql.sessions.record_session), prints the lease as one JSON line, and
 then SIGKILLs itself before promoting: exactly what a web process dying there leaves behind.
 """
@@ -20,7 +20,7 @@ import uuid
 import psycopg
 from redis.asyncio import Redis
 
-from pool.leasing import LeaseBroker, Leased, LeaseRequest
+from pool.store.leasing import LeaseBroker, Leased, LeaseRequest
 from sql.sessions import record_session
 from tests.conftest import new_session
 

@@ -22,10 +22,10 @@ from app.preview_request import redirect_target
 from app.server import create_app
 from app.session_tokens import TokenScope, mint_session_token, verify_session_token
 from app.settings import Settings, load_settings
-from pool.edit_log import Change, EditLog, Ended, announce_end
-from pool.leasing import LeaseBroker
-from pool.metrics import make_metrics
-from pool.reaper import reap
+from pool.edits.edit_log import Change, EditLog, Ended, announce_end
+from pool.services.metrics import make_metrics
+from pool.services.reaper import reap
+from pool.store.leasing import LeaseBroker
 from sql.database import open_pool
 from tests.conftest import REDIS_URL, TOKEN_SECRET, User, fill_pool, make_user
 from tests.integration.live import live_server

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from pool.edit_log import Appended, Change, Conflict, EditLog
+from pool.edits.edit_log import Appended, Change, Conflict, EditLog
 from tests.conftest import REDIS_URL
 
 

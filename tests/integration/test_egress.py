@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from pool.provider import MachineSpec, MachineState
+from pool.core.provider import MachineSpec, MachineState
 from pool.providers.local import LocalProvider
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Fly's rate limits shared by several processes through Redis (pool/fly_budget.py).
+"""Fly's rate limits shared by several processes through Redis (pool/providers/fly_budget.py).
 
 Each FlyProvider below stands for one `worker` process: its own HTTP client and limiter, the
 same Fly app. The fake counts every request Fly would have refused. Time is real here (the
@@ -14,10 +14,10 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from pool.errors import ProviderError
-from pool.fly_budget import SharedRateLimiter
-from pool.provider import MachineSpec
+from pool.core.errors import ProviderError
+from pool.core.provider import MachineSpec
 from pool.providers.fly import FlyProvider, RetryPolicy
+from pool.providers.fly_budget import SharedRateLimiter
 from pool.providers.fly_ratelimit import Rate
 from tests.fakes.fly_api import FakeFlyAPI
 from tests.fakes.fly_faults import FlyNetwork

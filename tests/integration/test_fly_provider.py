@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pool.errors import CapacityExhausted, MachineNotFound, ProviderError
-from pool.provider import Machine, MachineSpec, MachineState
+from pool.core.errors import CapacityExhausted, MachineNotFound, ProviderError
+from pool.core.provider import Machine, MachineSpec, MachineState
 from pool.providers.fly import FlyMachineDefaults, FlyProvider
 from pool.providers.fly_client import FlyAPIError, LeaseConflict, error_from_response
 from pool.providers.fly_models import ErrorBody, provider_state

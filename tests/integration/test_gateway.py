@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from app.settings import Settings
-from pool.inventory import Inventory
+from pool.store.inventory import Inventory
 from tests.conftest import REDIS_URL, fill_pool, make_user
 from tests.integration.live import live_server
 

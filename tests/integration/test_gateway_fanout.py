@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from websockets.sync.client import connect
 
 from app.settings import Settings
-from pool.inventory import Inventory
+from pool.store.inventory import Inventory
 from tests.conftest import REDIS_URL, fill_pool, make_user
 from tests.integration.helpers import web_processes
 

@@ -17,11 +17,11 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from pool.inventory import Inventory
-from pool.leasing import Heartbeat, LeaseBroker, Leased, LeaseRequest
-from pool.metrics import NullMetrics
-from pool.reaper import reap
-from pool.states import PoolState
+from pool.core.states import PoolState
+from pool.services.metrics import NullMetrics
+from pool.services.reaper import reap
+from pool.store.inventory import Inventory
+from pool.store.leasing import Heartbeat, LeaseBroker, Leased, LeaseRequest
 from sql.database import open_pool
 from sql.errors import LeaseConflict
 from sql.sessions import NewSession, end_session, record_session

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pool.errors import MachineNotFound, ProviderError
-from pool.provider import Machine, MachineSpec, MachineState
+from pool.core.errors import MachineNotFound, ProviderError
+from pool.core.provider import Machine, MachineSpec, MachineState
 from pool.providers import local_cgroup
 from pool.providers.local import LocalProvider
 

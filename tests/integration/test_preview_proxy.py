@@ -15,9 +15,9 @@ from starlette.testclient import TestClient
 
 from app.server import create_app
 from app.settings import Settings
-from pool.inventory import Inventory, PoolKey
-from pool.provider import MachineSpec, MachineState
+from pool.core.provider import MachineSpec, MachineState
 from pool.providers.local import LocalProvider
+from pool.store.inventory import Inventory, PoolKey
 from tests.conftest import REDIS_URL, make_user
 
 

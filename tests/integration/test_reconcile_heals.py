@@ -15,14 +15,14 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from pool.edit_log import Change, EditLog, Ended
-from pool.errors import UnknownMachine
-from pool.leasing import Heartbeat, Leased, LeaseRequest
-from pool.provider import Machine, MachineState
+from pool.core.errors import UnknownMachine
+from pool.core.provider import Machine, MachineState
+from pool.core.states import PoolState
+from pool.edits.edit_log import Change, EditLog, Ended
 from pool.providers.local import LocalProvider
-from pool.reconciler import ReconcileReport, reconcile
-from pool.refill import RefillSettings, boot_into_pool, create_and_wait
-from pool.states import PoolState
+from pool.services.reconciler import ReconcileReport, reconcile
+from pool.services.refill import RefillSettings, boot_into_pool, create_and_wait
+from pool.store.leasing import Heartbeat, Leased, LeaseRequest
 from sql.sessions import end_session, record_session
 from sql.states import SessionStatus
 from tests.conftest import REDIS_URL, make_user, new_session

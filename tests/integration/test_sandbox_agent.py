@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from pool.provider import MachineSpec, MachineState
+from pool.core.provider import MachineSpec, MachineState
 from pool.providers.local import LocalProvider
 from tests.conftest import free_port
 from tests.e2e.stack import app_source

@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from pool.edit_log import Appended, Change, EditLog
-from pool.script_batcher import BatcherClosed, ScriptBatcher
+from pool.edits.edit_log import Appended, Change, EditLog
+from pool.edits.script_batcher import BatcherClosed, ScriptBatcher
 
 ECHO = "return ARGV[1]"
 FAIL_ON_BAD = "if ARGV[1] == 'bad' then return redis.error_reply('refused') end return ARGV[1]"

@@ -17,8 +17,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.settings import Settings
-from pool.edit_log import EditLog
-from pool.leasing import DEFAULT_PREFIX
+from pool.edits.edit_log import EditLog
+from pool.store.leasing import DEFAULT_PREFIX
 from tests.conftest import REDIS_URL, fill_pool, make_user
 from tests.integration.live import live_server
 from tests.integration.test_gateway import Server, _set_tokens, receive_until, send

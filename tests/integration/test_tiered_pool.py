@@ -24,15 +24,15 @@ from arq.connections import ArqRedis
 
 from app.server import create_app
 from app.settings import Settings
-from pool.inventory import PoolKey
-from pool.leasing import Leased, LeaseRequest
-from pool.policy import TierLatencies
-from pool.provider import MachineSpec, pool_tiers
+from pool.core.policy import TierLatencies
+from pool.core.provider import MachineSpec, pool_tiers
+from pool.core.states import PoolState, Tier
 from pool.providers.fly import FlyProvider
 from pool.providers.local import LocalProvider
-from pool.reconciler import reconcile
-from pool.refill import RefillSettings
-from pool.states import PoolState, Tier
+from pool.services.reconciler import reconcile
+from pool.services.refill import RefillSettings
+from pool.store.inventory import PoolKey
+from pool.store.leasing import Leased, LeaseRequest
 from sql.pool_targets import PoolTarget, set_target
 from tests.conftest import REDIS_URL, User, make_user
 from tests.fakes.fly_api import FakeFlyAPI

@@ -18,13 +18,13 @@ from arq.connections import ArqRedis
 
 from app.server import create_app
 from app.settings import Settings
-from pool.leasing import Leased, LeaseRequest
-from pool.provider import MachineSpec, MachineState
+from pool.core.provider import MachineSpec, MachineState
+from pool.core.states import PoolState
 from pool.providers.local import LocalProvider
-from pool.reconciler import reconcile
-from pool.refill import RefillSettings, boot_into_pool
-from pool.states import PoolState
-from pool.store_identity import identity_key
+from pool.services.reconciler import reconcile
+from pool.services.refill import RefillSettings, boot_into_pool
+from pool.store.leasing import Leased, LeaseRequest
+from pool.store.store_identity import identity_key
 from sql.pool_targets import PoolTarget, set_target
 from sql.sessions import record_session
 from tests.conftest import REDIS_URL, User, make_user, new_session

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pool.inventory import Inventory, PoolKey
+from pool.store.inventory import Inventory, PoolKey
 from tests.conftest import REDIS_URL, free_port, make_user
 
 POOL = PoolKey("react-web", "local")

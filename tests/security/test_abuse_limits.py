@@ -15,8 +15,8 @@ from starlette.testclient import TestClient
 
 from app.server import create_app
 from app.settings import Settings
-from pool.edit_log import Change, EditLog, EditLogLimits
-from pool.leasing import DEFAULT_PREFIX
+from pool.edits.edit_log import Change, EditLog, EditLogLimits
+from pool.store.leasing import DEFAULT_PREFIX
 from tests.conftest import REDIS_URL, fill_pool, make_user
 
 

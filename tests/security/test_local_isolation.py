@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from pool.provider import MachineSpec, MachineState
+from pool.core.provider import MachineSpec, MachineState
 from pool.providers.local import LocalProvider
 from tests.conftest import free_port
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pool.create_backoff import MAX_ERROR_CHARS, CreateBackoff, after_failure, delay_after
+from pool.core.create_backoff import MAX_ERROR_CHARS, CreateBackoff, after_failure, delay_after
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pool.inventory import PoolKey
 from pool.providers.local import LocalProvider
-from pool.refill import RefillSettings
+from pool.services.refill import RefillSettings
+from pool.store.inventory import PoolKey
 from workers.config import WorkerConfig
 from workers.settings import build_worker
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pool.errors import ProviderError
+from pool.core.errors import ProviderError
 from pool.providers import local_cgroup, local_isolation
 from pool.providers.local_cgroup import Layout, Limits
 from pool.providers.local_supervisor import Forward, Plan

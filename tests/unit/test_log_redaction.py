@@ -1,4 +1,4 @@
-"""No credential reaches a log line (pool/logs.py), whoever logs it."""
+"""No credential reaches a log line (pool/core/logs.py), whoever logs it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pool.logs import JsonFormatter, redact
+from pool.core.logs import JsonFormatter, redact
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLWJ5dGVz"
 

@@ -55,7 +55,7 @@ def test_retry_delays_double_up_to_the_cap_with_jitter(
 def test_only_store_errors_count_as_an_outage() -> None:
     import redis.exceptions
 
-    from pool.errors import PoolUnavailable
+    from pool.core.errors import PoolUnavailable
     from sql.errors import DatabaseUnavailable
 
     assert store_of(DatabaseUnavailable("x")) is Store.POSTGRES

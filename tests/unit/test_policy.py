@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pool.policy import (
+from pool.core.policy import (
     HARD_MAX_POOL_SIZE,
     DemandSample,
     PoolBounds,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from pool.inventory import Inventory, PoolKey
-from pool.pool_status import pool_report
+from pool.services.pool_status import pool_report
+from pool.store.inventory import Inventory, PoolKey
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pool.states import TRANSITIONS, PoolState
+from pool.core.states import TRANSITIONS, PoolState
 from sql.states import IllegalTransition, SessionStatus
 
 

@@ -1,4 +1,4 @@
-"""The tier policy (pool.policy: tier_targets, plan_tiers, place_recycled) as tables.
+"""The tier policy (pool.core.policy: tier_targets, plan_tiers, place_recycled) as tables.
 
 Conventions of the tables: demand is `rate` leases per second over a 60 s window, a new machine
 takes `refill` = 15 s, and unless a case says otherwise the latencies are Fly's (resume 0.3 s,
@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from pool.policy import (
+from pool.core.policy import (
     DemandSample,
     Move,
     PoolBounds,
@@ -29,7 +29,7 @@ from pool.policy import (
     target_size,
     tier_targets,
 )
-from pool.states import Tier
+from pool.core.states import Tier
 
 H, S, T = Tier.HOT, Tier.SUSPENDED, Tier.STOPPED
 ALL = frozenset(Tier)

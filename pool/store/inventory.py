@@ -1,6 +1,7 @@
 """The pool's inventory in Redis: which machines exist per (template, region) and in what state.
 
-Leasing lives in pool.leasing; this module covers everything around it: registering machines as
+Leasing lives in pool.store.leasing; this module covers everything around it: registering machines
+as
 they boot and become ready (in a tier), taking ready machines out to destroy them or to move
 them between tiers, forgetting dead machines, and the counts and demand figures the sizing
 policy and operators read.
@@ -19,12 +20,12 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import LockError, ResponseError
 
-from pool.create_backoff import CreateBackoff
-from pool.leasing import DEFAULT_PREFIX
-from pool.policy import TierCounts
-from pool.redis_errors import resolved, translated_redis_errors
-from pool.scripts import Scripts
-from pool.states import PoolState, Tier
+from pool.core.create_backoff import CreateBackoff
+from pool.core.policy import TierCounts
+from pool.core.states import PoolState, Tier
+from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.redis_errors import resolved, translated_redis_errors
+from pool.store.scripts import Scripts
 
 DEMAND_BUCKET_SECONDS = 10
 

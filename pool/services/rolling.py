@@ -2,7 +2,8 @@
 
 One machine (or `batch` of them) at a time is taken out of its tier (state moving: no lease can
 take it), resized by the provider (on Fly: GET, then an update with the whole config and
-`current_version`, notes section 2), brought back to what its tier holds (pool.tiers) and put
+`current_version`, notes section 2), brought back to what its tier holds (pool.services.tiers) and
+put
 back in that tier. The rest of the pool keeps serving meanwhile. Leased, pending and recycling
 machines are never touched: the recycle after their session resizes them. Machines created
 after the operator's change get the new size from the start.
@@ -16,13 +17,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from pool.errors import MachineNotFound, ProviderError
-from pool.inventory import Inventory, PoolKey
-from pool.metrics import Metrics
-from pool.provider import Guest, MachineProvider, SuspendingProvider, guest_of
-from pool.refill import RefillSettings, destroy_machine
-from pool.states import PoolState
-from pool.tiers import bring_to
+from pool.core.errors import MachineNotFound, ProviderError
+from pool.core.provider import Guest, MachineProvider, SuspendingProvider, guest_of
+from pool.core.states import PoolState
+from pool.services.metrics import Metrics
+from pool.services.refill import RefillSettings, destroy_machine
+from pool.services.tiers import bring_to
+from pool.store.inventory import Inventory, PoolKey
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from collections.abc import Mapping
 
 from psycopg_pool import AsyncConnectionPool
 
-from pool.errors import ProviderError
-from pool.inventory import Inventory, PoolKey
-from pool.leasing import LeaseBroker
-from pool.lifecycle import EnqueueRecycle, end_and_release
-from pool.metrics import Metrics
-from pool.provider import Guest, MachineProvider
-from pool.refill import RefillSettings, create_and_wait, destroy_machine
+from pool.core.errors import ProviderError
+from pool.core.provider import Guest, MachineProvider
+from pool.services.lifecycle import EnqueueRecycle, end_and_release
+from pool.services.metrics import Metrics
+from pool.services.refill import RefillSettings, create_and_wait, destroy_machine
+from pool.store.inventory import Inventory, PoolKey
+from pool.store.leasing import LeaseBroker
 from sql import sessions
 from sql.states import SessionStatus
 

@@ -11,9 +11,9 @@ or a machine caught mid-transition (an update that is rebooting it), is not an e
 
 from __future__ import annotations
 
-from pool.errors import ProviderError
-from pool.provider import Machine, MachineProvider, MachineState, SuspendingProvider
-from pool.states import Tier
+from pool.core.errors import ProviderError
+from pool.core.provider import Machine, MachineProvider, MachineState, SuspendingProvider
+from pool.core.states import Tier
 
 _UP = (MachineState.STARTED, MachineState.STARTING)
 

@@ -15,9 +15,9 @@ import secrets
 
 from redis.asyncio import Redis
 
-from pool.errors import PoolUnavailable
-from pool.leasing import DEFAULT_PREFIX
-from pool.redis_errors import resolved, translated_redis_errors
+from pool.core.errors import PoolUnavailable
+from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.redis_errors import resolved, translated_redis_errors
 
 
 def identity_key(prefix: str = DEFAULT_PREFIX) -> str:

@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from redis.asyncio import Redis
 
-from pool.errors import PoolUnavailable
-from pool.leasing import DEFAULT_PREFIX
+from pool.core.errors import PoolUnavailable
 from pool.providers.fly_ratelimit import DEFAULT_RATE, FLY_RATES, Rate, RateLimiter
-from pool.redis_errors import translated_redis_errors
-from pool.scripts import Scripts
+from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.redis_errors import translated_redis_errors
+from pool.store.scripts import Scripts
 
 log = logging.getLogger(__name__)
 

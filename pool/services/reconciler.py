@@ -32,14 +32,14 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
-from pool.edit_log import announce_end, end_unannounced
-from pool.inventory import Inventory, MachineRecord, PoolKey
-from pool.leasing import LeaseBroker
-from pool.lifecycle import EnqueueRecycle, end_and_release, release_session_machine
-from pool.metrics import Metrics
-from pool.provider import Machine, MachineProvider, MachineState
-from pool.refill import destroy_machine
-from pool.states import PoolState, Tier
+from pool.core.provider import Machine, MachineProvider, MachineState
+from pool.core.states import PoolState, Tier
+from pool.edits.edit_log import announce_end, end_unannounced
+from pool.services.lifecycle import EnqueueRecycle, end_and_release, release_session_machine
+from pool.services.metrics import Metrics
+from pool.services.refill import destroy_machine
+from pool.store.inventory import Inventory, MachineRecord, PoolKey
+from pool.store.leasing import LeaseBroker
 from sql import sessions
 from sql.sessions import EndedSession
 from sql.states import SessionStatus

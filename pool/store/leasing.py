@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from pool.redis_errors import resolved, translated_redis_errors
-from pool.scripts import Scripts
-from pool.states import Tier
+from pool.core.states import Tier
+from pool.store.redis_errors import resolved, translated_redis_errors
+from pool.store.scripts import Scripts
 
 DEFAULT_PREFIX = "po:"
 

@@ -1,8 +1,9 @@
 """Backing off creates for a pool whose machines keep failing to come up (a broken template or
 image): without it every resize run (every few seconds) would try again at full speed, forever.
 
-Pure: the state is a value, the clock is passed in. The refill (pool.refill) keeps the state in
-Redis (pool.inventory), shared by every worker, and the operator's pool report shows it.
+Pure: the state is a value, the clock is passed in. The refill (pool.services.refill) keeps the
+state in
+Redis (pool.store.inventory), shared by every worker, and the operator's pool report shows it.
 
     run with creates, none came up   -> failures + 1, no create before now + delay
                                         (delay = base x 2^(failures - 1), capped)

@@ -57,7 +57,7 @@ _NAMES = (
 
 class Scripts:
     def __init__(self, redis: Redis) -> None:
-        folder = resources.files("pool").joinpath("lua")
+        folder = resources.files("pool.store").joinpath("lua")
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(folder.joinpath(f"{name}.lua").read_text())
             for name in _NAMES

@@ -1,8 +1,9 @@
 """Growing, shrinking and re-tiering one pool toward the sizing policy's targets.
 
-The decision is pool.policy's (pure, plan_tiers); this module gathers its inputs from Redis and
+The decision is pool.core.policy's (pure, plan_tiers); this module gathers its inputs from Redis and
 carries the plan out with the provider: creates (new machines boot into the hot tier), moves
-between tiers (pool.tiers: suspend, stop, resume or start a ready machine taken out of the lease
+between tiers (pool.services.tiers: suspend, stop, resume or start a ready machine taken out of the
+lease
 lists meanwhile), and destroys of surplus. A machine is recorded as booting as soon as the
 provider names it; a crash in between leaves a provider machine without a record, which
 reconcile destroys once it is older than its grace period. A crash mid-boot or mid-move leaves a
@@ -10,7 +11,7 @@ reconcile destroys once it is older than its grace period. A crash mid-boot or m
 A machine whose record vanished while it booted (Redis lost it) is destroyed, not pooled: its
 record would lack the token hash.
 
-Creates for a pool that keep failing back off (pool.create_backoff): after a run whose creates
+Creates for a pool that keep failing back off (pool.core.create_backoff): after a run whose creates
 all failed, no create before a capped exponential delay, then one probe, and full speed again as
 soon as a machine comes up.
 
@@ -27,11 +28,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pool.create_backoff import CreateBackoff, after_failure
-from pool.errors import ProviderError, UnknownMachine
-from pool.inventory import Inventory, PoolKey
-from pool.metrics import Metrics
-from pool.policy import (
+from pool.core.create_backoff import CreateBackoff, after_failure
+from pool.core.errors import ProviderError, UnknownMachine
+from pool.core.policy import (
     DEFAULT_COSTS,
     FLY_LATENCIES,
     DemandSample,
@@ -43,9 +42,11 @@ from pool.policy import (
     TierPlan,
     plan_tiers,
 )
-from pool.provider import Guest, MachineProvider, MachineSpec, MachineState, pool_tiers
-from pool.states import TIERS, PoolState, Tier
-from pool.tiers import bring_to
+from pool.core.provider import Guest, MachineProvider, MachineSpec, MachineState, pool_tiers
+from pool.core.states import TIERS, PoolState, Tier
+from pool.services.metrics import Metrics
+from pool.services.tiers import bring_to
+from pool.store.inventory import Inventory, PoolKey
 
 log = logging.getLogger(__name__)
 

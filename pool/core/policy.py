@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pool.states import TIERS, Tier
+from pool.core.states import TIERS, Tier
 
 # No operator setting may ask for more than this many machines of one (template, region): a typo
 # in a bound should not become a provider bill.
@@ -226,7 +226,7 @@ class TierInput:
     `ready` machines wait in each tier now; `arriving` ones are on their way into a tier
     (booting machines into hot, moving ones into their destination). `refill_seconds` is the
     time to make a new machine (create and boot); `tiers` are the tiers the provider can keep
-    (pool.provider.pool_tiers): a tier it cannot keep gets no machines.
+    (pool.core.provider.pool_tiers): a tier it cannot keep gets no machines.
     """
 
     bounds: TierBounds

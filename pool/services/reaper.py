@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
-from pool.edit_log import announce_idle_warning
-from pool.leasing import LeaseBroker
-from pool.lifecycle import EnqueueRecycle, end_and_release
-from pool.metrics import Metrics
+from pool.edits.edit_log import announce_idle_warning
+from pool.services.lifecycle import EnqueueRecycle, end_and_release
+from pool.services.metrics import Metrics
+from pool.store.leasing import LeaseBroker
 from sql import sessions
 from sql.states import SessionStatus
 

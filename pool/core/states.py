@@ -11,9 +11,9 @@ taken after the dev server came up) or stopped. `moving` is a ready machine take
 lease lists while a worker changes it (suspends, stops or wakes it into another tier, or resizes
 its guest); it comes back as ready in its destination tier, or is destroyed.
 
-The transitions happen inside Lua scripts (pool/lua/), which check the state and the fencing
+The transitions happen inside Lua scripts (pool/store/lua/), which check the state and the fencing
 epoch atomically; this table is what those scripts implement and what the tests hold them to.
-Outside the table: reconcile (pool.reconciler) destroys a machine whose worker died in a
+Outside the table: reconcile (pool.services.reconciler) destroys a machine whose worker died in a
 transient state (booting, recycling, moving, draining), and rebuilds the record of a leased
 machine that Redis lost.
 """

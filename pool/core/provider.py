@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from pool.states import Tier
+from pool.core.states import Tier
 
 
 class MachineState(enum.StrEnum):
@@ -32,7 +32,7 @@ class MachineState(enum.StrEnum):
 def new_machine_token() -> str:
     """A machine's own secret, which its agent presents on the sandbox socket. Providers make
     a new one on create and on every reset, and report it as Machine.metadata["token"]; the
-    pool keeps only its hash (pool.inventory.set_token)."""
+    pool keeps only its hash (pool.store.inventory.set_token)."""
     return secrets.token_urlsafe(24)
 
 

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import redis.exceptions
 
-from pool.errors import PoolUnavailable
+from pool.core.errors import PoolUnavailable
 
 T = TypeVar("T")
 

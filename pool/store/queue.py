@@ -12,7 +12,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from pool.redis_errors import translated_redis_errors
+from pool.store.redis_errors import translated_redis_errors
 
 RESIZE_JOB = "resize"
 RECYCLE_JOB = "recycle"

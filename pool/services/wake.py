@@ -17,14 +17,14 @@ import uuid
 
 from psycopg_pool import AsyncConnectionPool
 
-from pool.errors import ProviderError
-from pool.inventory import Inventory
-from pool.leasing import LeaseBroker
-from pool.lifecycle import EnqueueRecycle, end_and_release
-from pool.metrics import Metrics
-from pool.provider import MachineProvider
-from pool.states import PoolState, Tier
-from pool.tiers import bring_to
+from pool.core.errors import ProviderError
+from pool.core.provider import MachineProvider
+from pool.core.states import PoolState, Tier
+from pool.services.lifecycle import EnqueueRecycle, end_and_release
+from pool.services.metrics import Metrics
+from pool.services.tiers import bring_to
+from pool.store.inventory import Inventory
+from pool.store.leasing import LeaseBroker
 from sql import sessions
 from sql.states import SessionStatus
 

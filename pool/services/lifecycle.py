@@ -15,13 +15,9 @@ from collections.abc import Awaitable, Callable
 
 from psycopg_pool import AsyncConnectionPool
 
-from pool.edit_log import announce_end
-from pool.errors import ProviderError
-from pool.inventory import Inventory, PoolKey
-from pool.leasing import LeaseBroker
-from pool.metrics import Metrics
-from pool.policy import DemandSample, PoolBounds, TierBounds, place_recycled
-from pool.provider import (
+from pool.core.errors import ProviderError
+from pool.core.policy import DemandSample, PoolBounds, TierBounds, place_recycled
+from pool.core.provider import (
     Guest,
     Machine,
     MachineProvider,
@@ -29,9 +25,13 @@ from pool.provider import (
     SuspendingProvider,
     guest_of,
 )
-from pool.refill import RefillSettings, destroy_machine, tier_input
-from pool.states import PoolState, Tier
-from pool.tiers import bring_to
+from pool.core.states import PoolState, Tier
+from pool.edits.edit_log import announce_end
+from pool.services.metrics import Metrics
+from pool.services.refill import RefillSettings, destroy_machine, tier_input
+from pool.services.tiers import bring_to
+from pool.store.inventory import Inventory, PoolKey
+from pool.store.leasing import LeaseBroker
 from sql import sessions
 from sql.sessions import EndedSession
 from sql.states import SessionStatus
@@ -44,7 +44,8 @@ EnqueueRecycle = Callable[[str, int], Awaitable[None]]
 async def release_session_machine(
     broker: LeaseBroker, ended: EndedSession, enqueue_recycle: EnqueueRecycle
 ) -> None:
-    """Tell the session's editors it ended (pool.edit_log.announce_end: from then on none of its
+    """Tell the session's editors it ended (pool.edits.edit_log.announce_end: from then on none of
+    its
     patches is acked), then release what it held: its machine (to be recycled) or its boot
     slot."""
     await announce_end(

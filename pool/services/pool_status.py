@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pool.inventory import Inventory, PoolKey
-from pool.policy import TierBounds
-from pool.states import Tier
+from pool.core.policy import TierBounds
+from pool.core.states import Tier
+from pool.store.inventory import Inventory, PoolKey
 
 DEMAND_WINDOW_SECONDS = 300
 

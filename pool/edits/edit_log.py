@@ -19,11 +19,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from pool.errors import PoolUnavailable
-from pool.leasing import DEFAULT_PREFIX
-from pool.redis_errors import resolved, translated_redis_errors
-from pool.script_batcher import BatcherClosed, ScriptBatcher
-from pool.scripts import Scripts
+from pool.core.errors import PoolUnavailable
+from pool.edits.script_batcher import BatcherClosed, ScriptBatcher
+from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.redis_errors import resolved, translated_redis_errors
+from pool.store.scripts import Scripts
 
 STREAM_MAXLEN = 1000
 MAX_STREAM_BYTES = 16 * 1024 * 1024
@@ -421,7 +421,7 @@ async def announce_end(
     live), and every editor socket hears `ended` and closes. Its stream and snapshot are deleted
     at once (nothing reads them after the end) and its bytes leave the user's budget; the small
     `ended` mark stays for ENDED_MARK_SECONDS. Called right after Postgres recorded the end, by
-    every path that ends a session (pool.lifecycle)."""
+    every path that ends a session (pool.services.lifecycle)."""
     envelope = json.dumps({"kind": "ended", "reason": reason, "status": status})
     async with translated_redis_errors():
         await redis.register_script(_ANNOUNCE_END)(

@@ -22,11 +22,7 @@ from app.pool_admin import PoolAdminError
 from app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from app.shutdown import ExitDeadline
-    from pool.core.provider import MachineProvider
-    from workers.config import WorkerConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +149,7 @@ def _run_web(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from app.shutdown import WORKER_DEADLINE_SECONDS, ExitDeadline
+    from app.wiring import worker_config
     from pool.core.logs import configure_logging
     from workers.supervisor import run_worker
 
@@ -274,71 +271,6 @@ def _dev_secret(path: Path) -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
-
-
-def worker_config(settings: Settings) -> WorkerConfig:
-    from pool.services.refill import RefillSettings
-    from pool.store.inventory import PoolKey
-    from workers.config import WorkerConfig
-
-    assert settings.database_url and settings.redis_url
-    return WorkerConfig(
-        database_url=settings.database_url,
-        redis_url=settings.redis_url,
-        provider_factory=lambda redis: make_provider(settings, redis),
-        default_pools=[PoolKey(t, settings.preview_default_region) for t in settings.templates],
-        default_bounds=(settings.preview_pool_min, settings.preview_pool_max),
-        refill=RefillSettings(
-            refill_seconds=settings.preview_refill_seconds,
-            headroom=settings.preview_pool_headroom,
-            create_backoff_seconds=settings.preview_create_backoff_seconds,
-            create_backoff_max_seconds=settings.preview_create_backoff_max_seconds,
-            # The resize job's timeout (workers.settings caps every job's at the job timeout).
-            resize_lock_seconds=min(120, settings.preview_job_timeout_seconds),
-        ),
-        pending_ttl_ms=int(settings.preview_pending_ttl_seconds * 1000),
-        ondemand_max=settings.preview_ondemand_max,
-        reap_interval_seconds=settings.preview_reap_interval_seconds,
-        reconcile_interval_seconds=settings.preview_reconcile_interval_seconds,
-        agent_lost_seconds=settings.preview_agent_lost_seconds,
-        job_timeout_seconds=settings.preview_job_timeout_seconds,
-        idle_warning_seconds=settings.preview_idle_warning_seconds,
-        db_acquire_timeout_seconds=settings.preview_db_acquire_timeout_seconds,
-        statsd=(
-            settings.preview_statsd_host,
-            settings.preview_statsd_port,
-            settings.preview_statsd_prefix,
-        ),
-    )
-
-
-def make_provider(settings: Settings, redis: Redis | None = None) -> MachineProvider:
-    """The configured provider. With `redis`, a Fly provider shares Fly's rate limits with
-    every other process through it (pool.providers.fly_budget); without, it keeps them on its
-    own."""
-    from pool.providers.fly import FlyMachineDefaults, FlyProvider
-    from pool.providers.fly_budget import SharedRateLimiter
-    from pool.providers.local import LocalProvider
-
-    if settings.preview_provider == "fly":
-        settings.require_service_config()
-        assert settings.fly_api_token and settings.fly_preview_app and settings.preview_image
-        regions = [r.strip() for r in settings.preview_regions.split(",") if r.strip()]
-        return FlyProvider(
-            settings.fly_preview_app,
-            settings.fly_api_token.get_secret_value(),
-            settings.preview_image,
-            regions=regions or [settings.preview_default_region],
-            defaults=FlyMachineDefaults(env=settings.machine_env),
-            limiter=SharedRateLimiter(redis) if redis is not None else None,
-        )
-    return LocalProvider(
-        settings.preview_data_dir.resolve(),
-        orchestrator_ws_url=None if settings.preview_local_placeholder else settings.sandbox_ws_url,
-        # A cold Vite boot on a busy laptop takes several seconds.
-        start_timeout=30.0,
-        pids_max=settings.preview_local_pids_max,
-    )
 
 
 if __name__ == "__main__":

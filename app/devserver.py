@@ -24,6 +24,7 @@ from app.shutdown import (
     ExitDeadline,
 )
 from app.ui_assets import install_ui
+from app.wiring import make_provider, worker_config
 from pool.core.logs import configure_logging
 from sql import seed
 from sql.database import open_pool
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 
 async def run_dev(settings: Settings, *, host: str, port: int, deadline: ExitDeadline) -> None:
-    from app.cli import worker_config
     from workers.supervisor import run_worker
 
     assert settings.database_url
@@ -90,8 +90,6 @@ async def _stop_worker(worker_task: asyncio.Task[None]) -> None:
 async def _destroy_local_machines(settings: Settings) -> None:
     """`dev` owns its machines: the embedded Valkey forgets the pool on restart, so machines
     left running would only become orphans for the next run's reconcile."""
-    from app.cli import make_provider
-
     provider = make_provider(settings)
     try:
         # Bounded: a machine that cannot be stopped in time (a hung process is SIGKILLed after

@@ -16,11 +16,11 @@ from app.pool_admin import (
 )
 from app.settings import Settings
 from pool.services.pool_status import pool_report
+from pool.services.targets import tier_bounds
 from pool.store.inventory import Inventory, PoolKey
 from pool.store.queue import JobQueue
 from sql.database import open_pool
 from sql.pool_targets import list_targets
-from workers.jobs import tier_bounds
 
 
 async def pool_status(settings: Settings) -> list[dict[str, Any]]:

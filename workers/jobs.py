@@ -10,8 +10,7 @@ from typing import Any
 
 from arq import Retry
 
-from pool.core.policy import PoolBounds, TierBounds, TierPlan
-from pool.core.provider import Guest
+from pool.core.policy import TierPlan
 from pool.edits.edit_log import EditLog, push_snapshot
 from pool.services.lifecycle import recycle_machine
 from pool.services.ondemand import boot_for_session
@@ -19,6 +18,7 @@ from pool.services.reaper import reap as reap_pool
 from pool.services.reconciler import reconcile as reconcile_pool
 from pool.services.refill import resize_pool
 from pool.services.rolling import roll_guest
+from pool.services.targets import guest_of_target, tier_bounds
 from pool.services.wake import wake_for_session
 from pool.store.inventory import PoolKey
 from pool.store.store_identity import forget_store_identity, store_was_reset
@@ -33,23 +33,6 @@ log = logging.getLogger(__name__)
 def _deps(ctx: Ctx) -> WorkerContext:
     deps: WorkerContext = ctx["deps"]
     return deps
-
-
-def tier_bounds(target: PoolTarget | None, default: tuple[int, int]) -> TierBounds:
-    """A pool's bounds per tier: the operator's, or the defaults (hot only) when unset."""
-    if target is None:
-        return TierBounds(hot=PoolBounds(*default))
-    return TierBounds(
-        hot=PoolBounds(target.min_size, target.max_size),
-        suspended=PoolBounds(target.suspended_min or 0, target.suspended_max or 0),
-        stopped=PoolBounds(target.stopped_min or 0, target.stopped_max or 0),
-    )
-
-
-def guest_of_target(target: PoolTarget | None) -> Guest | None:
-    if target is None or target.guest_cpus is None or target.guest_memory_mb is None:
-        return None
-    return Guest(target.guest_cpus, target.guest_memory_mb)
 
 
 async def _targets(deps: WorkerContext) -> dict[PoolKey, PoolTarget]:

@@ -23,9 +23,9 @@ from app.pool_admin import (
 from app.routes.common import authenticate, resources
 from app.schemas import read_json
 from pool.services.pool_status import pool_report
+from pool.services.targets import tier_bounds
 from pool.store.inventory import PoolKey
 from sql.pool_targets import PoolTarget, get_target, list_targets, set_target
-from workers.jobs import tier_bounds
 
 
 async def _require_admin(request: Request) -> Principal:

@@ -627,8 +627,8 @@ async def _time_to_machine(
 async def destroy_local_machines(data_dir: Path) -> int:
     """Destroy every machine the local provider knows under `data_dir`, the provider built
     exactly as the worker builds it."""
-    from app.cli import make_provider
     from app.settings import load_settings
+    from app.wiring import make_provider
 
     if not data_dir.exists():
         return 0

@@ -83,7 +83,7 @@ def test_a_fly_machine_is_told_where_the_orchestrator_is_and_may_reach_only_that
 def test_the_fly_provider_passes_the_machine_env_and_no_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from app.cli import make_provider
+    from app.wiring import make_provider
     from pool.providers.fly import FlyProvider
 
     secrets = {"fly_api_token": "fly-secret", "preview_token_secret": "token-secret"}

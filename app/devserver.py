@@ -38,7 +38,41 @@ async def run_dev(settings: Settings, *, host: str, port: int, deadline: ExitDea
 
     assert settings.database_url
     configure_logging(settings.preview_log_level)
-    # The demo editor's npm packages (CodeMirror, the QR renderer): once per lockfile.
+    # The machines go whenever `dev` stops once its stores are up, also during its start: this
+    # data directory may hold machines a `dev` killed outright left running, and a Ctrl-C while
+    # the editor's packages install must not keep them alive.
+    try:
+        await _prepare(settings)
+        server = DeadlineServer(
+            uvicorn.Config(
+                create_app(settings),
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=DEV_DRAIN_SECONDS,
+                **websocket_options(settings),
+            ),
+            deadline,
+        )
+        worker_task = asyncio.create_task(run_worker(worker_config(settings)), name="dev-worker")
+        try:
+            serving = asyncio.create_task(server.serve(), name="dev-web")
+            while not server.started and not serving.done():
+                await asyncio.sleep(0.05)
+            if server.started:
+                print_banner(settings, host, port)
+            await serving
+        finally:
+            await _stop_worker(worker_task)
+    finally:
+        await _destroy_local_machines(settings)
+
+
+async def _prepare(settings: Settings) -> None:
+    """The demo editor's npm packages (CodeMirror, the QR renderer: once per lockfile), the
+    schema, and the demo user and project."""
+    assert settings.database_url
     print("installing the editor's browser packages (first start only) ...", flush=True)
     await asyncio.to_thread(install_ui)
     await apply_migrations(settings.database_url)
@@ -46,32 +80,6 @@ async def run_dev(settings: Settings, *, host: str, port: int, deadline: ExitDea
     async with db, db.connection() as conn:
         await seed.ensure_user(conn, DEMO_USER_ID, DEMO_EMAIL)
         await seed.ensure_project(conn, DEMO_PROJECT_ID, DEMO_USER_ID, "Demo project")
-
-    server = DeadlineServer(
-        uvicorn.Config(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=DEV_DRAIN_SECONDS,
-            **websocket_options(settings),
-        ),
-        deadline,
-    )
-    worker_task = asyncio.create_task(run_worker(worker_config(settings)), name="dev-worker")
-    try:
-        serving = asyncio.create_task(server.serve(), name="dev-web")
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.05)
-        if server.started:
-            print_banner(settings, host, port)
-        await serving
-    finally:
-        try:
-            await _stop_worker(worker_task)
-        finally:
-            await _destroy_local_machines(settings)
 
 
 async def _stop_worker(worker_task: asyncio.Task[None]) -> None:

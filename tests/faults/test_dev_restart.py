@@ -134,8 +134,10 @@ def test_a_dev_killed_outright_leaves_nothing_once_the_next_one_stops(
     second = _dev(data_dir, log)
     try:
         # Its Valkey kept the first one's records (append-only file), so it may adopt the first
-        # one's machines rather than make its own: any machine of the directory will do.
+        # one's machines rather than make its own: any machine of the directory will do, but it
+        # must be serving (else this is the test below).
         _wait_up(second, data_dir, log)
+        _wait_for(log, "preview orchestrator is up", count=2)
     finally:
         second.send_signal(signal.SIGTERM)
         try:
@@ -149,3 +151,38 @@ def test_a_dev_killed_outright_leaves_nothing_once_the_next_one_stops(
         time.sleep(0.2)
     assert leaked == {}, f"{leaked}\n{_tail(log)}"
     assert second.returncode in (0, 130), _tail(log)
+
+
+def test_a_dev_stopped_while_it_starts_still_stops_what_a_killed_one_left(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A `dev` killed outright left a machine; the next one is stopped (SIGTERM, as Ctrl-C) as
+    soon as its stores are up, before it serves: the machine goes all the same (it lived on
+    when the stop came before the web server was up)."""
+    log = tmp_path / "dev.log"
+    first = _dev(data_dir, log)
+    try:
+        _wait_up(first, data_dir, log)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert any("--machine" in command for command in _processes_of(data_dir).values())
+
+    second = _dev(data_dir, log)
+    try:
+        # Its stores are up and it prepares the rest (packages, schema, demo user): not serving.
+        _wait_for(log, "installing the editor's browser packages", count=2)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(STOP_TIMEOUT)
+    deadline = time.monotonic() + 10.0
+    while (leaked := _processes_of(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leaked == {}, f"{leaked}\n{_tail(log)}"
+
+
+def _wait_for(log: Path, text: str, *, count: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while log.read_text(errors="replace").count(text) < count:
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{_tail(log)}"
+        time.sleep(0.1)

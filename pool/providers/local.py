@@ -41,7 +41,7 @@ import httpx
 from pool.core.errors import MachineNotFound, ProviderError
 from pool.core.provider import Machine, MachineSpec, MachineState, new_machine_token
 from pool.providers import local_cgroup, local_isolation, local_process
-from pool.providers.local_records import MachineRecord, MachineStore
+from pool.providers.local_records import LocalMachineFile, MachineStore
 from pool.providers.local_supervisor import LISTEN_FD, TOKEN_FD, Plan
 
 # pool may not import sandbox (import-linter), so the agent is located on disk: the directory
@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 
 def observed_state(
-    record: MachineRecord, *, alive: bool, healthy: bool, now: float, start_timeout: float
+    record: LocalMachineFile, *, alive: bool, healthy: bool, now: float, start_timeout: float
 ) -> MachineState:
     """The state to report for a record, given what probing its process just found."""
     if record.state not in RUNNING:
@@ -132,7 +132,7 @@ class LocalProvider:
         await self._ensure_template(spec.template)
         machine_id = f"loc-{secrets.token_hex(6)}"
         self._store.make_dirs(machine_id)
-        record = MachineRecord(
+        record = LocalMachineFile(
             id=machine_id,
             template=spec.template,
             region=spec.region,
@@ -222,7 +222,7 @@ class LocalProvider:
         # this instance.
         await self._http.aclose()
 
-    def _spawn(self, record: MachineRecord) -> None:
+    def _spawn(self, record: LocalMachineFile) -> None:
         taken = {
             other.port
             for other in self._store.records(exclude=record.id)
@@ -240,22 +240,27 @@ class LocalProvider:
             "PYTHONPATH": str(SOURCE_ROOT),
             "PYTHONUNBUFFERED": "1",
         }
+
+        def recorded(pid: int) -> None:
+            # Before the supervisor has its plan: a process killed between the spawn and this
+            # write would leave a machine running that no record names, so nothing would stop.
+            self._children.add(pid)
+            record.port, record.pid, record.pgid = port, pid, pid
+            record.state, record.started_at = MachineState.STARTING, time.time()
+            self._store.write(record)
+
         try:
             with local_process.listen_socket(self._host, record.port, taken) as listener:
                 port: int = listener.getsockname()[1]
                 plan = self._plan(record, port, env)
-                pid = local_process.spawn(
+                local_process.spawn(
                     supervisor, env, self._store.log_path(record.id), plan.to_json().encode(),
-                    listener,
+                    listener, recorded,
                 )  # fmt: skip
         except OSError as exc:
             raise ProviderError(f"could not start machine {record.id}: {exc}") from exc
-        self._children.add(pid)
-        record.port, record.pid, record.pgid = port, pid, pid
-        record.state, record.started_at = MachineState.STARTING, time.time()
-        self._store.write(record)
 
-    def _plan(self, record: MachineRecord, port: int, env: dict[str, str]) -> Plan:
+    def _plan(self, record: LocalMachineFile, port: int, env: dict[str, str]) -> Plan:
         workspace = self._store.workspace(record.id)
         command = [
             self._python, "-m",
@@ -332,7 +337,7 @@ class LocalProvider:
             raise ProviderError(f"could not install template {template}: {output.decode()}")
         self._installed_templates.add(template)
 
-    async def _stop_locked(self, record: MachineRecord) -> None:
+    async def _stop_locked(self, record: LocalMachineFile) -> None:
         if record.state is MachineState.STOPPED:
             return
         if record.pid is not None:
@@ -357,7 +362,7 @@ class LocalProvider:
         except OSError as exc:
             logger.warning("machine %s: could not remove its cgroup: %s", machine_id, exc)
 
-    async def _observe(self, record: MachineRecord) -> Machine:
+    async def _observe(self, record: LocalMachineFile) -> Machine:
         alive = record.pid is not None and self._alive(record.pid)
         healthy = alive and await self._probe_health(record)
         state = observed_state(
@@ -371,7 +376,7 @@ class LocalProvider:
             await self._mark_started(record)
         return self._machine(record, state, healthy)
 
-    async def _mark_started(self, record: MachineRecord) -> None:
+    async def _mark_started(self, record: LocalMachineFile) -> None:
         # Opportunistic: if someone holds the lock they are changing the machine anyway.
         try:
             async with self._store.machine_lock(record.id, timeout=0):
@@ -382,7 +387,7 @@ class LocalProvider:
         except ProviderError:
             pass
 
-    async def _probe_health(self, record: MachineRecord) -> bool:
+    async def _probe_health(self, record: LocalMachineFile) -> bool:
         try:
             response = await self._http.get(f"{self._address(record)}/healthz")
             body = response.json()
@@ -405,10 +410,10 @@ class LocalProvider:
             if local_process.reap(pid):
                 self._children.discard(pid)
 
-    def _address(self, record: MachineRecord) -> str:
+    def _address(self, record: LocalMachineFile) -> str:
         return f"http://{self._host}:{record.port}" if record.port is not None else ""
 
-    def _machine(self, record: MachineRecord, state: MachineState, healthy: bool) -> Machine:
+    def _machine(self, record: LocalMachineFile, state: MachineState, healthy: bool) -> Machine:
         metadata = dict(record.metadata)
         metadata["workspace"] = str(self._store.workspace(record.id))
         if record.pid is not None:

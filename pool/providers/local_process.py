@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 POLL_SECONDS = 0.05
@@ -29,12 +29,19 @@ FIRST_SOURCE_FD = 10
 
 
 def spawn(
-    argv: Sequence[str], env: dict[str, str], log_path: Path, stdin: bytes, listener: socket.socket
+    argv: Sequence[str],
+    env: dict[str, str],
+    log_path: Path,
+    stdin: bytes,
+    listener: socket.socket,
+    spawned: Callable[[int], None],
 ) -> int:
     """Start argv in a new session (its own process group) and return its pid.
 
     The child reads `stdin` (then EOF) on fd 0 and inherits `listener` as fd LISTEN_FD; its
-    stdout and stderr go to `log_path`.
+    stdout and stderr go to `log_path`. `spawned(pid)` runs before the child gets its input: a
+    caller that records the pid there never has a child at work that no record names (killed
+    before it, the child reads EOF and exits; should it raise, likewise).
     """
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     read_end, write_end = os.pipe()
@@ -53,6 +60,7 @@ def spawn(
             ],
             setsid=True,
         )
+        spawned(pid)
         # After the spawn, so a large input cannot fill the pipe with nobody reading it. A child
         # that died at once breaks the pipe: it reads as FAILED, with its log, like any other.
         with contextlib.suppress(BrokenPipeError), open(write_end, "wb", closefd=False) as pipe:

@@ -37,7 +37,10 @@ LOCK_POLL_SECONDS = 0.02
 
 
 @dataclass
-class MachineRecord:
+class LocalMachineFile:
+    """What a local machine's `machine.json` holds: the provider's own view of its process
+    (the pool's view of a machine is pool.store.inventory.MachineRecord, in Redis)."""
+
     id: str
     template: str
     region: str
@@ -54,7 +57,7 @@ class MachineRecord:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> MachineRecord:
+    def from_json(cls, text: str) -> LocalMachineFile:
         raw: dict[str, Any] = json.loads(text)
         raw["state"] = MachineState(raw["state"])
         return cls(**raw)
@@ -94,16 +97,16 @@ class MachineStore:
         except OSError as exc:
             raise ProviderError(f"could not wipe machine {machine_id}: {exc}") from exc
 
-    def read(self, machine_id: str) -> MachineRecord:
+    def read(self, machine_id: str) -> LocalMachineFile:
         path = self.machine_dir(machine_id) / RECORD_NAME
         try:
-            return MachineRecord.from_json(path.read_text())
+            return LocalMachineFile.from_json(path.read_text())
         except FileNotFoundError as exc:
             raise MachineNotFound(machine_id) from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise ProviderError(f"unreadable record for machine {machine_id}: {exc}") from exc
 
-    def write(self, record: MachineRecord) -> None:
+    def write(self, record: LocalMachineFile) -> None:
         directory = self.machine_dir(record.id)
         # A writer-unique temporary name, so two writers never interleave in one file.
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".machine.", suffix=".tmp")
@@ -123,7 +126,7 @@ class MachineStore:
             return []
         return [name for name in names if not name.startswith(".")]
 
-    def records(self, exclude: str | None = None) -> list[MachineRecord]:
+    def records(self, exclude: str | None = None) -> list[LocalMachineFile]:
         """Every readable record; machines being created or destroyed right now are skipped."""
         found = []
         for machine_id in self.ids():

@@ -50,7 +50,7 @@ from pool.store.leasing import (
     RateLimited,
 )
 from sql import sessions
-from sql.errors import DataError, LeaseConflict
+from sql.errors import DataError, LedgerConflict
 from sql.quotas import PlanLimits, load_lease_context
 from sql.sessions import ConcurrentLimitReached, NewSession, SessionRow
 from sql.states import SessionStatus
@@ -194,7 +194,7 @@ async def _commit_lease(
             f"your plan allows {limits.max_concurrent_sessions} concurrent sessions",
             30_000,
         ) from None
-    except LeaseConflict:
+    except LedgerConflict:
         # The reaper fenced this lease: the commit came after the pending TTL. The machine is
         # no longer ours; only the user's session slot needs dropping.
         await res.broker.forget_session(new.template, new.region, new.id, new.user_id)

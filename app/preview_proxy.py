@@ -63,6 +63,7 @@ from app.session_tokens import (
     verify_session_token,
 )
 from sql import sessions
+from sql.states import SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,8 @@ class PreviewRouter:
             return cached[1], cached[2]
         async with res.db.connection() as conn:
             row = await sessions.get_session(conn, session_id)
-        machine_id = row.container_id if row is not None and row.status == "active" else None
+        active = row is not None and row.status is SessionStatus.ACTIVE
+        machine_id = row.machine_id if active and row is not None else None
         record = await res.inventory.machine(machine_id) if machine_id else None
         address = record.address if record is not None else None
         if machine_id is not None and address is None:

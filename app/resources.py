@@ -18,7 +18,8 @@ from pool.edits.edit_log import EditLog, EditLogLimits
 from pool.edits.script_batcher import ScriptBatcher
 from pool.services.metrics import Metrics, make_metrics
 from pool.store.inventory import Inventory
-from pool.store.leasing import DEFAULT_PREFIX, LeaseBroker
+from pool.store.keys import DEFAULT_PREFIX
+from pool.store.leasing import LeaseBroker
 from pool.store.queue import JobQueue
 from sql.database import open_pool
 

@@ -6,19 +6,63 @@ pydantic sits at this trust boundary only: strict types, unknown fields refused.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 
+from app.devices import DEVICES
 from app.errors import ApiError, bad_request
 from app.validation import first_error
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
+# The canonical text of a UUID, as JSON Schema's `uuid` format has it: uuid.UUID alone would
+# also take braces, a `urn:uuid:` prefix or 32 bare hex digits, which the document refuses.
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+# A name whose allowed values the deployment decides (PREVIEW_TEMPLATES, the regions) or the
+# device catalogue does: app/openapi.py fills in the values, per application, as an enum.
+CHOICES = "x-choices"
+# A reference to one of EXTRA_COMPONENTS by name (pydantic would try to resolve a `$ref`).
+COMPONENT = "x-component"
 BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+def _uuid_from_text(value: object) -> object:
+    # Strict mode refuses strings for UUIDs; JSON has no UUID type, so parse it here.
+    if isinstance(value, str):
+        if not _UUID_TEXT.fullmatch(value):
+            # Its own error type: a query names it `invalid_id`, as the path's ids are.
+            raise PydanticCustomError("invalid_id", "must be a UUID")
+        return uuid.UUID(value)
+    return value
+
+
+def _integral(value: object) -> object:
+    # JSON Schema's `integer` is any number with no fractional part: 5.0 and 5e0 are integers
+    # to every client that validates against the document, so take them as 5.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+UuidText = Annotated[uuid.UUID, BeforeValidator(_uuid_from_text)]
+Whole = Annotated[int, BeforeValidator(_integral)]
+TemplateName = Annotated[str, Field(pattern=NAME_PATTERN, json_schema_extra={CHOICES: "templates"})]
+RegionName = Annotated[str, Field(pattern=NAME_PATTERN, json_schema_extra={CHOICES: "regions"})]
+DeviceName = Annotated[str, Field(pattern=NAME_PATTERN, json_schema_extra={CHOICES: "devices"})]
+PoolName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class _Body(BaseModel):
@@ -27,26 +71,65 @@ class _Body(BaseModel):
     )
 
 
+def _device_fits_platform(schema: dict[str, Any]) -> None:
+    """The rule `leases` applies (a device named with a `deviceType` must be of that platform),
+    stated in the document so a client sees it before the 400."""
+    rules = []
+    for platform in ("web", "ios", "android"):
+        ids = [d.id for d in DEVICES if d.platform == platform]
+        rules.append(
+            {
+                "if": {
+                    "properties": {"deviceType": {"const": platform}},
+                    "required": ["deviceType"],
+                },
+                "then": {"properties": {"device": {"anyOf": [{"enum": ids}, {"type": "null"}]}}},
+            }
+        )
+    schema["allOf"] = rules
+
+
+_NO_NUL = {"pattern": "^[^\\x00]*$"}
+_JSON_VALUE = {COMPONENT: "JsonValue"}
+# Schemas the models refer to by name that pydantic does not generate: the options are checked
+# by a validator (a recursive model would stop at pydantic's recursion limit, well before the
+# parser's), so the document spells out what it takes.
+EXTRA_COMPONENTS: dict[str, Any] = {
+    "JsonValue": {
+        "description": "any JSON value with no NUL character in its strings or names",
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "number"},
+            {"type": "string", **_NO_NUL},
+            {"type": "array", "items": _JSON_VALUE},
+            {
+                "type": "object",
+                "propertyNames": _NO_NUL,
+                "additionalProperties": _JSON_VALUE,
+            },
+        ],
+    }
+}
+
+
+def _options_schema(schema: dict[str, Any]) -> None:
+    schema["description"] = "at most 4 KiB as JSON; no NUL characters"
+    schema["propertyNames"] = _NO_NUL
+    schema["additionalProperties"] = _JSON_VALUE
+
+
 class CreateSessionBody(_Body):
-    project_id: uuid.UUID
+    model_config = ConfigDict(json_schema_extra=_device_fits_platform)
+
+    project_id: UuidText
     # The platform (the seed's field); `device` names a device of the catalogue on it. Either
     # alone is enough: the device picks its platform, the platform its default device.
     device_type: Literal["web", "ios", "android"] | None = None
-    device: str | None = Field(default=None, pattern=NAME_PATTERN)
-    template: str | None = Field(default=None, pattern=NAME_PATTERN)
-    region: str | None = Field(default=None, pattern=NAME_PATTERN)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("project_id", mode="before")
-    @classmethod
-    def _uuid_from_text(cls, value: object) -> object:
-        # Strict mode refuses strings for UUIDs; JSON has no UUID type, so parse it here.
-        if isinstance(value, str):
-            try:
-                return uuid.UUID(value)
-            except ValueError:
-                raise ValueError("must be a UUID") from None
-        return value
+    device: DeviceName | None = None
+    template: TemplateName | None = None
+    region: RegionName | None = None
+    options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_options_schema)
 
     @field_validator("options")
     @classmethod
@@ -82,26 +165,54 @@ def _contains_nul(value: Any) -> bool:
 class TierBoundsBody(_Body):
     """One lower tier's bounds (Fly pools): how many suspended or stopped machines to keep."""
 
-    min: int = Field(ge=0, le=1000)
-    max: int = Field(ge=0, le=1000)
+    min: Whole = Field(ge=0, le=1000)
+    max: Whole = Field(ge=0, le=1000)
 
 
 class GuestBody(_Body):
     """The machines' size; a change rolls through the pool's ready machines."""
 
-    cpus: int = Field(ge=1, le=16)
-    memory_mb: int = Field(ge=256, le=131072)
+    cpus: Whole = Field(ge=1, le=16)
+    memory_mb: Whole = Field(ge=256, le=131072)
 
 
 class PoolBoundsBody(_Body):
     """`min`/`max` bound the hot tier (started machines). `suspended`, `stopped` and `guest`
-    are optional; one left out keeps its stored value."""
+    are optional; one left out keeps its stored value. Each `min` must not exceed its `max`."""
 
-    min: int = Field(ge=0, le=1000)
-    max: int = Field(ge=0, le=1000)
+    min: Whole = Field(ge=0, le=1000)
+    max: Whole = Field(ge=0, le=1000)
     suspended: TierBoundsBody | None = None
     stopped: TierBoundsBody | None = None
     guest: GuestBody | None = None
+
+
+class ListSessionsQuery(_Body):
+    """GET /api/preview/sessions: an empty `projectId=` is refused, not read as "any"."""
+
+    project_id: UuidText | None = None
+
+
+class DevTokenQuery(_Body):
+    admin: Literal["0", "1"] = "0"
+
+
+class SessionPath(_Body):
+    session_id: UuidText
+
+
+class PoolPath(_Body):
+    """A pool the configuration names (PUT: bounds for a made-up pool would make machines)."""
+
+    template: TemplateName
+    region: RegionName
+
+
+class KnownPoolPath(_Body):
+    """Any pool by name (DELETE also removes a pool of a template or region since dropped)."""
+
+    template: PoolName
+    region: PoolName
 
 
 class SessionView(BaseModel):
@@ -143,6 +254,84 @@ class ShareView(BaseModel):
     expires_at: datetime
 
 
+class _View(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ErrorView(_View):
+    """Every failure: a stable code for programs, a sentence for people."""
+
+    error: str
+    message: str
+
+
+class SessionListView(_View):
+    sessions: list[SessionView]
+
+
+class DeviceView(_View):
+    id: str
+    name: str
+    platform: Literal["web", "ios", "android"]
+    width: int = Field(description="CSS pixels, portrait")
+    height: int = Field(description="CSS pixels, portrait")
+    pixel_ratio: float
+    frame: Literal["phone", "tablet", "desktop"]
+
+
+class DeviceCatalogueView(_View):
+    devices: list[DeviceView]
+
+
+class TierBoundsView(_View):
+    min: int
+    max: int
+
+
+class GuestView(_View):
+    cpus: int
+    memory_mb: int
+
+
+class PoolBoundsView(_View):
+    """A pool's stored bounds; the lower tiers and the guest appear once set."""
+
+    template: str
+    region: str
+    min: int
+    max: int
+    suspended: TierBoundsView | None = None
+    stopped: TierBoundsView | None = None
+    guest: GuestView | None = None
+
+
+class PoolRemovedView(_View):
+    template: str
+    region: str
+    min: Literal[0]
+    max: Literal[0]
+    removed: Literal[True]
+
+
+class PoolReportView(_View):
+    pools: list[dict[str, Any]] = Field(description="per (template, region): bounds and counts")
+
+
+class LivenessView(_View):
+    status: Literal["ok"]
+
+
+class ReadinessView(_View):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(description="postgres, redis, worker: `ok` or `failing: ...`")
+
+
+class DevTokenView(_View):
+    access_token: str
+    user_id: uuid.UUID
+    project_id: uuid.UUID
+
+
 async def read_json(request: Request, max_bytes: int) -> Any:
     """The request body as JSON, refusing oversized bodies before reading them whole."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
@@ -174,8 +363,21 @@ def parse_body(model: type[BodyT], payload: Any) -> BodyT:
         raise bad_request(first_error(exc, "body"), "invalid_body") from None
 
 
-def parse_uuid(text: str, what: str = "session id") -> uuid.UUID:
+def parse_query(model: type[BodyT], request: Request) -> BodyT:
+    """The query string as `model` declares it: unknown or repeated parameters are refused."""
+    pairs = request.query_params.multi_items()
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise bad_request(f"query parameter {repeated[0]!r} is repeated", "invalid_query")
     try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise bad_request(f"{what} must be a UUID", "invalid_id") from None
+        return model.model_validate(dict(pairs))
+    except ValidationError as exc:
+        code = "invalid_id" if exc.errors()[0]["type"] == "invalid_id" else "invalid_query"
+        raise bad_request(first_error(exc, "query"), code) from None
+
+
+def parse_uuid(text: str, what: str = "session id") -> uuid.UUID:
+    if not _UUID_TEXT.fullmatch(text):
+        raise bad_request(f"{what} must be a UUID", "invalid_id")
+    return uuid.UUID(text)

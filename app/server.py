@@ -136,7 +136,8 @@ def create_app(settings: Settings) -> Starlette:
         *sessions.ROUTES,
         *admin.ROUTES,
         *health.ROUTES,
-        Route("/api/openapi.json", openapi, methods=["GET"]),
+        # The document does not describe itself.
+        Route("/api/openapi.json", openapi, methods=["GET"], include_in_schema=False),
         WebSocketRoute("/api/preview/sessions/{session_id}/ws", editor_socket),
         WebSocketRoute("/api/sandbox/ws", sandbox_socket),
         *ui.ROUTES,
@@ -145,7 +146,7 @@ def create_app(settings: Settings) -> Starlette:
         routes.extend(dev.ROUTES)
         routes.extend(ui.DEV_ROUTES)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.openapi = build_openapi()
+    app.state.openapi = build_openapi(app.routes, settings)
     # Outermost last: request ids on everything, then preview hosts, then CORS for /api/*.
     app.add_middleware(ApiCors, origins=settings.allowed_origins)
     app.add_middleware(PreviewRouter, domain=settings.preview_domain)

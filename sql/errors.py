@@ -3,8 +3,10 @@
     DataError
     ├── DatabaseUnavailable   Postgres could not be reached or failed mid-query
     ├── MigrationError        a migration file failed to apply
-    └── LeaseConflict         the ledger already holds that (machine, epoch) or an active lease
-                              of that machine: another holder won the race
+    └── LedgerConflict        the machine ledger already holds that (machine, epoch) or an
+                              active lease of that machine: another holder (the reaper's fence)
+                              won the race. Not pool.providers.fly_client.LeaseConflict, which
+                              is Fly's own machine lease.
 
 psycopg exceptions are translated into these here, never passed up.
 """
@@ -22,5 +24,5 @@ class MigrationError(DataError):
     pass
 
 
-class LeaseConflict(DataError):
+class LedgerConflict(DataError):
     pass

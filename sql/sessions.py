@@ -1,15 +1,25 @@
 """Queries on preview sessions and the machine ledger.
 
 Every function takes a connection from the caller (who owns the pool and the transaction scope)
-and translates psycopg errors into `sql.errors`. The lease is written in one transaction: the
-session, its ledger row and its first timeline event, under a per-user advisory lock that makes
-the concurrent-session count exact under concurrency.
+and translates psycopg errors into `sql.errors`. The lease is written in one statement (its own
+transaction): the session, its ledger row, its first timeline event and one of the user's
+live-session slots. The slot is the user's counter row in `user_live_sessions` (migration 0003),
+an upsert that only increments below the plan's limit: the row lock serialises concurrent leases
+and the limit is re-checked on the latest row, so the count is exact under concurrency.
+
+Statuses are `SessionStatus` in Python and their values in SQL, always derived from the enum
+and its transition table (`sql.states`), never spelled out. A function that moves a session
+checks the move against the table (IllegalTransition, before any write) and its statement only
+touches rows in a state the table lets make that move: a session that a racing writer already
+ended is left as it is.
+
+The seed's `container_id` column holds the machine id; it is read as `machine_id`.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +30,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from sql.errors import DatabaseUnavailable, DataError, LeaseConflict
+from sql.errors import DatabaseUnavailable, DataError, LedgerConflict
 from sql.states import SessionStatus
 
 Connection = AsyncConnection[Any]
@@ -35,8 +45,8 @@ class SessionRow:
     id: uuid.UUID
     project_id: uuid.UUID
     user_id: uuid.UUID
-    container_id: str | None
-    status: str
+    machine_id: str | None
+    status: SessionStatus
     created_at: datetime
     last_activity: datetime
     config: dict[str, Any]
@@ -49,6 +59,10 @@ class SessionRow:
     ended_at: datetime | None
     end_reason: str | None
     device: str | None
+
+    def __post_init__(self) -> None:
+        # Rows come from Postgres with the status as text.
+        self.status = SessionStatus(self.status)
 
 
 @dataclass(frozen=True)
@@ -77,9 +91,23 @@ class EndedSession:
     status: SessionStatus
 
 
-_SESSION_COLUMNS = """id, project_id, user_id, container_id, status, created_at, last_activity,
-    config, template, region, device_type, lease_epoch, expires_at, idle_timeout_seconds,
-    ended_at, end_reason, device"""
+_SESSION_COLUMNS = """id, project_id, user_id, container_id AS machine_id, status, created_at,
+    last_activity, config, template, region, device_type, lease_epoch, expires_at,
+    idle_timeout_seconds, ended_at, end_reason, device"""
+
+
+def _live() -> list[str]:
+    """The live states, as the parameter of a `status = ANY(%s)`."""
+    return [s.value for s in SessionStatus if s.is_live]
+
+
+def _leaving(sources: Sequence[SessionStatus], target: SessionStatus) -> list[str]:
+    """The guard of a statement that moves a session from one of `sources` to `target`, as the
+    parameter of its `status = ANY(%s)`. Raises IllegalTransition if the table forbids the move
+    from any of them: the caller asked for a move that is wrong whatever the row holds."""
+    for source in sources:
+        source.check_transition(target)
+    return [source.value for source in sources]
 
 
 @asynccontextmanager
@@ -87,7 +115,7 @@ async def translated_errors() -> AsyncIterator[None]:
     try:
         yield
     except psycopg.errors.UniqueViolation as exc:
-        raise LeaseConflict(str(exc)) from exc
+        raise LedgerConflict(str(exc)) from exc
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(str(exc)) from exc
     except psycopg.Error as exc:
@@ -112,7 +140,7 @@ async def record_session(
     below `max_concurrent` — exact under concurrency, since the row lock serialises writers and
     the condition is re-checked on the latest row. Nothing is written when no slot is free.
 
-    Raises ConcurrentLimitReached, or LeaseConflict when the ledger already holds that
+    Raises ConcurrentLimitReached, or LedgerConflict when the ledger already holds that
     (machine, epoch) — the reaper fenced it because this commit came too late (the whole
     statement, the slot included, is then rolled back).
     """
@@ -146,10 +174,10 @@ _RECORD_SESSION = f"""
         RETURNING {_SESSION_COLUMNS}
     ), ledger AS (
         INSERT INTO machine_leases (machine_id, epoch, session_id, template, region)
-        SELECT inserted.container_id, inserted.lease_epoch, inserted.id, inserted.template,
+        SELECT inserted.machine_id, inserted.lease_epoch, inserted.id, inserted.template,
             inserted.region
         FROM inserted
-        WHERE inserted.container_id IS NOT NULL AND inserted.lease_epoch IS NOT NULL
+        WHERE inserted.machine_id IS NOT NULL AND inserted.lease_epoch IS NOT NULL
     ), first_event AS (
         INSERT INTO session_events (session_id, kind, detail)
         SELECT inserted.id, 'created', %(detail)s FROM inserted
@@ -189,15 +217,16 @@ async def attach_machine(
 ) -> SessionRow | None:
     """Give a booting session the machine created for it; None when the session is no longer
     booting (deleted or failed meanwhile), in which case nothing is written."""
+    target = SessionStatus.ACTIVE
+    sources = _leaving([SessionStatus.BOOTING], target)
     async with translated_errors(), conn.transaction():
         cursor = conn.cursor(row_factory=class_row(SessionRow))
         await cursor.execute(
             f"""UPDATE preview_sessions
-                SET status = 'active', container_id = %s, lease_epoch = %s,
-                    last_activity = now()
-                WHERE id = %s AND status = 'booting'
+                SET status = %s, container_id = %s, lease_epoch = %s, last_activity = now()
+                WHERE id = %s AND status = ANY(%s)
                 RETURNING {_SESSION_COLUMNS}""",
-            (machine_id, epoch, session_id),
+            (target.value, machine_id, epoch, session_id, sources),
         )
         session = await cursor.fetchone()
         if session is None:
@@ -213,14 +242,16 @@ async def activate_session(
     """A booting session whose machine (leased from a suspended or stopped tier, its ledger row
     already committed) is now up becomes active. None when the session is no longer booting on
     that lease (ended meanwhile, or a stale job): nothing is written."""
+    target = SessionStatus.ACTIVE
+    sources = _leaving([SessionStatus.BOOTING], target)
     async with translated_errors(), conn.transaction():
         cursor = conn.cursor(row_factory=class_row(SessionRow))
         await cursor.execute(
-            f"""UPDATE preview_sessions SET status = 'active', last_activity = now()
-                WHERE id = %s AND status = 'booting' AND container_id = %s
+            f"""UPDATE preview_sessions SET status = %s, last_activity = now()
+                WHERE id = %s AND status = ANY(%s) AND container_id = %s
                     AND lease_epoch = %s
                 RETURNING {_SESSION_COLUMNS}""",
-            (session_id, machine_id, epoch),
+            (target.value, session_id, sources, machine_id, epoch),
         )
         session = await cursor.fetchone()
         if session is None:
@@ -300,8 +331,8 @@ async def touch_session(conn: Connection, session_id: uuid.UUID, user_id: uuid.U
     async with translated_errors():
         cursor = await conn.execute(
             """UPDATE preview_sessions SET last_activity = now()
-               WHERE id = %s AND user_id = %s AND status IN ('booting', 'active')""",
-            (session_id, user_id),
+               WHERE id = %s AND user_id = %s AND status = ANY(%s)""",
+            (session_id, user_id, _live()),
         )
         return cursor.rowcount == 1
 
@@ -312,8 +343,8 @@ async def record_activity(conn: Connection, session_id: uuid.UUID) -> bool:
     async with translated_errors():
         cursor = await conn.execute(
             """UPDATE preview_sessions SET last_activity = now()
-               WHERE id = %s AND status IN ('booting', 'active')""",
-            (session_id,),
+               WHERE id = %s AND status = ANY(%s)""",
+            (session_id, _live()),
         )
         return cursor.rowcount == 1
 
@@ -325,7 +356,7 @@ async def sessions_to_warn(conn: Connection, *, warn_seconds: int) -> list[tuple
     async with translated_errors():
         cursor = await conn.execute(
             """UPDATE preview_sessions SET idle_warned_at = now()
-               WHERE status = 'active'
+               WHERE status = %s
                  AND last_activity < now() - make_interval(
                      secs => idle_timeout_seconds - least(%s, idle_timeout_seconds / 2))
                  AND last_activity >= now() - make_interval(secs => idle_timeout_seconds)
@@ -333,7 +364,7 @@ async def sessions_to_warn(conn: Connection, *, warn_seconds: int) -> list[tuple
                  AND (idle_warned_at IS NULL OR idle_warned_at < last_activity)
                RETURNING id, greatest(0, ceil(extract(epoch FROM last_activity
                    + make_interval(secs => idle_timeout_seconds) - now())))::int""",
-            (warn_seconds,),
+            (SessionStatus.ACTIVE.value, warn_seconds),
         )
         return [(r[0], r[1]) for r in await cursor.fetchall()]
 
@@ -348,15 +379,19 @@ async def end_session(
 ) -> EndedSession | None:
     """End a live session and release its ledger row in one transaction. Returns what the
     caller must release in Redis, or None when the session was not live (already ended, or not
-    this user's): ending is idempotent."""
-    sources = SessionStatus.sources_of(status)
+    this user's): ending is idempotent, and an ended session keeps its first end.
+
+    Raises IllegalTransition when `status` is not one a live session may end in (a live
+    state): nothing is written."""
+    sources = _leaving([s for s in SessionStatus if s.is_live], status)
     async with translated_errors(), conn.transaction():
         cursor = await conn.execute(
             """UPDATE preview_sessions
                SET status = %s, ended_at = now(), end_reason = %s
                WHERE id = %s AND status = ANY(%s) AND (%s::uuid IS NULL OR user_id = %s)
-               RETURNING id, user_id, container_id, lease_epoch, template, region""",
-            (status.value, reason, session_id, list(sources), user_id, user_id),
+               RETURNING id, user_id, container_id AS machine_id, lease_epoch, template,
+                   region""",
+            (status.value, reason, session_id, sources, user_id, user_id),
         )
         row = await cursor.fetchone()
         if row is None:
@@ -393,17 +428,22 @@ async def find_sessions_to_reap(
         cursor = await conn.execute(
             """SELECT id, CASE
                    WHEN expires_at <= now() THEN 'max_duration'
-                   WHEN status = 'booting' THEN 'boot_timeout'
+                   WHEN status = %(booting)s THEN 'boot_timeout'
                    ELSE 'idle_timeout' END
                FROM preview_sessions
-               WHERE status IN ('booting', 'active') AND (
+               WHERE status = ANY(%(live)s) AND (
                    expires_at <= now()
-                   OR (status = 'active'
+                   OR (status = %(active)s
                        AND last_activity < now() - make_interval(secs => idle_timeout_seconds))
-                   OR (status = 'booting'
-                       AND created_at < now() - make_interval(secs => %s)))
+                   OR (status = %(booting)s
+                       AND created_at < now() - make_interval(secs => %(grace)s)))
                LIMIT 500""",
-            (booting_grace_seconds,),
+            {
+                "live": _live(),
+                "booting": SessionStatus.BOOTING.value,
+                "active": SessionStatus.ACTIVE.value,
+                "grace": booting_grace_seconds,
+            },
         )
         return [(r[0], r[1]) for r in await cursor.fetchall()]
 
@@ -420,14 +460,15 @@ async def active_leases(conn: Connection) -> list[tuple[str, int, uuid.UUID]]:
 async def live_session_ids(conn: Connection, user_id: uuid.UUID) -> set[uuid.UUID]:
     async with translated_errors():
         cursor = await conn.execute(
-            "SELECT id FROM preview_sessions "
-            "WHERE user_id = %s AND status IN ('booting', 'active')",
-            (user_id,),
+            "SELECT id FROM preview_sessions WHERE user_id = %s AND status = ANY(%s)",
+            (user_id, _live()),
         )
         return {r[0] for r in await cursor.fetchall()}
 
 
-async def recently_ended(conn: Connection, within_seconds: int) -> list[tuple[uuid.UUID, str, str]]:
+async def recently_ended(
+    conn: Connection, within_seconds: int
+) -> list[tuple[uuid.UUID, str, SessionStatus]]:
     """(id, end reason, status) of the sessions that ended in the last `within_seconds`."""
     async with translated_errors():
         cursor = await conn.execute(
@@ -435,7 +476,7 @@ async def recently_ended(conn: Connection, within_seconds: int) -> list[tuple[uu
             "WHERE ended_at > now() - make_interval(secs => %s)",
             (within_seconds,),
         )
-        return [(r[0], r[1], r[2]) for r in await cursor.fetchall()]
+        return [(r[0], r[1], SessionStatus(r[2])) for r in await cursor.fetchall()]
 
 
 async def add_event(
@@ -462,9 +503,10 @@ async def repair_live_counts(conn: Connection) -> int:
                    SELECT u.user_id, count(s.id) AS n
                    FROM user_live_sessions u
                    LEFT JOIN preview_sessions s
-                       ON s.user_id = u.user_id AND s.status IN ('booting', 'active')
+                       ON s.user_id = u.user_id AND s.status = ANY(%s)
                    GROUP BY u.user_id)
                UPDATE user_live_sessions u SET live = actual.n
-               FROM actual WHERE u.user_id = actual.user_id AND u.live <> actual.n"""
+               FROM actual WHERE u.user_id = actual.user_id AND u.live <> actual.n""",
+            (_live(),),
         )
         return cursor.rowcount

@@ -48,6 +48,36 @@ def __getattr__(name: str) -> str:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# Every async test runs with this fixture first (so it is torn down last, after the test's own
+# fixtures closed what they opened): a task the code under test started and never awaited or
+# cancelled fails the test, as kopf's `_no_asyncio_pending_tasks` does. Left alone, pytest-asyncio
+# would cancel it silently with the test's loop, and the bug (a socket's reader outliving the
+# socket, a fire-and-forget publish) would only show in production.
+LEAK_GRACE_SECONDS = 1.0
+
+
+@pytest.fixture
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    leaked = {t for t in asyncio.all_tasks() - before if t is not current and not t.done()}
+    if leaked:  # a task finishing its own teardown (a close handshake) gets a moment
+        _, leaked = await asyncio.wait(leaked, timeout=LEAK_GRACE_SECONDS)
+    if leaked:
+        names = sorted(f"{t.get_name()} ({t.get_coro()!r})" for t in leaked)
+        for task in leaked:
+            task.cancel()
+        await asyncio.gather(*leaked, return_exceptions=True)
+        pytest.fail(f"the test left {len(leaked)} asyncio task(s) running: {names}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and asyncio.iscoroutinefunction(item.obj):
+            item.fixturenames.insert(0, "_no_leaked_tasks")
+
+
 JWT_SECRET = "test-jwt-secret-" + "x" * 32
 TOKEN_SECRET = "test-session-token-secret-" + "y" * 32
 

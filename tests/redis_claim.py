@@ -23,6 +23,8 @@ import uuid
 
 import redis
 
+from tests.redis_replies import sync_reply
+
 SERVER = os.environ.get("TEST_REDIS_SERVER", "redis://127.0.0.1:6379").rstrip("/")
 CLAIM_KEY = "po-tests:claim:{}"
 MARKER = "po-tests:owned"
@@ -41,7 +43,7 @@ def _control() -> redis.Redis:
 
 def _database_count(control: redis.Redis) -> int:
     try:
-        reply = control.config_get("databases")
+        reply = sync_reply(control.config_get("databases"))
         return int(reply.get("databases", 16))
     except redis.ResponseError:  # CONFIG is disabled on some servers: Redis's default
         return 16
@@ -73,7 +75,7 @@ def claim(purpose: str) -> str:
                     continue
                 probe = redis.Redis.from_url(url_of(db), socket_timeout=5)
                 try:
-                    size = int(probe.dbsize())
+                    size = int(sync_reply(probe.dbsize()))
                     ours = size == 0 or probe.exists(MARKER) == 1
                 finally:
                     probe.close()
@@ -113,7 +115,7 @@ def _renew_forever() -> None:
             try:
                 for db in databases:
                     key = CLAIM_KEY.format(db)
-                    if not control.eval(_RENEW, 1, key, _owner, CLAIM_TTL_SECONDS):
+                    if not control.eval(_RENEW, 1, key, _owner, str(CLAIM_TTL_SECONDS)):
                         print(f"redis_claim: lost the claim on {url_of(db)}", file=sys.stderr)
             finally:
                 control.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
@@ -40,4 +40,3 @@ class WorkerConfig:
     statsd: tuple[str | None, int, str] = (None, 8125, "preview")
     # A job waits this long for a Postgres connection before it counts the store as down.
     db_acquire_timeout_seconds: float = 3.0
-    extra: dict[str, str] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from pool.core.provider import MachineProvider
+from pool.services.context import EnqueueRecycle, PoolServices
 from pool.services.metrics import Metrics, make_metrics
 from pool.store.inventory import Inventory
 from pool.store.leasing import LeaseBroker
@@ -20,16 +21,34 @@ from workers.config import WorkerConfig
 @dataclass
 class WorkerContext:
     config: WorkerConfig
-    db: AsyncConnectionPool
     redis: Redis
     arq: ArqRedis
-    broker: LeaseBroker
-    inventory: Inventory
-    provider: MachineProvider
-    metrics: Metrics
+    # Built once: what every pool service a job calls is handed.
+    services: PoolServices
 
-    async def enqueue_recycle(self, machine_id: str, epoch: int) -> None:
-        await JobQueue(self.arq).recycle(machine_id, epoch)
+    @property
+    def db(self) -> AsyncConnectionPool:
+        return self.services.db
+
+    @property
+    def broker(self) -> LeaseBroker:
+        return self.services.broker
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.services.inventory
+
+    @property
+    def provider(self) -> MachineProvider:
+        return self.services.provider
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.services.metrics
+
+    @property
+    def enqueue_recycle(self) -> EnqueueRecycle:
+        return self.services.enqueue_recycle
 
     @classmethod
     async def open(cls, config: WorkerConfig, arq: ArqRedis) -> WorkerContext:
@@ -40,18 +59,17 @@ class WorkerContext:
             acquire_timeout=config.db_acquire_timeout_seconds,
         )
         redis: Redis = Redis.from_url(config.redis_url, decode_responses=True)
-        return cls(
-            config=config,
+        services = PoolServices(
             db=db,
-            redis=redis,
-            arq=arq,
             broker=LeaseBroker(
                 redis, pending_ttl_ms=config.pending_ttl_ms, ondemand_max=config.ondemand_max
             ),
             inventory=Inventory(redis),
             provider=config.provider_factory(redis),
+            enqueue_recycle=JobQueue(arq).recycle,
             metrics=make_metrics(*config.statsd),
         )
+        return cls(config=config, redis=redis, arq=arq, services=services)
 
     async def close(self) -> None:
         await self.provider.aclose()

@@ -71,12 +71,10 @@ async def resize(
     for pool in sorted(pools, key=str):
         target = targets.get(pool)
         plan = await resize_pool(
-            deps.inventory,
-            deps.provider,
+            deps.services,
             pool,
             tier_bounds(target, deps.config.default_bounds),
             deps.config.refill,
-            deps.metrics,
             guest=guest_of_target(target),
         )
         plans[str(pool)] = (
@@ -85,55 +83,50 @@ async def resize(
     return plans
 
 
+# The jobs below return their service's typed outcome as its plain value: arq logs and pickles
+# a job's result, and a string reads the same in any version of the code that unpickles it.
+
+
 async def recycle(ctx: Ctx, machine_id: str, epoch: int) -> str:
     deps = _deps(ctx)
     record = await deps.inventory.machine(machine_id)
     target = None
     if record is not None:
         target = (await _targets(deps)).get(PoolKey(record.template, record.region))
-    return await recycle_machine(
-        deps.inventory,
-        deps.provider,
+    recycled = await recycle_machine(
+        deps.services,
         machine_id,
         epoch,
         bounds=tier_bounds(target, deps.config.default_bounds),
         settings=deps.config.refill,
-        metrics=deps.metrics,
         guest=guest_of_target(target),
     )
+    return recycled.value
 
 
 async def boot_session(ctx: Ctx, session_id: str) -> str:
     deps = _deps(ctx)
-    return await boot_for_session(
-        deps.db,
-        deps.broker,
-        deps.inventory,
-        deps.provider,
+    booted = await boot_for_session(
+        deps.services,
         uuid.UUID(session_id),
         deps.config.refill,
-        deps.enqueue_recycle,
-        deps.metrics,
         guests={pool: guest_of_target(t) for pool, t in (await _targets(deps)).items()},
     )
+    return booted.value
 
 
 async def wake_machine(ctx: Ctx, session_id: str, machine_id: str, epoch: int) -> str:
     """Start (resume) a machine leased from the suspended or stopped tier; then its session,
     answered 202 `booting`, becomes active."""
     deps = _deps(ctx)
-    return await wake_for_session(
-        deps.db,
-        deps.broker,
-        deps.inventory,
-        deps.provider,
+    woken = await wake_for_session(
+        deps.services,
         uuid.UUID(session_id),
         machine_id,
         epoch,
         timeout=deps.config.refill.boot_timeout,
-        enqueue_recycle=deps.enqueue_recycle,
-        metrics=deps.metrics,
     )
+    return woken.value
 
 
 async def resize_guest(ctx: Ctx, template: str, region: str) -> dict[str, Any]:
@@ -144,12 +137,10 @@ async def resize_guest(ctx: Ctx, template: str, region: str) -> dict[str, Any]:
     if guest is None:
         return {"pool": str(pool), "skipped": "no guest size is set for this pool"}
     report = await roll_guest(
-        deps.inventory,
-        deps.provider,
+        deps.services,
         pool,
         guest,
         deps.config.refill,
-        deps.metrics,
         deadline=time.monotonic() + deps.config.job_timeout_seconds / 2,
     )
     if report.unfinished:
@@ -169,13 +160,7 @@ async def reap(ctx: Ctx) -> dict[str, int]:
         except BaseException:
             await forget_store_identity(deps.redis)  # the next tick tries again
             raise
-    report = await reap_pool(
-        deps.db,
-        deps.broker,
-        deps.enqueue_recycle,
-        deps.metrics,
-        idle_warning_seconds=deps.config.idle_warning_seconds,
-    )
+    report = await reap_pool(deps.services, idle_warning_seconds=deps.config.idle_warning_seconds)
     return report.__dict__
 
 
@@ -191,12 +176,7 @@ async def reconcile(ctx: Ctx, *, orphan_grace_seconds: float | None = None) -> d
     config = deps.config
     grace = config.orphan_grace_seconds if orphan_grace_seconds is None else orphan_grace_seconds
     report = await reconcile_pool(
-        deps.db,
-        deps.broker,
-        deps.inventory,
-        deps.provider,
-        deps.enqueue_recycle,
-        deps.metrics,
+        deps.services,
         orphan_grace_seconds=grace,
         stuck_seconds=config.job_timeout_seconds,
         agent_lost_seconds=config.agent_lost_seconds,

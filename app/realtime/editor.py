@@ -42,6 +42,7 @@ from app.realtime.guard import (
     incoming,
     run_until_either_ends,
 )
+from app.realtime.hub import Delivery, Resync
 from app.resources import Resources
 from app.session_tokens import InvalidSessionToken, verify_session_token
 from pool.edits.edit_log import (
@@ -55,7 +56,20 @@ from pool.edits.edit_log import (
     TooLarge,
     session_channel,
 )
+from pool.edits.envelopes import (
+    AppliedEnvelope,
+    BuildErrorEnvelope,
+    EndedEnvelope,
+    Envelope,
+    ErrorEnvelope,
+    IdleWarningEnvelope,
+    LogEnvelope,
+    PatchEnvelope,
+    StatusEnvelope,
+    fields_of,
+)
 from sql import sessions
+from sql.states import SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +178,13 @@ class EditorConnection:
             )
             return
         changes = [Change(c.path, c.content) for c in patch.changes]
-        envelope = {
-            "kind": "patch",
-            "epoch": self.epoch,
-            "seq": patch.seq,
-            "changes": [c.as_json() for c in changes],
-            "origin": self.socket_id,
-        }
         outcome = await self.edits.append(
-            self.session_id, patch.seq, changes, envelope, epoch=self.epoch, user=self.user
+            self.session_id,
+            patch.seq,
+            changes,
+            origin=self.socket_id,
+            epoch=self.epoch,
+            user=self.user,
         )
         match outcome:
             case Appended(seq=seq):
@@ -199,7 +211,7 @@ class EditorConnection:
                     f"the session ended ({reason}); the patch was not applied",
                 )
                 ended = await self.edits.ended(self.session_id)
-                await self.end(*(ended or (reason, "ended")))
+                await self.end(*(ended or (reason, SessionStatus.ENDED)))
                 raise SocketClosed("the session ended")
 
     async def refuse(self, seq: int, code: str, message: str, **fields: Any) -> None:
@@ -216,39 +228,50 @@ class EditorConnection:
             )
         await self.send(frame("error", code=code, message=message, seq=seq, **fields))
 
-    def wants(self, envelope: dict[str, Any]) -> bool:
+    def wants(self, envelope: Envelope) -> bool:
         """The hub's filter: not this socket's own patches (their `ack` is its answer)."""
-        return envelope.get("origin") != self.socket_id
+        return not (isinstance(envelope, PatchEnvelope) and envelope.origin == self.socket_id)
 
-    async def relay(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    async def relay(self, queue: asyncio.Queue[Delivery]) -> None:
         while True:
-            envelope = await queue.get()
-            kind = envelope.get("kind")
-            if not self.epoch and kind in ("resync", "patch"):
-                continue  # before the hello: the welcome's catch-up will bring it
-            if kind == "resync":
-                await self.resync()
-            elif kind == "patch":
-                if envelope.get("epoch", self.epoch) != self.epoch:
+            delivery = await queue.get()
+            match delivery:
+                case Resync() | PatchEnvelope() if not self.epoch:
+                    continue  # before the hello: the welcome's catch-up will bring it
+                case Resync():
                     await self.resync()
-                    continue
-                if envelope.get("origin") == self.socket_id or envelope["seq"] <= self.known:
-                    continue
-                if envelope["seq"] > self.known + 1:
-                    await self.catch_up()
-                    continue
-                await self.send(frame("patch", seq=envelope["seq"], changes=envelope["changes"]))
-                self.known = envelope["seq"]
-            elif kind == "ended":
-                await self.end(str(envelope["reason"]), str(envelope["status"]))
-                return
-            elif kind == "idleWarning":
-                if self.activity is not None:
-                    self.activity.warned()
-                await self.send(frame(kind, secondsLeft=envelope["secondsLeft"]))
-            elif kind in ("applied", "status", "log", "buildError", "error"):
-                fields = {k: v for k, v in envelope.items() if k != "kind"}
-                await self.send(frame(kind, **fields))
+                case PatchEnvelope():
+                    await self.relay_patch(delivery)
+                case EndedEnvelope(reason=reason, status=status):
+                    await self.end(reason, status)
+                    return
+                case IdleWarningEnvelope(secondsLeft=seconds_left):
+                    if self.activity is not None:
+                        self.activity.warned()
+                    await self.send(frame(delivery.kind, secondsLeft=seconds_left))
+                case (
+                    AppliedEnvelope()
+                    | StatusEnvelope()
+                    | LogEnvelope()
+                    | BuildErrorEnvelope()
+                    | ErrorEnvelope()
+                ):
+                    # What the machine reported: the frame of the same type, same fields.
+                    await self.send(frame(delivery.kind, **fields_of(delivery)))
+                # assign and hydrate are the agent's (the machine channel): never heard here.
+
+    async def relay_patch(self, patch: PatchEnvelope) -> None:
+        """Another editor's patch, appended: sent on in order, or the gap filled first."""
+        if patch.epoch is not None and patch.epoch != self.epoch:
+            await self.resync()
+            return
+        if patch.origin == self.socket_id or patch.seq <= self.known:
+            return
+        if patch.seq > self.known + 1:
+            await self.catch_up()
+            return
+        await self.send(frame("patch", seq=patch.seq, changes=patch.changes))
+        self.known = patch.seq
 
 
 def allowed_origin(origin: str | None, allowed: tuple[str, ...], dev_mode: bool) -> bool:
@@ -292,7 +315,7 @@ async def editor_socket(websocket: WebSocket) -> None:
     connection = EditorConnection(
         websocket, res.edits, str(session_id), activity, user=str(row.user_id)
     )
-    if row.status not in ("booting", "active"):
+    if not row.status.is_live:
         # The token was good, so say why rather than refuse: a browser cannot read the reason
         # of a refused handshake, and the editor must not keep reconnecting.
         await connection.end(row.end_reason or row.status, row.status)

@@ -37,7 +37,9 @@ CLOSE_SESSION_ENDED = 4000
 
 
 @dataclass
-class TokenBucket:
+class FrameRateBucket:
+    """One socket's frame budget: `take` says whether one more frame fits in it now."""
+
     rate: float
     burst: float
     tokens: float = field(init=False)
@@ -69,10 +71,10 @@ class Guard:
     # that its session can idle out; the server's WebSocket pings still find dead peers).
     idle_seconds: float | None = IDLE_SECONDS
     max_frame_bytes: int = MAX_FRAME_BYTES
-    bucket: TokenBucket = field(init=False)
+    bucket: FrameRateBucket = field(init=False)
 
     def __post_init__(self) -> None:
-        self.bucket = TokenBucket(self.rate, self.burst)
+        self.bucket = FrameRateBucket(self.rate, self.burst)
 
     async def receive(self) -> str:
         """The next text frame, or SocketClosed after closing the socket for a violation."""

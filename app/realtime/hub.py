@@ -19,33 +19,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from pool.core.errors import MalformedEnvelope
+from pool.edits.envelopes import Envelope, parse_envelope
+from pool.store.keys import Keys
+
 log = logging.getLogger(__name__)
 
-RESYNC: dict[str, Any] = {"kind": "resync"}
+
+@dataclass(frozen=True)
+class Resync:
+    """The hub's own word to a listener, never published: what was published for it may be
+    lost (its queue overflowed, or the hub was away from Redis); catch up from the stream."""
+
+
+RESYNC = Resync()
 QUEUE_SIZE = 1024
 
-Accept = Callable[[dict[str, Any]], bool]
+Delivery = Envelope | Resync
+Accept = Callable[[Envelope], bool]
 
 
 class Hub:
     def __init__(self, redis: Redis, *, prefix: str) -> None:
         self._redis = redis
         self._pubsub: PubSub = redis.pubsub(ignore_subscribe_messages=True)
-        self._listeners: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
-        self._filters: dict[asyncio.Queue[dict[str, Any]], Accept] = {}
+        self._listeners: dict[str, set[asyncio.Queue[Delivery]]] = {}
+        self._filters: dict[asyncio.Queue[Delivery], Accept] = {}
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         # A channel nobody publishes on keeps the connection subscribed while no socket is.
-        self._keepalive = f"{prefix}ch:hub"
+        self._keepalive = Keys(prefix).hub_channel
 
     async def start(self) -> None:
         await self._pubsub.subscribe(self._keepalive)
@@ -61,10 +72,10 @@ class Hub:
     @contextlib.asynccontextmanager
     async def subscribe(
         self, *channels: str, accept: Accept | None = None
-    ) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    ) -> AsyncIterator[asyncio.Queue[Delivery]]:
         """A queue of the envelopes published on `channels` (and on any channel added later)
         that `accept` lets through; all of them without `accept`."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        queue: asyncio.Queue[Delivery] = asyncio.Queue(QUEUE_SIZE)
         if accept is not None:
             self._filters[queue] = accept
         try:
@@ -74,14 +85,14 @@ class Hub:
             await self._remove(queue, channels)
             self._filters.pop(queue, None)
 
-    async def add_channel(self, queue: asyncio.Queue[dict[str, Any]], channel: str) -> None:
+    async def add_channel(self, queue: asyncio.Queue[Delivery], channel: str) -> None:
         """Subscribe an existing listener to one more channel (an agent learning its session)."""
         await self._add(queue, (channel,))
 
-    async def remove_channel(self, queue: asyncio.Queue[dict[str, Any]], channel: str) -> None:
+    async def remove_channel(self, queue: asyncio.Queue[Delivery], channel: str) -> None:
         await self._remove(queue, (channel,))
 
-    async def _add(self, queue: asyncio.Queue[dict[str, Any]], channels: tuple[str, ...]) -> None:
+    async def _add(self, queue: asyncio.Queue[Delivery], channels: tuple[str, ...]) -> None:
         async with self._lock:
             new = [c for c in channels if c not in self._listeners]
             for channel in channels:
@@ -89,9 +100,7 @@ class Hub:
             if new:
                 await self._pubsub.subscribe(*new)
 
-    async def _remove(
-        self, queue: asyncio.Queue[dict[str, Any]], channels: tuple[str, ...]
-    ) -> None:
+    async def _remove(self, queue: asyncio.Queue[Delivery], channels: tuple[str, ...]) -> None:
         async with self._lock:
             gone = []
             for channel in channels:
@@ -125,28 +134,31 @@ class Hub:
             if message is None or message.get("type") != "message":
                 continue
             try:
-                envelope = json.loads(message["data"])
-            except (TypeError, ValueError):
-                log.warning("dropping a malformed pub/sub message on %s", message.get("channel"))
+                envelope = parse_envelope(message["data"])
+            except MalformedEnvelope as exc:
+                # Parsed here once for every listener: nothing malformed reaches a socket.
+                log.warning(
+                    "dropping a malformed pub/sub message on %s: %s", message.get("channel"), exc
+                )
                 continue
             self._deliver(str(message["channel"]), envelope)
 
-    def _deliver(self, channel: str, envelope: dict[str, Any]) -> None:
+    def _deliver(self, channel: str, envelope: Envelope) -> None:
         for queue in tuple(self._listeners.get(channel, ())):
             accept = self._filters.get(queue)
             if accept is None or accept(envelope):
                 offer(queue, envelope)
 
-    def _deliver_all(self, envelope: dict[str, Any]) -> None:
+    def _deliver_all(self, delivery: Delivery) -> None:
         for listeners in tuple(self._listeners.values()):
             for queue in tuple(listeners):
-                offer(queue, envelope)
+                offer(queue, delivery)
 
 
-def offer(queue: asyncio.Queue[dict[str, Any]], envelope: dict[str, Any]) -> None:
+def offer(queue: asyncio.Queue[Delivery], delivery: Delivery) -> None:
     """Queue `envelope` for a socket; a full queue is replaced by one `resync`."""
     try:
-        queue.put_nowait(envelope)
+        queue.put_nowait(delivery)
     except asyncio.QueueFull:
         # Too slow to keep up: drop what is queued and let it catch up from the stream.
         while not queue.empty():

@@ -48,7 +48,7 @@ from app.realtime.guard import (
     incoming,
     run_until_either_ends,
 )
-from app.realtime.hub import RESYNC, offer
+from app.realtime.hub import RESYNC, Delivery, Resync, offer
 from app.resources import Resources
 from pool.core.errors import PoolUnavailable
 from pool.edits.edit_log import (
@@ -58,10 +58,20 @@ from pool.edits.edit_log import (
     machine_channel,
     session_channel,
 )
+from pool.edits.envelopes import (
+    AssignEnvelope,
+    BuildErrorEnvelope,
+    Envelope,
+    ErrorEnvelope,
+    HydrateEnvelope,
+    LogEnvelope,
+    PatchEnvelope,
+    StatusEnvelope,
+)
 
 log = logging.getLogger(__name__)
 
-RELAYED_TO_AGENT = frozenset({"assign", "hydrate", "patch"})
+RELAYED_TO_AGENT = (AssignEnvelope, HydrateEnvelope, PatchEnvelope)
 
 
 class AgentConnection:
@@ -77,7 +87,7 @@ class AgentConnection:
         self.epoch = ""  # the epoch of the session's log that `sent` counts in
         self.sent = 0  # the last seq relayed to (or reported applied by) the agent
         self._send_lock = asyncio.Lock()
-        self.queue: asyncio.Queue[dict[str, Any]] | None = None
+        self.queue: asyncio.Queue[Delivery] | None = None
         self._reported: asyncio.Future[Any] | None = None  # the last `applied` report queued
         self._closing: asyncio.Future[None] | None = None
 
@@ -141,47 +151,54 @@ class AgentConnection:
             self.sent = patch.seq
 
     @staticmethod
-    def wants(envelope: dict[str, Any]) -> bool:
+    def wants(envelope: Envelope) -> bool:
         """The hub's filter: what the relay acts on. The session channel also carries what the
         agent itself reported (`applied`, `status`, logs), for the editors."""
-        return envelope.get("kind") in RELAYED_TO_AGENT
+        return isinstance(envelope, RELAYED_TO_AGENT)
 
     async def relay(self) -> None:
         assert self.queue is not None
         while True:
-            envelope = await self.queue.get()
-            kind = envelope.get("kind")
-            if kind == "assign":
-                if not await self.assign(str(envelope["session"]), None, 0, None):
-                    return
-            elif kind == "hydrate" and envelope.get("session") == self.session:
-                epoch = str(envelope.get("epoch", self.epoch))
-                await self.send(
-                    frame(
-                        "hydrate",
-                        session=self.session,
-                        epoch=epoch,
-                        seq=envelope["seq"],
-                        files=envelope["files"],
-                        deleted=envelope.get("deleted", []),
-                    )
-                )
-                self.epoch = epoch
-                self.sent = max(self.sent, int(envelope["seq"]))
-            elif kind == "resync":
-                await self.resync()
-            elif kind == "patch" and self.session is not None:
-                if envelope.get("epoch", self.epoch) != self.epoch:
+            delivery = await self.queue.get()
+            match delivery:
+                case AssignEnvelope(session=session):
+                    if not await self.assign(session, None, 0, None):
+                        return
+                case HydrateEnvelope() if delivery.session == self.session:
+                    await self.hydrate(delivery)
+                case Resync():
                     await self.resync()
-                    continue
-                seq = int(envelope["seq"])
-                if seq <= self.sent:
-                    continue
-                if seq > self.sent + 1:
-                    await self.catch_up()
-                    continue
-                await self.send(frame("patch", seq=seq, changes=envelope["changes"]))
-                self.sent = seq
+                case PatchEnvelope() if self.session is not None:
+                    await self.relay_patch(delivery)
+
+    async def hydrate(self, snapshot: HydrateEnvelope) -> None:
+        """The session's whole file set (the hydrate job's), sent on as `hydrate`."""
+        epoch = self.epoch if snapshot.epoch is None else snapshot.epoch
+        await self.send(
+            frame(
+                "hydrate",
+                session=self.session,
+                epoch=epoch,
+                seq=snapshot.seq,
+                files=snapshot.files,
+                deleted=snapshot.deleted,
+            )
+        )
+        self.epoch = epoch
+        self.sent = max(self.sent, snapshot.seq)
+
+    async def relay_patch(self, patch: PatchEnvelope) -> None:
+        """A patch appended to the session: sent on in order, or the gap filled first."""
+        if patch.epoch is not None and patch.epoch != self.epoch:
+            await self.resync()
+            return
+        if patch.seq <= self.sent:
+            return
+        if patch.seq > self.sent + 1:
+            await self.catch_up()
+            return
+        await self.send(frame("patch", seq=patch.seq, changes=patch.changes))
+        self.sent = patch.seq
 
     async def on_frame(self, message: Any) -> None:
         if isinstance(message, AgentApplied):
@@ -205,13 +222,10 @@ class AgentConnection:
         if isinstance(message, AgentStatus):
             await self.edits.record_status(self.session, message.state, message.detail)
             await self.edits.publish(
-                channel, {"kind": "status", "state": message.state, "detail": message.detail}
+                channel, StatusEnvelope(state=message.state, detail=message.detail)
             )
         elif isinstance(message, AgentBuildError | AgentLog | AgentRejected):
-            # Relayed to the editors as they are; a refused patch reaches them as `error`.
-            fields = message.model_dump(exclude={"v", "type"})
-            kind = "error" if isinstance(message, AgentRejected) else message.type
-            await self.edits.publish(channel, {"kind": kind, **fields})
+            await self.edits.publish(channel, _for_editors(message))
 
     def _after_report(self, report: asyncio.Future[Any]) -> None:
         """A report Redis did not take is not retried here: the socket is closed instead
@@ -255,6 +269,17 @@ class AgentConnection:
         # to the head: an agent's count is not trusted beyond what was appended.
         if hello.appliedSeq > await self.edits.applied(record.session_id):
             await self.edits.report_applied(record.session_id, hello.appliedSeq, self.epoch)
+
+
+def _for_editors(message: AgentBuildError | AgentLog | AgentRejected) -> Envelope:
+    """What the agent reported, relayed to the editors as it is; a refused patch reaches them
+    as `error`."""
+    fields = message.model_dump(exclude={"v", "type"})
+    if isinstance(message, AgentRejected):
+        return ErrorEnvelope(**fields)
+    if isinstance(message, AgentLog):
+        return LogEnvelope(**fields)
+    return BuildErrorEnvelope(**fields)
 
 
 def token_matches(token: str, expected_hash: str | None) -> bool:

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from app.auth import Principal
 from app.errors import bad_request, forbidden, not_found
+from app.openapi import Answer, ApiRoute, Operation
 from app.pool_admin import (
     PoolAdminError,
     bounds_target,
@@ -21,7 +21,15 @@ from app.pool_admin import (
     store_bounds,
 )
 from app.routes.common import authenticate, resources
-from app.schemas import read_json
+from app.schemas import (
+    KnownPoolPath,
+    PoolBoundsBody,
+    PoolBoundsView,
+    PoolPath,
+    PoolRemovedView,
+    PoolReportView,
+    read_json,
+)
 from pool.services.pool_status import pool_report
 from pool.services.targets import tier_bounds
 from pool.store.inventory import PoolKey
@@ -123,7 +131,31 @@ def _removed(template: str, region: str) -> PoolTarget:
 
 
 ROUTES = [
-    Route("/api/admin/pool", get_pool, methods=["GET"]),
-    Route("/api/admin/pool/{template}/{region}", put_pool, methods=["PUT"]),
-    Route("/api/admin/pool/{template}/{region}", delete_pool, methods=["DELETE"]),
+    ApiRoute(
+        "/api/admin/pool",
+        GET=Operation(
+            get_pool,
+            "Pool counts, bounds and hit ratio (admins)",
+            {200: Answer("per (template, region)", PoolReportView)},
+            errors=(403,),
+        ),
+    ),
+    ApiRoute(
+        "/api/admin/pool/{template}/{region}",
+        PUT=Operation(
+            put_pool,
+            "Set the pool's bounds (admins)",
+            {200: Answer("stored; a resize is queued", PoolBoundsView)},
+            errors=(403,),
+            path=PoolPath,
+            body=PoolBoundsBody,
+        ),
+        DELETE=Operation(
+            delete_pool,
+            "Remove the pool: every bound becomes 0 and it drains (admins)",
+            {202: Answer("bounds set to 0; a resize is queued", PoolRemovedView)},
+            errors=(403, 404),
+            path=KnownPoolPath,
+        ),
+    ),
 ]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.requests import HTTPConnection
 
 from app.auth import AuthError, Principal
 from app.errors import unauthorized
@@ -16,19 +14,6 @@ from app.resources import Resources
 from app.schemas import SessionView
 from app.session_tokens import mint_session_token
 from sql.sessions import SessionRow
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def by_method(**handlers: Endpoint) -> Endpoint:
-    """One endpoint per path serving several methods, so a 405 names every allowed method in
-    its Allow header (separate Routes per method would each name only their own)."""
-
-    async def endpoint(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
-
-    return endpoint
 
 
 def resources(conn: HTTPConnection) -> Resources:
@@ -77,7 +62,7 @@ def session_view(res: Resources, row: SessionRow) -> SessionView:
         region=row.region,
         device_type=row.device_type,
         device=row.device,
-        machine_id=row.container_id,
+        machine_id=row.machine_id,
         # The first load carries the token; the preview origin swaps it for a cookie.
         preview_url=f"{origin}/?token={token}",
         preview_origin=origin,

@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from app.openapi import Answer, ApiRoute, Operation
 from app.routes.common import resources
+from app.schemas import LivenessView, ReadinessView
 
 WORKER_HEALTH_KEY = "arq:queue:health-check"
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -58,6 +59,20 @@ async def readyz(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
+    ApiRoute(
+        "/healthz",
+        GET=Operation(healthz, "Liveness", {200: Answer("alive", LivenessView)}, public=True),
+    ),
+    ApiRoute(
+        "/readyz",
+        GET=Operation(
+            readyz,
+            "Postgres, Redis and a worker",
+            {
+                200: Answer("ready", ReadinessView),
+                503: Answer("not ready: the failing checks are named", ReadinessView),
+            },
+            public=True,
+        ),
+    ),
 ]

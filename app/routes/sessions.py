@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from app import leases
 from app.devices import catalogue
-from app.errors import ApiError, bad_request, not_found
+from app.errors import ApiError, not_found
+from app.openapi import Answer, ApiRoute, Operation
 from app.routes.common import (
     authenticate,
-    by_method,
     preview_origin,
     resources,
     session_view,
@@ -22,9 +21,15 @@ from app.routes.common import (
 )
 from app.schemas import (
     CreateSessionBody,
+    DeviceCatalogueView,
+    ListSessionsQuery,
+    SessionListView,
+    SessionPath,
+    SessionView,
     ShareView,
     TokenView,
     parse_body,
+    parse_query,
     parse_uuid,
     read_json,
 )
@@ -35,7 +40,6 @@ from sql import sessions
 from sql.sessions import SessionRow
 
 _OWN_SESSION_ONLY = "session"  # another user's session is reported as not found, never 403
-_LIVE = ("booting", "active")
 
 
 async def create_session(request: Request) -> Response:
@@ -54,13 +58,9 @@ async def create_session(request: Request) -> Response:
 async def list_sessions(request: Request) -> Response:
     principal = await authenticate(request)
     res = resources(request)
-    unknown = set(request.query_params) - {"projectId"}
-    if unknown:
-        raise bad_request(f"unknown query parameter {sorted(unknown)[0]!r}", "invalid_query")
-    project = request.query_params.get("projectId")
-    project_id = parse_uuid(project, "projectId") if project else None
+    query = parse_query(ListSessionsQuery, request)
     async with res.db.connection() as conn:
-        rows = await sessions.list_sessions(conn, principal.user_id, project_id)
+        rows = await sessions.list_sessions(conn, principal.user_id, query.project_id)
     return JSONResponse(
         {"sessions": [session_view(res, r).model_dump(mode="json", by_alias=True) for r in rows]}
     )
@@ -109,8 +109,8 @@ async def heartbeat(request: Request) -> Response:
             raise not_found(_OWN_SESSION_ONLY)
         if not await sessions.touch_session(conn, session_id, principal.user_id):
             raise ApiError(409, "session_ended", f"the session is {row.status}")
-    if row.container_id is not None and row.lease_epoch is not None:
-        beat = await res.broker.heartbeat(row.container_id, row.lease_epoch)
+    if row.machine_id is not None and row.lease_epoch is not None:
+        beat = await res.broker.heartbeat(row.machine_id, row.lease_epoch)
         if beat is Heartbeat.STALE:
             # The machine changed hands: this session cannot get it back; its end (announced
             # by whoever took it, or by reconcile) follows.
@@ -130,7 +130,7 @@ async def heartbeat(request: Request) -> Response:
 async def _live_session(request: Request) -> SessionRow:
     """The caller's own session named in the path, while it is live (409 once it ended)."""
     row = await _own_session(request)
-    if row.status not in _LIVE:
+    if not row.status.is_live:
         raise ApiError(409, "session_ended", f"the session is {row.status}")
     return row
 
@@ -167,19 +167,80 @@ async def list_devices(request: Request) -> Response:
     return JSONResponse({"devices": catalogue()}, headers={"Cache-Control": "public, max-age=300"})
 
 
+_SESSION = Answer("the session", SessionView)
+_OWN = (404,)  # another user's session is not found
+_LIVE_ONLY = (404, 409)
+
 ROUTES = [
-    Route(
+    ApiRoute(
         "/api/preview/sessions",
-        by_method(POST=create_session, GET=list_sessions),
-        methods=["POST", "GET"],
+        POST=Operation(
+            create_session,
+            "Lease a preview machine for a new session",
+            {
+                201: Answer("leased from the warm pool", SessionView),
+                202: Answer("booting: on demand, or waking a stopped machine", SessionView),
+            },
+            errors=(403, 429, 503),
+            body=CreateSessionBody,
+        ),
+        GET=Operation(
+            list_sessions,
+            "List the caller's sessions",
+            {200: Answer("the caller's sessions, newest first", SessionListView)},
+            query=ListSessionsQuery,
+        ),
     ),
-    Route(
+    ApiRoute(
         "/api/preview/sessions/{session_id}",
-        by_method(GET=get_session, DELETE=delete_session),
-        methods=["GET", "DELETE"],
+        GET=Operation(
+            get_session, "Read one of the caller's sessions", {200: _SESSION}, _OWN, SessionPath
+        ),
+        DELETE=Operation(
+            delete_session,
+            "End the session and release its machine",
+            {204: Answer("ended")},
+            _OWN,
+            SessionPath,
+        ),
     ),
-    Route("/api/preview/sessions/{session_id}/heartbeat", heartbeat, methods=["POST"]),
-    Route("/api/preview/sessions/{session_id}/token", refresh_token, methods=["POST"]),
-    Route("/api/preview/sessions/{session_id}/share", share_session, methods=["POST"]),
-    Route("/api/preview/devices", list_devices, methods=["GET"]),
+    ApiRoute(
+        "/api/preview/sessions/{session_id}/heartbeat",
+        POST=Operation(
+            heartbeat,
+            "Keep the session from idling out",
+            {204: Answer("recorded")},
+            (*_LIVE_ONLY, 503),
+            SessionPath,
+        ),
+    ),
+    ApiRoute(
+        "/api/preview/sessions/{session_id}/token",
+        POST=Operation(
+            refresh_token,
+            "A fresh session token (the editor refreshes before expiry)",
+            {200: Answer("the new token", TokenView)},
+            _LIVE_ONLY,
+            SessionPath,
+        ),
+    ),
+    ApiRoute(
+        "/api/preview/sessions/{session_id}/share",
+        POST=Operation(
+            share_session,
+            "A short-lived link that opens the preview only (QR code)",
+            {200: Answer("the link", ShareView)},
+            _LIVE_ONLY,
+            SessionPath,
+        ),
+    ),
+    ApiRoute(
+        "/api/preview/devices",
+        GET=Operation(
+            list_devices,
+            "The device catalogue",
+            {200: Answer("phones, tablets and desktops", DeviceCatalogueView)},
+            public=True,
+        ),
+    ),
 ]

@@ -86,9 +86,10 @@ def _split_package(path: str) -> tuple[str, str]:
 
 _SHORT = "public, max-age=60"
 
+# Static files, not the API: outside the OpenAPI document (app/openapi.py).
 ROUTES: list[BaseRoute] = [
-    Route("/ui/client/{path:path}", client_file, methods=["GET"]),
-    Route("/ui/vendor/{path:path}", vendor_file, methods=["GET"]),
-    Route("/ui/demo/{path:path}", demo_file, methods=["GET"]),
+    Route("/ui/client/{path:path}", client_file, methods=["GET"], include_in_schema=False),
+    Route("/ui/vendor/{path:path}", vendor_file, methods=["GET"], include_in_schema=False),
+    Route("/ui/demo/{path:path}", demo_file, methods=["GET"], include_in_schema=False),
 ]
-DEV_ROUTES: list[BaseRoute] = [Route("/", demo_page, methods=["GET"])]
+DEV_ROUTES: list[BaseRoute] = [Route("/", demo_page, methods=["GET"], include_in_schema=False)]

@@ -2,8 +2,8 @@
 
     PoolError
     ├── PoolUnavailable        Redis could not be reached or answered with an error
-    ├── StaleLease             the caller's fencing epoch is not the machine's current one
     ├── UnknownMachine         no record of that machine
+    ├── MalformedEnvelope      a pub/sub message that is no envelope of ours
     └── ProviderError          a machine provider failed
         ├── MachineNotFound    the provider has no such machine
         └── CapacityExhausted  the provider cannot create more machines right now
@@ -20,11 +20,11 @@ class PoolUnavailable(PoolError):
     pass
 
 
-class StaleLease(PoolError):
+class UnknownMachine(PoolError):
     pass
 
 
-class UnknownMachine(PoolError):
+class MalformedEnvelope(PoolError):
     pass
 
 

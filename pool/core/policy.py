@@ -6,7 +6,6 @@ Nothing here reads a clock, Redis or the provider, so every rule is checked with
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,75 +58,6 @@ class DemandSample:
         return self.lease_count / self.window_seconds
 
 
-@dataclass(frozen=True)
-class SizingInput:
-    """What the policy sees of one (template, region) at one moment.
-
-    `ready` machines can be leased now; `booting` ones were asked of the provider and are not up
-    yet. `headroom` is the fraction added on top of the expected need (0.5 = 50% more), to absorb
-    bursts that a mean rate hides.
-    """
-
-    bounds: PoolBounds
-    demand: DemandSample
-    refill_seconds: float
-    headroom: float
-    ready: int
-    booting: int
-
-    def __post_init__(self) -> None:
-        _require_non_negative("refill_seconds", self.refill_seconds)
-        _require_non_negative("headroom", self.headroom)
-        _require(self.ready >= 0, f"ready must be >= 0, got {self.ready}")
-        _require(self.booting >= 0, f"booting must be >= 0, got {self.booting}")
-
-
-@dataclass(frozen=True)
-class RefillPlan:
-    """What one refill run should do: create some machines or destroy some ready ones, not both."""
-
-    target: int
-    create: int
-    destroy: int
-
-    def __post_init__(self) -> None:
-        _require(self.create >= 0 and self.destroy >= 0, f"negative count in {self!r}")
-        _require(self.create == 0 or self.destroy == 0, f"both creates and destroys in {self!r}")
-
-
-def target_size(inp: SizingInput) -> int:
-    """How many machines the pool should hold, ready or on their way.
-
-    Little's law: the number of leases that arrive while one machine boots is rate x boot time,
-    so that many must already be waiting or the next lease finds the pool empty. Headroom is
-    added for bursts and the result is rounded up (half a machine serves nobody), then clamped
-    to the operator's bounds.
-    """
-    in_flight = inp.demand.lease_count * inp.refill_seconds / inp.demand.window_seconds
-    # Clamping before ceil keeps an absurd rate from overflowing it; rounding to 9 places keeps
-    # float noise (50 x 1.1 = 55.00000000000001) from buying a whole extra machine.
-    needed = min(in_flight * (1.0 + inp.headroom), inp.bounds.max)
-    return max(inp.bounds.min, math.ceil(round(needed, 9)))
-
-
-def plan_refill(inp: SizingInput, *, max_creates_per_run: int) -> RefillPlan:
-    """Compare the target with supply and say how many machines to create or destroy.
-
-    Booting machines count toward supply for creates: they will be ready within about one refill
-    time, and creating for them again would overshoot on every run until they arrive. They never
-    count for destroys: a boot can still fail, and only a machine that is ready now is surely
-    surplus. `max_creates_per_run` keeps one run within the provider's rate limits; the next run
-    creates the rest.
-    """
-    limit = max_creates_per_run
-    _require(limit >= 0, f"max_creates_per_run must be >= 0, got {limit}")
-    target = target_size(inp)
-    missing = max(target - inp.ready - inp.booting, 0)
-    surplus = max(inp.ready - target, 0)
-    # missing > 0 means target > ready, so surplus is 0: the plan never both creates and destroys.
-    return RefillPlan(target=target, create=min(missing, limit), destroy=surplus)
-
-
 # -- tiers (docs/architecture.md, "Pool tiers") -------------------------------------------------
 
 
@@ -149,9 +79,6 @@ class TierCounts:
     def get(self, tier: Tier) -> int:
         value: int = getattr(self, tier.value)
         return value
-
-    def with_(self, tier: Tier, value: int) -> TierCounts:
-        return dataclasses.replace(self, **{tier.value: value})
 
     @property
     def total(self) -> int:
@@ -282,10 +209,9 @@ class TierPlan:
 
 def _in_flight(inp: TierInput, seconds: float) -> int:
     """Leases expected within `seconds`, with headroom, rounded up (Little's law)."""
-    rate = inp.demand.lease_count / inp.demand.window_seconds
     # Clamped before ceil (an absurd rate must not overflow it); rounded to 9 places so float
-    # noise does not buy a whole machine.
-    needed = min(rate * seconds * (1.0 + inp.headroom), 3.0 * HARD_MAX_POOL_SIZE)
+    # noise (50 x 1.1 = 55.00000000000001) does not buy a whole machine.
+    needed = min(inp.demand.rate * seconds * (1.0 + inp.headroom), 3.0 * HARD_MAX_POOL_SIZE)
     return math.ceil(round(needed, 9))
 
 
@@ -293,7 +219,7 @@ def tier_targets(inp: TierInput) -> TierCounts:
     """How many machines each tier should hold, ready or on their way.
 
     Each tier is refilled from the one below it, so it must cover the leases that arrive while
-    that refill happens (Little's law, as in target_size), counted cumulatively:
+    that refill happens (Little's law: leases per second x seconds), counted cumulatively:
 
         hot                        >= leases within reaction + resume   (refilled by resuming)
         hot + suspended            >= leases within reaction + start    (refilled by starting)
@@ -303,7 +229,7 @@ def tier_targets(inp: TierInput) -> TierCounts:
     A requirement a tier cannot meet (its max, or a tier the provider cannot keep) moves up to
     the faster, dearer tiers; what the last line asks beyond the first two goes to the cheapest
     tier with room (stopped on Fly). Operator minimums hold in every tier. With no lower tiers
-    this is target_size exactly.
+    the hot target is clamp(ceil(rate x refill_seconds x (1 + headroom)), min, max).
     """
     lat, create = inp.latencies, inp.refill_seconds
     need_hot = _in_flight(inp, min(create, lat.reaction + lat.resume))
@@ -366,8 +292,9 @@ def plan_tiers(inp: TierInput, *, max_creates_per_run: int, max_moves_per_run: i
        but only once no tier is short and the reservoir has no room left: a surplus that a
        move could use is kept for the next run (moves per run are capped).
 
-    As in plan_refill, arriving machines count as supply against creates and moves into their
-    tier, never as surplus to move or destroy (a boot or a move can still fail).
+    Arriving machines count as supply against creates and moves into their tier: they will be
+    there within about one refill, and asking again would overshoot on every run until they
+    arrive. They never count as surplus to move or destroy: a boot or a move can still fail.
     """
     _require(
         max_creates_per_run >= 0, f"max_creates_per_run must be >= 0, got {max_creates_per_run}"

@@ -1,10 +1,13 @@
 """The states of a machine in the pool (Redis), separate from the provider's own states.
 
     booting ──▶ ready ──▶ pending ──▶ leased ──▶ recycling ──▶ ready
-                  │          │                       │
-                  │          └──▶ ready (never committed: nobody saw it)
-                  ├──▶ draining ──▶ (destroyed)      └──▶ (destroyed)
-                  └──▶ moving ──▶ ready (in another tier, or resized) or (destroyed)
+       │          │          ├──▶ ready (never committed: nobody saw it)
+       │          │          └──▶ recycling (committed, then the answer failed)
+       │          ├──▶ draining ──▶ (destroyed)
+       │          └──▶ moving ──▶ ready (in another tier, or resized) or (destroyed)
+       └──▶ leased (an on-demand boot, claimed by its session: claim_leased.lua)
+
+    recycling ──▶ (destroyed) when every tier is full or the reset fails
 
 A ready machine sits in one tier (`Tier`): hot (started, dev server up), suspended (snapshot
 taken after the dev server came up) or stopped. `moving` is a ready machine taken out of the
@@ -12,10 +15,11 @@ lease lists while a worker changes it (suspends, stops or wakes it into another 
 its guest); it comes back as ready in its destination tier, or is destroyed.
 
 The transitions happen inside Lua scripts (pool/store/lua/), which check the state and the fencing
-epoch atomically; this table is what those scripts implement and what the tests hold them to.
-Outside the table: reconcile (pool.services.reconciler) destroys a machine whose worker died in a
-transient state (booting, recycling, moving, draining), and rebuilds the record of a leased
-machine that Redis lost.
+epoch atomically. TRANSITIONS is the diagram as data: every edge a script makes, and nothing
+else (tests/integration/test_lua_transitions.py runs each script from each state against it).
+Outside it: any record may be forgotten (forget_machine.lua, the machine destroyed); reconcile
+(pool.services.reconciler) destroys a machine whose worker died in a transient state (booting,
+recycling, moving, draining), and rebuilds the record of a leased machine that Redis lost.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ class PoolState(enum.StrEnum):
 
 
 TRANSITIONS: dict[PoolState, frozenset[PoolState]] = {
-    PoolState.BOOTING: frozenset({PoolState.READY}),
+    PoolState.BOOTING: frozenset({PoolState.READY, PoolState.LEASED}),
     PoolState.READY: frozenset({PoolState.PENDING, PoolState.DRAINING, PoolState.MOVING}),
     PoolState.PENDING: frozenset({PoolState.LEASED, PoolState.READY, PoolState.RECYCLING}),
     PoolState.LEASED: frozenset({PoolState.RECYCLING}),

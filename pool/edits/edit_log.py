@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,16 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from pool.core.errors import PoolUnavailable
+from pool.edits.envelopes import (
+    EndedEnvelope,
+    Envelope,
+    HydrateEnvelope,
+    IdleWarningEnvelope,
+    PatchEnvelope,
+    encode_envelope,
+)
 from pool.edits.script_batcher import BatcherClosed, ScriptBatcher
-from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.keys import DEFAULT_PREFIX, Keys
 from pool.store.redis_errors import resolved, translated_redis_errors
 from pool.store.scripts import Scripts
 
@@ -121,10 +130,10 @@ class Snapshot:
 
 
 # The session's epoch, started if the log has none (new, or lost with Redis).
-# ARGV: prefix, session, fresh_epoch. Returns the epoch.
+# KEYS: snapmeta:{session}. ARGV: fresh_epoch. Returns the epoch.
 _EPOCH = """
-local meta = ARGV[1] .. 'snapmeta:' .. ARGV[2]
-if redis.call('HSETNX', meta, 'epoch', ARGV[3]) == 1 then
+local meta = KEYS[1]
+if redis.call('HSETNX', meta, 'epoch', ARGV[1]) == 1 then
   redis.call('EXPIRE', meta, 604800)
 end
 return redis.call('HGET', meta, 'epoch')
@@ -134,24 +143,25 @@ return redis.call('HGET', meta, 'epoch')
 # never past the head: an agent's word is not trusted beyond what was appended) and tell the
 # session's listeners, unless the report was numbered under another epoch than the log's (it
 # then means nothing here: returns the log's epoch, or '' when the log has none).
-# ARGV: prefix, session, seq, epoch, envelope_json with the seq as the last field's value.
+# KEYS: snapmeta:{session}.
+# ARGV: seq, epoch, envelope_json with the seq as the last field's value, ch:session:{session}.
 _REPORT_APPLIED = """
-local meta = ARGV[1] .. 'snapmeta:' .. ARGV[2]
+local meta = KEYS[1]
 local ended = redis.call('HGET', meta, 'ended')
 if ended then
   return {'ended', ended}
 end
 local epoch = redis.call('HGET', meta, 'epoch')
-if epoch ~= ARGV[4] then
+if epoch ~= ARGV[2] then
   return {'epoch', epoch or ''}
 end
-local seq = math.min(tonumber(ARGV[3]), tonumber(redis.call('HGET', meta, 'head') or '0'))
+local seq = math.min(tonumber(ARGV[1]), tonumber(redis.call('HGET', meta, 'head') or '0'))
 local current = tonumber(redis.call('HGET', meta, 'applied') or '0')
 if current < seq then
   redis.call('HSET', meta, 'applied', seq)
 end
 if seq > 0 then
-  redis.call('PUBLISH', ARGV[1] .. 'ch:session:' .. ARGV[2], ARGV[5] .. seq .. '}')
+  redis.call('PUBLISH', ARGV[4], ARGV[3] .. seq .. '}')
 end
 return {'ok', seq}
 """
@@ -174,15 +184,15 @@ def applied_outcome(reply: Any) -> AppliedOutcome:
 
 # An agent's socket closed: unless another socket of the machine is listening (the agent
 # already reconnected, here or to another web process) or the session ended, its editors hear
-# `status offline`. ARGV: prefix, session, machine, detail. Returns 1 when it was published.
+# `status offline`. KEYS: snapmeta:{session}. ARGV: ch:machine:{machine}, ch:session:{session},
+# detail. Returns 1 when it was published.
 _AGENT_GONE = """
-local p, session = ARGV[1], ARGV[2]
-local meta = p .. 'snapmeta:' .. session
-if redis.call('PUBSUB', 'NUMSUB', p .. 'ch:machine:' .. ARGV[3])[2] > 0 then return 0 end
+local meta = KEYS[1]
+if redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2] > 0 then return 0 end
 if redis.call('EXISTS', meta) == 0 or redis.call('HEXISTS', meta, 'ended') == 1 then return 0 end
-redis.call('HSET', meta, 'status', 'offline', 'status_detail', ARGV[4])
-redis.call('PUBLISH', p .. 'ch:session:' .. session,
-           cjson.encode({kind = 'status', state = 'offline', detail = ARGV[4]}))
+redis.call('HSET', meta, 'status', 'offline', 'status_detail', ARGV[3])
+redis.call('PUBLISH', ARGV[2],
+           cjson.encode({kind = 'status', state = 'offline', detail = ARGV[3]}))
 return 1
 """
 
@@ -194,16 +204,13 @@ def new_epoch() -> str:
     return secrets.token_hex(8)
 
 
-def session_meta_key(prefix: str, session_id: str) -> str:
-    return f"{prefix}snapmeta:{session_id}"
-
-
+# The gateway (app/realtime) names the channels it listens on with these.
 def session_channel(prefix: str, session_id: str) -> str:
-    return f"{prefix}ch:session:{session_id}"
+    return Keys(prefix).session_channel(session_id)
 
 
 def machine_channel(prefix: str, machine_id: str) -> str:
-    return f"{prefix}ch:machine:{machine_id}"
+    return Keys(prefix).machine_channel(machine_id)
 
 
 class EditLog:
@@ -226,34 +233,47 @@ class EditLog:
         self._epoch = redis.register_script(_EPOCH)
         self._agent_gone = redis.register_script(_AGENT_GONE)
         self._batcher = batcher
-        self.prefix = prefix
+        self.keys = Keys(prefix)
         self.limits = limits or EditLogLimits()
 
-    async def _run_script(self, script: AsyncScript, *args: str | int) -> Any:
+    @property
+    def prefix(self) -> str:
+        return self.keys.prefix
+
+    async def _run_script(self, script: AsyncScript, keys: Sequence[str], *args: str | int) -> Any:
         async with translated_redis_errors():
             if self._batcher is not None:
-                return await self._batcher.run(script, *args)
-            return await script(keys=[], args=list(args))
+                return await self._batcher.run(script, keys, *args)
+            return await script(keys=list(keys), args=list(args))
 
     async def append(
         self,
         session_id: str,
         seq: int,
         changes: list[Change],
-        envelope: dict[str, Any],
         *,
+        origin: str = "",
         epoch: str = "",
         user: str = "",
     ) -> AppendOutcome:
-        """Append patch `seq` (it must be head + 1) and publish `envelope` to the session.
+        """Append patch `seq` (it must be head + 1) and publish it to the session.
+        `origin`: the socket that sent it (it hears its `ack`, not the patch);
         `epoch`: the log the seq was numbered against ("" takes whichever is current);
         `user`: whose budget the session's edits count against ("" for none)."""
-        changes_json = json.dumps([c.as_json() for c in changes], separators=(",", ":"))
+        as_json = tuple(c.as_json() for c in changes)
+        changes_json = json.dumps(as_json, separators=(",", ":"))
+        envelope = PatchEnvelope(epoch=epoch or None, seq=seq, changes=as_json, origin=origin)
         digest = hashlib.sha256(changes_json.encode()).hexdigest()
-        limits = self.limits
+        limits, keys = self.limits, self.keys
+        log_keys = [
+            keys.edits(session_id),
+            keys.snapshot(session_id),
+            keys.snapshot_meta(session_id),
+        ]
         result = await self._run_script(
             self._append_patch,
-            self.prefix,
+            [*log_keys, keys.edit_bytes(user)] if user else log_keys,
+            keys.prefix,
             session_id,
             seq,
             changes_json,
@@ -261,12 +281,13 @@ class EditLog:
             limits.stream_entries,
             limits.snapshot_bytes,
             limits.snapshot_files,
-            json.dumps(envelope, separators=(",", ":")),
+            encode_envelope(envelope),
             epoch,
             new_epoch(),
             limits.stream_bytes,
             user,
             limits.user_budget_bytes,
+            keys.session_channel(session_id),
         )
         match result:
             case ["ok", appended]:
@@ -288,12 +309,14 @@ class EditLog:
     async def epoch(self, session_id: str) -> str:
         """The identity of the session's log; a new one if it has none (new, or lost with
         Redis). Seqs, heads and applied marks mean something only within one epoch."""
-        value = await self._run_script(self._epoch, self.prefix, session_id, new_epoch())
+        value = await self._run_script(
+            self._epoch, [self.keys.snapshot_meta(session_id)], new_epoch()
+        )
         return str(value)
 
     async def head(self, session_id: str) -> int:
         async with translated_redis_errors():
-            value = await resolved(self._redis.hget(f"{self.prefix}snapmeta:{session_id}", "head"))
+            value = await resolved(self._redis.hget(self.keys.snapshot_meta(session_id), "head"))
         return int(value or 0)
 
     async def since(self, session_id: str, after_seq: int, limit: int = 500) -> list[Patch] | None:
@@ -304,7 +327,7 @@ class EditLog:
             return []
         async with translated_redis_errors():
             entries = await self._redis.xrange(
-                f"{self.prefix}edits:{session_id}", f"{after_seq + 1}-0", "+", count=limit
+                self.keys.edits(session_id), f"{after_seq + 1}-0", "+", count=limit
             )
         patches = [
             Patch(int(str(entry_id).split("-")[0]), json.loads(fields["changes"]))
@@ -316,8 +339,8 @@ class EditLog:
 
     async def snapshot(self, session_id: str) -> Snapshot:
         async with translated_redis_errors(), self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(f"{self.prefix}snapmeta:{session_id}", ["head", "epoch"])
-            pipe.hgetall(f"{self.prefix}snap:{session_id}")
+            pipe.hmget(self.keys.snapshot_meta(session_id), ["head", "epoch"])
+            pipe.hgetall(self.keys.snapshot(session_id))
             (head, epoch), stored = await pipe.execute()
         files = {path: content for path, content in stored.items() if content != TOMBSTONE}
         deleted = sorted(path for path, content in stored.items() if content == TOMBSTONE)
@@ -329,7 +352,7 @@ class EditLog:
         round trip (the agent reports every patch: this is on the hot path). A report
         numbered under another `epoch` than the log's is dropped (EpochChanged)."""
         result = await self._run_script(
-            self._report_applied, self.prefix, session_id, seq, epoch, _APPLIED_ENVELOPE_HEAD
+            self._report_applied, *self._applied_call(session_id, seq, epoch)
         )
         return applied_outcome(result)
 
@@ -342,23 +365,33 @@ class EditLog:
             raise RuntimeError("report_applied_soon needs the web process's ScriptBatcher")
         try:
             return self._batcher.submit(
-                self._report_applied, self.prefix, session_id, seq, epoch, _APPLIED_ENVELOPE_HEAD
+                self._report_applied, *self._applied_call(session_id, seq, epoch)
             )
         except BatcherClosed as exc:
             raise PoolUnavailable(f"Redis: {exc}") from exc
 
+    def _applied_call(
+        self, session_id: str, seq: int, epoch: str
+    ) -> tuple[list[str], int, str, str, str]:
+        """The keys and arguments of the `applied` script."""
+        return (
+            [self.keys.snapshot_meta(session_id)],
+            seq,
+            epoch,
+            _APPLIED_ENVELOPE_HEAD,
+            self.keys.session_channel(session_id),
+        )
+
     async def applied(self, session_id: str) -> int:
         async with translated_redis_errors():
-            value = await resolved(
-                self._redis.hget(f"{self.prefix}snapmeta:{session_id}", "applied")
-            )
+            value = await resolved(self._redis.hget(self.keys.snapshot_meta(session_id), "applied"))
         return int(value or 0)
 
     async def record_status(self, session_id: str, state: str, detail: str) -> None:
         async with translated_redis_errors():
             await resolved(
                 self._redis.hset(
-                    f"{self.prefix}snapmeta:{session_id}",
+                    self.keys.snapshot_meta(session_id),
                     mapping={"status": state, "status_detail": detail},
                 )
             )
@@ -368,47 +401,49 @@ class EditLog:
         the agent is already back (any socket listening on the machine's channel) or the
         session ended. True when they were told."""
         result = await self._run_script(
-            self._agent_gone, self.prefix, session_id, machine_id, detail
+            self._agent_gone,
+            [self.keys.snapshot_meta(session_id)],
+            self.keys.machine_channel(machine_id),
+            self.keys.session_channel(session_id),
+            detail,
         )
         return int(result) == 1
 
     async def status(self, session_id: str) -> tuple[str, str]:
         async with translated_redis_errors():
             state, detail = await resolved(
-                self._redis.hmget(
-                    f"{self.prefix}snapmeta:{session_id}", ["status", "status_detail"]
-                )
+                self._redis.hmget(self.keys.snapshot_meta(session_id), ["status", "status_detail"])
             )
         return (state or "offline", detail or "")
 
-    async def publish(self, channel: str, envelope: dict[str, Any]) -> None:
+    async def publish(self, channel: str, envelope: Envelope) -> None:
         async with translated_redis_errors():
-            await self._redis.publish(channel, json.dumps(envelope, separators=(",", ":")))
+            await self._redis.publish(channel, encode_envelope(envelope))
 
     async def ended(self, session_id: str) -> tuple[str, str] | None:
         """(reason, status) once the session's end was announced; None while it is live."""
         async with translated_redis_errors():
             reason, status = await resolved(
-                self._redis.hmget(
-                    session_meta_key(self.prefix, session_id), ["ended", "ended_status"]
-                )
+                self._redis.hmget(self.keys.snapshot_meta(session_id), ["ended", "ended_status"])
             )
         return None if reason is None else (str(reason), str(status or "ended"))
 
 
 # Mark a session ended, drop its files and give back its share of the user's budget, and tell
-# its sockets, atomically. ARGV: prefix, session, reason, status, mark_seconds, envelope_json.
+# its sockets, atomically. KEYS: snapmeta:{session}, edits:{session}, snap:{session}.
+# ARGV: prefix, session, reason, status, mark_seconds, envelope_json, ch:session:{session}.
+# The prefix: the user's budget (editbytes:{user}) is named by a field of the log.
 _ANNOUNCE_END = """
+local meta, stream, snap = KEYS[1], KEYS[2], KEYS[3]
 local p, session = ARGV[1], ARGV[2]
-local meta = p .. 'snapmeta:' .. session
 local user = redis.call('HGET', meta, 'user')
 if user then
   redis.call('HDEL', p .. 'editbytes:' .. user, session)
 end
-redis.call('DEL', p .. 'edits:' .. session, p .. 'snap:' .. session)
+redis.call('DEL', stream, snap)
 redis.call('HSET', meta, 'ended', ARGV[3], 'ended_status', ARGV[4])
 redis.call('EXPIRE', meta, tonumber(ARGV[5]))
-redis.call('PUBLISH', p .. 'ch:session:' .. session, ARGV[6])
+redis.call('PUBLISH', ARGV[7], ARGV[6])
 return 1
 """
 
@@ -422,17 +457,31 @@ async def announce_end(
     at once (nothing reads them after the end) and its bytes leave the user's budget; the small
     `ended` mark stays for ENDED_MARK_SECONDS. Called right after Postgres recorded the end, by
     every path that ends a session (pool.services.lifecycle)."""
-    envelope = json.dumps({"kind": "ended", "reason": reason, "status": status})
+    envelope = encode_envelope(EndedEnvelope(reason=reason, status=status))
+    keys = Keys(prefix)
     async with translated_redis_errors():
         await redis.register_script(_ANNOUNCE_END)(
-            keys=[], args=[prefix, session_id, reason, status, ENDED_MARK_SECONDS, envelope]
+            keys=[
+                keys.snapshot_meta(session_id),
+                keys.edits(session_id),
+                keys.snapshot(session_id),
+            ],
+            args=[
+                prefix,
+                session_id,
+                reason,
+                status,
+                ENDED_MARK_SECONDS,
+                envelope,
+                keys.session_channel(session_id),
+            ],
         )
 
 
 async def end_unannounced(redis: Redis, session_id: str, *, prefix: str = DEFAULT_PREFIX) -> bool:
     """The session has an edit log in Redis that does not know it ended (the end's announce did
     not get through): true. Nothing to announce to a session that never had a log."""
-    meta = session_meta_key(prefix, session_id)
+    meta = Keys(prefix).snapshot_meta(session_id)
     async with translated_redis_errors(), redis.pipeline(transaction=False) as pipe:
         pipe.exists(meta)
         pipe.hexists(meta, "ended")
@@ -445,9 +494,9 @@ async def announce_idle_warning(
 ) -> None:
     """Tell the session's editors it ends for inactivity in `seconds_left` unless a frame (or a
     heartbeat) arrives. Pub/sub only: an editor that is not connected has nobody to warn."""
-    envelope = {"kind": "idleWarning", "secondsLeft": seconds_left}
+    envelope = encode_envelope(IdleWarningEnvelope(secondsLeft=seconds_left))
     async with translated_redis_errors():
-        await redis.publish(session_channel(prefix, session_id), json.dumps(envelope))
+        await redis.publish(Keys(prefix).session_channel(session_id), envelope)
 
 
 async def push_snapshot(edits: EditLog, session_id: str, machine_id: str) -> int:
@@ -456,14 +505,13 @@ async def push_snapshot(edits: EditLog, session_id: str, machine_id: str) -> int
     await edits.epoch(session_id)  # a log lost with Redis starts again under a new epoch
     snapshot = await edits.snapshot(session_id)
     await edits.publish(
-        machine_channel(edits.prefix, machine_id),
-        {
-            "kind": "hydrate",
-            "session": session_id,
-            "epoch": snapshot.epoch,
-            "seq": snapshot.seq,
-            "files": snapshot.files,
-            "deleted": snapshot.deleted,
-        },
+        edits.keys.machine_channel(machine_id),
+        HydrateEnvelope(
+            session=session_id,
+            epoch=snapshot.epoch,
+            seq=snapshot.seq,
+            files=snapshot.files,
+            deleted=tuple(snapshot.deleted),
+        ),
     )
     return snapshot.seq

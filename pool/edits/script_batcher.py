@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ class BatcherClosed(RedisError):
 @dataclass(frozen=True)
 class _Call:
     script: AsyncScript
+    keys: tuple[str, ...]
     args: tuple[str | int, ...]
     future: asyncio.Future[Any]
 
@@ -73,18 +75,20 @@ class ScriptBatcher:
             await self._connection.disconnect()
             self._connection = None
 
-    async def run(self, script: AsyncScript, *args: str | int) -> Any:
-        """The reply of `script` (no keys, `args`), sent with whatever else is queued."""
-        return await self.submit(script, *args)
+    async def run(self, script: AsyncScript, keys: Sequence[str], *args: str | int) -> Any:
+        """The reply of `script` (`keys`, `args`), sent with whatever else is queued."""
+        return await self.submit(script, keys, *args)
 
-    def submit(self, script: AsyncScript, *args: str | int) -> asyncio.Future[Any]:
+    def submit(
+        self, script: AsyncScript, keys: Sequence[str], *args: str | int
+    ) -> asyncio.Future[Any]:
         """Queue the call and return its future at once: for a caller that need not wait for
         the reply before going on. The future always completes (reply, error, or
         BatcherClosed at stop); whoever holds it must retrieve its exception."""
         if self._closed or self._flusher is None:
             raise BatcherClosed("the script batcher is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued.append(_Call(script, args, future))
+        self._queued.append(_Call(script, tuple(keys), args, future))
         self._wake.set()
         return future
 
@@ -140,7 +144,10 @@ class ScriptBatcher:
             await connection.connect()  # a no-op while connected
             await connection.send_packed_command(
                 connection.pack_commands(
-                    [("EVALSHA", call.script.sha, 0, *call.args) for call in calls]
+                    [
+                        ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+                        for call in calls
+                    ]
                 ),
                 check_health=False,
             )

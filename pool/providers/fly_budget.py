@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from pool.core.errors import PoolUnavailable
 from pool.providers.fly_ratelimit import DEFAULT_RATE, FLY_RATES, Rate, RateLimiter
-from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.keys import DEFAULT_PREFIX, Keys
 from pool.store.redis_errors import translated_redis_errors
 from pool.store.scripts import Scripts
 
@@ -49,7 +49,7 @@ class SharedRateLimiter:
     ) -> None:
         self._scripts = Scripts(redis)
         self._sleep = sleep
-        self._prefix = prefix
+        self.keys = Keys(prefix)
         # The same rates; used alone when Redis cannot be reached.
         self._local = RateLimiter(time.monotonic, sleep, rates, default)
 
@@ -59,7 +59,7 @@ class SharedRateLimiter:
         try:
             async with translated_redis_errors():
                 wait_us = await self._scripts.run(
-                    "fly_slot", self._prefix, action, scope, interval_us, rate.burst
+                    "fly_slot", [self.keys.fly_rate(action, scope)], interval_us, rate.burst
                 )
         except PoolUnavailable as exc:
             log.warning("Fly rate budget unreachable, pacing this process alone: %s", exc)

@@ -45,7 +45,7 @@ class Limiter(Protocol):
     async def acquire(self, action: str, scope: str) -> None: ...
 
 
-class TokenBucket:
+class ReservationBucket:
     """Reservation-style bucket: tokens may go negative, and the debt is the wait."""
 
     def __init__(self, rate: Rate, now: float) -> None:
@@ -83,7 +83,7 @@ class RateLimiter:
         self._sleep = sleep
         self._rates = rates
         self._default = default
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._buckets: dict[tuple[str, str], ReservationBucket] = {}
 
     def rate_for(self, action: str) -> Rate:
         return self._rates.get(action, self._default)
@@ -95,7 +95,7 @@ class RateLimiter:
         if bucket is None:
             if len(self._buckets) >= _PRUNE_ABOVE:
                 self._prune(now)
-            bucket = self._buckets[key] = TokenBucket(self.rate_for(action), now)
+            bucket = self._buckets[key] = ReservationBucket(self.rate_for(action), now)
         return bucket.reserve(now)
 
     async def acquire(self, action: str, scope: str) -> None:

@@ -9,11 +9,9 @@ fencing epoch, so a job delivered twice does its work once.
 
 from __future__ import annotations
 
+import enum
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-
-from psycopg_pool import AsyncConnectionPool
 
 from pool.core.errors import ProviderError
 from pool.core.policy import DemandSample, PoolBounds, TierBounds, place_recycled
@@ -27,7 +25,7 @@ from pool.core.provider import (
 )
 from pool.core.states import PoolState, Tier
 from pool.edits.edit_log import announce_end
-from pool.services.metrics import Metrics
+from pool.services.context import EnqueueRecycle, PoolServices
 from pool.services.refill import RefillSettings, destroy_machine, tier_input
 from pool.services.tiers import bring_to
 from pool.store.inventory import Inventory, PoolKey
@@ -38,7 +36,19 @@ from sql.states import SessionStatus
 
 log = logging.getLogger(__name__)
 
-EnqueueRecycle = Callable[[str, int], Awaitable[None]]
+
+class Recycled(enum.Enum):
+    """What became of a released machine."""
+
+    READY = "ready"  # back in the hot tier
+    SUSPENDED = "suspended"
+    STOPPED = "stopped"
+    DESTROYED = "destroyed"  # every tier full, or the reset failed
+    SKIPPED = "skipped"  # not this run's to recycle: a duplicate delivery, or moved on
+
+    @classmethod
+    def into(cls, tier: Tier) -> Recycled:
+        return cls.READY if tier is Tier.HOT else cls(tier.value)
 
 
 async def release_session_machine(
@@ -60,53 +70,45 @@ async def release_session_machine(
 
 
 async def end_and_release(
-    db: AsyncConnectionPool,
-    broker: LeaseBroker,
-    session_id: uuid.UUID,
-    enqueue_recycle: EnqueueRecycle,
-    *,
-    reason: str,
-    status: SessionStatus,
+    services: PoolServices, session_id: uuid.UUID, *, reason: str, status: SessionStatus
 ) -> bool:
     """End a session (Postgres) and release what it held (Redis). False when it had already
     ended: whoever ended it released it."""
-    async with db.connection() as conn:
+    async with services.db.connection() as conn:
         ended = await sessions.end_session(conn, session_id, reason=reason, status=status)
     if ended is None:
         return False
-    await release_session_machine(broker, ended, enqueue_recycle)
+    await release_session_machine(services.broker, ended, services.enqueue_recycle)
     return True
 
 
 async def recycle_machine(
-    inventory: Inventory,
-    provider: MachineProvider,
+    services: PoolServices,
     machine_id: str,
     epoch: int,
     *,
     bounds: PoolBounds | TierBounds,
     settings: RefillSettings,
-    metrics: Metrics,
     guest: Guest | None = None,
     demand: DemandSample | None = None,
-) -> str:
+) -> Recycled:
     """Reset a released machine and return it to the tier that needs it most (policy
     place_recycled), or destroy it when every tier is full or the reset fails. A machine whose
     guest differs from the pool's `guest` (a rolling resize went by while it was leased) is
-    resized on the way. Returns what happened: 'ready' (hot), 'suspended', 'stopped',
-    'destroyed' or 'skipped'."""
+    resized on the way."""
+    inventory, provider, metrics = services.inventory, services.provider, services.metrics
     record = await inventory.machine(machine_id)
     if record is None or record.state != PoolState.RECYCLING or record.epoch != epoch:
-        return "skipped"  # already recycled (duplicate delivery) or moved on
+        return Recycled.SKIPPED  # already recycled (duplicate delivery) or moved on
     # This run owns the machine from now: reconcile replaces a recycling machine only once its
     # owner has been silent for longer than a job may run (its worker died).
     if await inventory.stamp(machine_id, PoolState.RECYCLING, "taken_at", epoch=epoch) is None:
-        return "skipped"
+        return Recycled.SKIPPED
     pool = PoolKey(record.template, record.region)
     if await _placement(inventory, provider, pool, bounds, settings, demand) is None:
         await destroy_machine(inventory, provider, machine_id)
         metrics.incr("pool.recycle.destroyed")
-        return "destroyed"
+        return Recycled.DESTROYED
     try:
         reset = await provider.reset(machine_id)
         # A reset issues a new machine token; the old session's token must stop working.
@@ -122,11 +124,11 @@ async def recycle_machine(
         log.warning("reset of %s failed, destroying it: %s", machine_id, exc)
         await destroy_machine(inventory, provider, machine_id)
         metrics.incr("pool.recycle.failed")
-        return "destroyed"
+        return Recycled.DESTROYED
     if tier is None:
         await destroy_machine(inventory, provider, machine_id)
         metrics.incr("pool.recycle.destroyed")
-        return "destroyed"
+        return Recycled.DESTROYED
     placed = await inventory.make_ready(
         machine_id,
         pool,
@@ -136,9 +138,10 @@ async def recycle_machine(
         tier=tier,
     )
     if placed is None:
-        return "skipped"
-    metrics.incr("pool.recycle.ready" if tier is Tier.HOT else f"pool.recycle.{tier.value}")
-    return "ready" if tier is Tier.HOT else tier.value
+        return Recycled.SKIPPED
+    recycled = Recycled.into(tier)
+    metrics.incr(f"pool.recycle.{recycled.value}")
+    return recycled
 
 
 async def _placement(

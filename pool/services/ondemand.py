@@ -3,53 +3,52 @@ a machine for it. If the session ended meanwhile, the fresh (unused) machine joi
 
 from __future__ import annotations
 
+import enum
 import logging
 import uuid
 from collections.abc import Mapping
 
-from psycopg_pool import AsyncConnectionPool
-
 from pool.core.errors import ProviderError
-from pool.core.provider import Guest, MachineProvider
-from pool.services.lifecycle import EnqueueRecycle, end_and_release
-from pool.services.metrics import Metrics
+from pool.core.provider import Guest
+from pool.services.context import PoolServices
+from pool.services.lifecycle import end_and_release
 from pool.services.refill import RefillSettings, create_and_wait, destroy_machine
-from pool.store.inventory import Inventory, PoolKey
-from pool.store.leasing import LeaseBroker
+from pool.store.inventory import PoolKey
 from sql import sessions
 from sql.states import SessionStatus
 
 log = logging.getLogger(__name__)
 
 
+class Booted(enum.Enum):
+    """What an on-demand boot did for its session."""
+
+    ATTACHED = "attached"  # the session got the new machine
+    POOLED = "pooled"  # the session ended meanwhile: the fresh machine joined the pool
+    RELEASED = "released"  # the session ended between the claim and the attach: recycled
+    FAILED = "failed"  # no machine: the session failed
+    SKIPPED = "skipped"  # the session is not booting (a duplicate delivery, or ended)
+
+
 async def boot_for_session(
-    db: AsyncConnectionPool,
-    broker: LeaseBroker,
-    inventory: Inventory,
-    provider: MachineProvider,
+    services: PoolServices,
     session_id: uuid.UUID,
     settings: RefillSettings,
-    enqueue_recycle: EnqueueRecycle,
-    metrics: Metrics,
     guests: Mapping[PoolKey, Guest | None] | None = None,
-) -> str:
-    async with db.connection() as conn:
+) -> Booted:
+    inventory, provider = services.inventory, services.provider
+    async with services.db.connection() as conn:
         session = await sessions.get_session(conn, session_id)
     if session is None or session.status != SessionStatus.BOOTING:
-        return "skipped"
+        return Booted.SKIPPED
     pool = PoolKey(session.template, session.region)
 
-    async def fail_boot() -> str:
+    async def fail_boot() -> Booted:
         await end_and_release(
-            db,
-            broker,
-            session_id,
-            enqueue_recycle,
-            reason="boot_failed",
-            status=SessionStatus.FAILED,
+            services, session_id, reason="boot_failed", status=SessionStatus.FAILED
         )
-        metrics.incr("ondemand.failed")
-        return "failed"
+        services.metrics.incr("ondemand.failed")
+        return Booted.FAILED
 
     try:
         guest = (guests or {}).get(pool)
@@ -63,16 +62,16 @@ async def boot_for_session(
     if epoch is None:
         # The session was ended while we booted: the machine is fresh, so the pool takes it.
         if await inventory.make_ready(machine.id, pool, machine.address) is not None:
-            return "pooled"
+            return Booted.POOLED
         # Its record vanished (Redis lost it): without the token hash no agent gets in, so the
         # machine goes, and the session, if it still waits, fails.
         await destroy_machine(inventory, provider, machine.id)
         return await fail_boot()
-    async with db.connection() as conn:
+    async with services.db.connection() as conn:
         attached = await sessions.attach_machine(conn, session_id, machine.id, epoch)
     if attached is None:
-        if await broker.release(machine.id, epoch):
-            await enqueue_recycle(machine.id, epoch + 1)
-        return "released"
-    metrics.incr("ondemand.booted")
-    return "attached"
+        if await services.broker.release(machine.id, epoch):
+            await services.enqueue_recycle(machine.id, epoch + 1)
+        return Booted.RELEASED
+    services.metrics.incr("ondemand.booted")
+    return Booted.ATTACHED

@@ -14,12 +14,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from psycopg_pool import AsyncConnectionPool
-
 from pool.edits.edit_log import announce_idle_warning
-from pool.services.lifecycle import EnqueueRecycle, end_and_release
-from pool.services.metrics import Metrics
-from pool.store.leasing import LeaseBroker
+from pool.services.context import PoolServices
+from pool.services.lifecycle import end_and_release
 from sql import sessions
 from sql.states import SessionStatus
 
@@ -35,14 +32,9 @@ class ReapReport:
 
 
 async def reap(
-    db: AsyncConnectionPool,
-    broker: LeaseBroker,
-    enqueue_recycle: EnqueueRecycle,
-    metrics: Metrics,
-    *,
-    booting_grace_seconds: int = 180,
-    idle_warning_seconds: int = 60,
+    services: PoolServices, *, booting_grace_seconds: int = 180, idle_warning_seconds: int = 60
 ) -> ReapReport:
+    db, broker = services.db, services.broker
     reclaimed = promoted = 0
     for pending in await broker.expired_pending():
         async with db.connection() as conn:
@@ -60,7 +52,7 @@ async def reap(
             # Committed, then ended before it was promoted: the API abandoned it (its client
             # was gone) and could not reach Redis to release it. Recycle, never promote.
             if await broker.release(pending.machine_id, pending.epoch):
-                await enqueue_recycle(pending.machine_id, pending.epoch + 1)
+                await services.enqueue_recycle(pending.machine_id, pending.epoch + 1)
                 reclaimed += 1
         elif await broker.promote(pending.machine_id, pending.epoch, uuid.UUID(pending.session_id)):
             promoted += 1
@@ -77,11 +69,9 @@ async def reap(
         )
     for session_id, reason in due:
         status = SessionStatus.FAILED if reason == "boot_timeout" else SessionStatus.ENDED
-        if await end_and_release(
-            db, broker, session_id, enqueue_recycle, reason=reason, status=status
-        ):
+        if await end_and_release(services, session_id, reason=reason, status=status):
             ended += 1
-    metrics.incr("reaper.reclaimed", reclaimed)
-    metrics.incr("reaper.ended", ended)
-    metrics.incr("reaper.idle_warned", len(warn))
+    services.metrics.incr("reaper.reclaimed", reclaimed)
+    services.metrics.incr("reaper.ended", ended)
+    services.metrics.incr("reaper.idle_warned", len(warn))
     return ReapReport(reclaimed=reclaimed, promoted=promoted, ended=ended, warned=len(warn))

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
-from pool.core.provider import Machine, MachineProvider, MachineState
+from pool.core.provider import Machine, MachineState
 from pool.core.states import PoolState, Tier
 from pool.edits.edit_log import announce_end, end_unannounced
-from pool.services.lifecycle import EnqueueRecycle, end_and_release, release_session_machine
-from pool.services.metrics import Metrics
+from pool.services.context import PoolServices
+from pool.services.lifecycle import end_and_release, release_session_machine
 from pool.services.refill import destroy_machine
 from pool.store.inventory import Inventory, MachineRecord, PoolKey
 from pool.store.leasing import LeaseBroker
@@ -66,12 +66,7 @@ class ReconcileReport:
 
 
 async def reconcile(
-    db: AsyncConnectionPool,
-    broker: LeaseBroker,
-    inventory: Inventory,
-    provider: MachineProvider,
-    enqueue_recycle: EnqueueRecycle,
-    metrics: Metrics,
+    services: PoolServices,
     *,
     orphan_grace_seconds: float = 60.0,
     stuck_seconds: float = 180.0,
@@ -81,17 +76,13 @@ async def reconcile(
     # One at a time over all workers: a run that read the records before another rebuilt one
     # would destroy that machine as an orphan. The scheduled run and the one a store reset
     # starts at once do meet: the later waits for the earlier, then reads afresh.
-    async with inventory.exclusive("reconcile", ttl=stuck_seconds, wait=stuck_seconds) as mine:
+    exclusive = services.inventory.exclusive("reconcile", ttl=stuck_seconds, wait=stuck_seconds)
+    async with exclusive as mine:
         if not mine:
             log.warning("another reconcile has run for %.0fs; this one is skipped", stuck_seconds)
             return ReconcileReport()
         return await _reconcile(
-            db,
-            broker,
-            inventory,
-            provider,
-            enqueue_recycle,
-            metrics,
+            services,
             orphan_grace_seconds=orphan_grace_seconds,
             stuck_seconds=stuck_seconds,
             agent_lost_seconds=agent_lost_seconds,
@@ -100,18 +91,14 @@ async def reconcile(
 
 
 async def _reconcile(
-    db: AsyncConnectionPool,
-    broker: LeaseBroker,
-    inventory: Inventory,
-    provider: MachineProvider,
-    enqueue_recycle: EnqueueRecycle,
-    metrics: Metrics,
+    services: PoolServices,
     *,
     orphan_grace_seconds: float,
     stuck_seconds: float,
     agent_lost_seconds: float,
     now: float,
 ) -> ReconcileReport:
+    db, inventory, provider = services.db, services.inventory, services.provider
     provided = {m.id: m for m in await provider.list()}
     records: dict[str, MachineRecord] = {}
     for pool in await inventory.pools():
@@ -147,19 +134,19 @@ async def _reconcile(
         await destroy_machine(inventory, provider, record.id)
         dropped += 1
         if record.session_id:
-            failed += await _fail_session(db, broker, record.session_id, enqueue_recycle)
+            failed += await _fail_session(services, record.session_id)
 
-    failed += await _fail_unbacked_leases(db, broker, inventory, records, enqueue_recycle)
-    released = await _release_ended_leases(db, broker, records, enqueue_recycle)
-    released += await _announce_missed_ends(db, broker)
+    failed += await _fail_unbacked_leases(services, records)
+    released = await _release_ended_leases(services, records)
+    released += await _announce_missed_ends(db, services.broker)
     async with db.connection() as conn:
         await sessions.repair_live_counts(conn)
-    entries = await _drop_stale_user_entries(db, broker, records)
+    entries = await _drop_stale_user_entries(db, services.broker, records)
 
     report = ReconcileReport(orphans, dropped, failed, entries, restored, tokens, released)
-    metrics.incr("reconcile.orphans_destroyed", orphans)
-    metrics.incr("reconcile.records_dropped", dropped)
-    metrics.incr("reconcile.records_restored", restored)
+    services.metrics.incr("reconcile.orphans_destroyed", orphans)
+    services.metrics.incr("reconcile.records_dropped", dropped)
+    services.metrics.incr("reconcile.records_restored", restored)
     if orphans or dropped or failed or restored or tokens or released:
         log.warning("reconcile found drift: %s", report)
     return report
@@ -221,11 +208,7 @@ async def _restore_leased(
             continue  # nothing lost, or nothing to rebuild from: the session fails below
         async with db.connection() as conn:
             session = await sessions.get_session(conn, session_id)
-        if (
-            session is None
-            or not SessionStatus(session.status).is_live
-            or session.container_id != machine_id
-        ):
+        if session is None or not session.status.is_live or session.machine_id != machine_id:
             continue
         rebuilt = await inventory.restore_leased(
             machine_id,
@@ -286,16 +269,10 @@ async def _agents_lost(
     return lost
 
 
-async def _fail_unbacked_leases(
-    db: AsyncConnectionPool,
-    broker: LeaseBroker,
-    inventory: Inventory,
-    records: dict[str, MachineRecord],
-    enqueue: EnqueueRecycle,
-) -> int:
+async def _fail_unbacked_leases(services: PoolServices, records: dict[str, MachineRecord]) -> int:
     """Ledger rows whose machine Redis no longer holds as leased (Redis lost it and it could not
     be rebuilt, or reconcile just dropped it): the session cannot be served, so it fails."""
-    async with db.connection() as conn:
+    async with services.db.connection() as conn:
         leases = await sessions.active_leases(conn)
     failed = 0
     for machine_id, _epoch, session_id in leases:
@@ -303,9 +280,9 @@ async def _fail_unbacked_leases(
         if record is None or record.state not in (PoolState.LEASED, PoolState.PENDING):
             # `records` was read when this run began: a lease made since then (its machine was
             # ready then) is backed now. Only what Redis says at this moment counts.
-            record = await inventory.machine(machine_id)
+            record = await services.inventory.machine(machine_id)
         if record is None or record.state not in (PoolState.LEASED, PoolState.PENDING):
-            failed += await _fail_session(db, broker, str(session_id), enqueue)
+            failed += await _fail_session(services, str(session_id))
     return failed
 
 
@@ -316,12 +293,7 @@ async def _unchanged(inventory: Inventory, seen: MachineRecord) -> bool:
     return now is not None and (now.state, now.epoch) == (seen.state, seen.epoch)
 
 
-async def _release_ended_leases(
-    db: AsyncConnectionPool,
-    broker: LeaseBroker,
-    records: dict[str, MachineRecord],
-    enqueue: EnqueueRecycle,
-) -> int:
+async def _release_ended_leases(services: PoolServices, records: dict[str, MachineRecord]) -> int:
     """Leased records of sessions that Postgres has ended: the end committed, but Redis did not
     hear of it (down at that moment, or lost the `ended` mark). Announce the end (editors are
     told, patches refused) and release the machine, as the end itself would have."""
@@ -329,9 +301,9 @@ async def _release_ended_leases(
     for record in records.values():
         if record.state is not PoolState.LEASED or record.session_id is None:
             continue
-        async with db.connection() as conn:
+        async with services.db.connection() as conn:
             row = await sessions.get_session(conn, uuid.UUID(record.session_id))
-        if row is None or SessionStatus(row.status).is_live:
+        if row is None or row.status.is_live:
             continue
         log.warning(
             "session %s ended (%s) but its machine %s was still leased: releasing it",
@@ -347,9 +319,9 @@ async def _release_ended_leases(
             template=row.template,
             region=row.region,
             reason=row.end_reason or row.status,
-            status=SessionStatus(row.status),
+            status=row.status,
         )
-        await release_session_machine(broker, ended, enqueue)
+        await release_session_machine(services.broker, ended, services.enqueue_recycle)
         released += 1
     return released
 
@@ -389,15 +361,8 @@ async def _drop_stale_user_entries(
     return dropped
 
 
-async def _fail_session(
-    db: AsyncConnectionPool, broker: LeaseBroker, session_id: str, enqueue: EnqueueRecycle
-) -> int:
+async def _fail_session(services: PoolServices, session_id: str) -> int:
     ended = await end_and_release(
-        db,
-        broker,
-        uuid.UUID(session_id),
-        enqueue,
-        reason="machine_lost",
-        status=SessionStatus.FAILED,
+        services, uuid.UUID(session_id), reason="machine_lost", status=SessionStatus.FAILED
     )
     return int(ended)

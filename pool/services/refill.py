@@ -44,6 +44,7 @@ from pool.core.policy import (
 )
 from pool.core.provider import Guest, MachineProvider, MachineSpec, MachineState, pool_tiers
 from pool.core.states import TIERS, PoolState, Tier
+from pool.services.context import PoolServices
 from pool.services.metrics import Metrics
 from pool.services.tiers import bring_to
 from pool.store.inventory import Inventory, PoolKey
@@ -120,12 +121,10 @@ async def plan_for(
 
 
 async def resize_pool(
-    inventory: Inventory,
-    provider: MachineProvider,
+    services: PoolServices,
     pool: PoolKey,
     bounds: PoolBounds | TierBounds,
     settings: RefillSettings,
-    metrics: Metrics,
     *,
     guest: Guest | None = None,
     demand: DemandSample | None = None,
@@ -133,6 +132,7 @@ async def resize_pool(
 ) -> TierPlan | None:
     """Carry out the policy's plan for one pool, less the creates its create backoff holds
     back; returns what was carried out, or None when another resize holds the pool."""
+    inventory, provider, metrics = services.inventory, services.provider, services.metrics
     async with inventory.exclusive(f"resize:{pool}", ttl=settings.resize_lock_seconds) as mine:
         if not mine:
             return None

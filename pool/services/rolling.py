@@ -12,15 +12,16 @@ after the operator's change get the new size from the start.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
 
 from pool.core.errors import MachineNotFound, ProviderError
-from pool.core.provider import Guest, MachineProvider, SuspendingProvider, guest_of
+from pool.core.provider import Guest, SuspendingProvider, guest_of
 from pool.core.states import PoolState
-from pool.services.metrics import Metrics
+from pool.services.context import PoolServices
 from pool.services.refill import RefillSettings, destroy_machine
 from pool.services.tiers import bring_to
 from pool.store.inventory import Inventory, PoolKey
@@ -29,6 +30,15 @@ log = logging.getLogger(__name__)
 
 # Machines that became ready during a pass (booting when it began) are caught by the next one.
 MAX_PASSES = 3
+
+
+class Rolled(enum.Enum):
+    """What became of one ready machine."""
+
+    RESIZED = "resized"
+    CURRENT = "current"  # already the wanted size
+    SKIPPED = "skipped"  # leased (or gone) when its turn came
+    FAILED = "failed"  # the provider refused; the machine was destroyed
 
 
 @dataclass(frozen=True)
@@ -43,12 +53,10 @@ class RollReport:
 
 
 async def roll_guest(
-    inventory: Inventory,
-    provider: MachineProvider,
+    services: PoolServices,
     pool: PoolKey,
     guest: Guest,
     settings: RefillSettings,
-    metrics: Metrics,
     *,
     batch: int = 1,
     deadline: float | None = None,
@@ -56,9 +64,10 @@ async def roll_guest(
     """Resize the pool's ready machines, a batch at a time. With a `deadline` (time.monotonic),
     no batch starts after it: a job stays within its timeout, and a later run goes on (machines
     already resized count as current)."""
+    inventory, provider, metrics = services.inventory, services.provider, services.metrics
     if not isinstance(provider, SuspendingProvider):
         return RollReport(supported=False)  # new machines get the size; nothing to roll
-    outcomes: Counter[str] = Counter()
+    outcomes: Counter[Rolled] = Counter()
     tried: set[str] = set()
     for _ in range(MAX_PASSES):
         ids = [
@@ -71,7 +80,7 @@ async def roll_guest(
         tried.update(ids)
         for start in range(0, len(ids), max(batch, 1)):
             if deadline is not None and time.monotonic() >= deadline:
-                metrics.incr("pool.resized", outcomes["resized"])
+                metrics.incr("pool.resized", outcomes[Rolled.RESIZED])
                 return _report(outcomes, unfinished=True)
             chunk = ids[start : start + max(batch, 1)]
             outcomes.update(
@@ -79,16 +88,16 @@ async def roll_guest(
                     *(_resize_one(inventory, provider, pool, m, guest, settings) for m in chunk)
                 )
             )
-    metrics.incr("pool.resized", outcomes["resized"])
+    metrics.incr("pool.resized", outcomes[Rolled.RESIZED])
     return _report(outcomes)
 
 
-def _report(outcomes: Counter[str], *, unfinished: bool = False) -> RollReport:
+def _report(outcomes: Counter[Rolled], *, unfinished: bool = False) -> RollReport:
     return RollReport(
-        resized=outcomes["resized"],
-        current=outcomes["current"],
-        skipped=outcomes["skipped"],
-        failed=outcomes["failed"],
+        resized=outcomes[Rolled.RESIZED],
+        current=outcomes[Rolled.CURRENT],
+        skipped=outcomes[Rolled.SKIPPED],
+        failed=outcomes[Rolled.FAILED],
         unfinished=unfinished,
     )
 
@@ -100,15 +109,15 @@ async def _resize_one(
     machine_id: str,
     guest: Guest,
     settings: RefillSettings,
-) -> str:
+) -> Rolled:
     try:
         if guest_of(await provider.get(machine_id)) == guest:
-            return "current"
+            return Rolled.CURRENT
     except MachineNotFound:
-        return "skipped"  # reconcile drops its record
+        return Rolled.SKIPPED  # reconcile drops its record
     taken = await inventory.take_machine(machine_id)
     if taken is None:
-        return "skipped"  # leased meanwhile: its recycle resizes it
+        return Rolled.SKIPPED  # leased meanwhile: its recycle resizes it
     epoch, tier = taken
     try:
         await provider.resize(machine_id, guest.cpus, guest.memory_mb)
@@ -116,7 +125,7 @@ async def _resize_one(
     except ProviderError as exc:
         log.warning("resizing %s failed, destroying it: %s", machine_id, exc)
         await destroy_machine(inventory, provider, machine_id)
-        return "failed"
+        return Rolled.FAILED
     placed = await inventory.make_ready(
         machine_id,
         pool,
@@ -125,4 +134,4 @@ async def _resize_one(
         from_epoch=epoch,
         tier=tier,
     )
-    return "resized" if placed is not None else "skipped"
+    return Rolled.RESIZED if placed is not None else Rolled.SKIPPED

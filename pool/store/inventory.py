@@ -23,7 +23,7 @@ from redis.exceptions import LockError, ResponseError
 from pool.core.create_backoff import CreateBackoff
 from pool.core.policy import TierCounts
 from pool.core.states import PoolState, Tier
-from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.keys import DEFAULT_PREFIX, Keys, pool_name
 from pool.store.redis_errors import resolved, translated_redis_errors
 from pool.store.scripts import Scripts
 
@@ -36,7 +36,7 @@ class PoolKey:
     region: str
 
     def __str__(self) -> str:
-        return f"{self.template}:{self.region}"
+        return pool_name(self.template, self.region)
 
     @classmethod
     def parse(cls, text: str) -> PoolKey:
@@ -124,7 +124,7 @@ class Inventory:
     def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis = redis
         self._scripts = Scripts(redis)
-        self._p = prefix
+        self.keys = Keys(prefix)
 
     async def mark_booting(self, machine_id: str, pool: PoolKey, token: str) -> None:
         """Record a machine the moment the provider names it, so reconcile never mistakes it
@@ -134,7 +134,7 @@ class Inventory:
             raise ValueError(f"machine {machine_id} has no token: its agent could never connect")
         async with translated_redis_errors(), self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
-                f"{self._p}m:{machine_id}",
+                self.keys.machine(machine_id),
                 mapping={
                     "state": PoolState.BOOTING.value,
                     "template": pool.template,
@@ -143,8 +143,8 @@ class Inventory:
                     "token_sha256": token_hash(token),
                 },
             )
-            pipe.sadd(f"{self._p}machines:{pool}", machine_id)
-            pipe.sadd(f"{self._p}pools", str(pool))
+            pipe.sadd(self.keys.machines(str(pool)), machine_id)
+            pipe.sadd(self.keys.pools, str(pool))
             await pipe.execute()
 
     async def make_ready(
@@ -165,7 +165,12 @@ class Inventory:
             epoch = int(
                 await self._scripts.run(
                     "make_ready",
-                    self._p,
+                    [
+                        self.keys.machine(machine_id),
+                        self.keys.machines(str(pool)),
+                        self.keys.pools,
+                        self.keys.ready(str(pool), tier),
+                    ],
                     machine_id,
                     pool.template,
                     pool.region,
@@ -173,6 +178,7 @@ class Inventory:
                     from_state.value if from_state else "",
                     "" if from_epoch is None else from_epoch,
                     tier.value,
+                    self.keys.machine_channel(machine_id),
                 )
             )
         return None if epoch < 0 else epoch
@@ -184,13 +190,19 @@ class Inventory:
             epoch = int(
                 await self._scripts.run(
                     "claim_leased",
-                    self._p,
+                    [
+                        self.keys.machine(machine_id),
+                        self.keys.booting_sessions(str(pool)),
+                        self.keys.machines(str(pool)),
+                        self.keys.pools,
+                    ],
                     machine_id,
                     pool.template,
                     pool.region,
                     address,
                     session_id,
                     user_id,
+                    self.keys.machine_channel(machine_id),
                 )
             )
         return None if epoch < 0 else epoch
@@ -214,11 +226,9 @@ class Inventory:
         async with translated_redis_errors():
             flat = await self._scripts.run(
                 "drain",
-                self._p,
-                pool.template,
-                pool.region,
+                [self.keys.ready(str(pool), tier)],
+                self.keys.prefix,
                 count,
-                tier.value,
                 state.value,
                 target.value if target else "",
             )
@@ -232,7 +242,11 @@ class Inventory:
         ready: leased machines are never taken."""
         async with translated_redis_errors():
             taken = await self._scripts.run(
-                "take_machine", self._p, machine_id, target.value if target else ""
+                "take_machine",
+                [self.keys.machine(machine_id)],
+                self.keys.prefix,
+                machine_id,
+                target.value if target else "",
             )
         if not taken:
             return None
@@ -240,30 +254,36 @@ class Inventory:
 
     async def forget(self, machine_id: str) -> str:
         async with translated_redis_errors():
-            return str(await self._scripts.run("forget_machine", self._p, machine_id))
+            forgotten = await self._scripts.run(
+                "forget_machine",
+                [self.keys.machine(machine_id), self.keys.pending],
+                self.keys.prefix,
+                machine_id,
+            )
+        return str(forgotten)
 
     async def machine(self, machine_id: str) -> MachineRecord | None:
         async with translated_redis_errors():
-            fields = await resolved(self._redis.hgetall(f"{self._p}m:{machine_id}"))
+            fields = await resolved(self._redis.hgetall(self.keys.machine(machine_id)))
         return _record(machine_id, fields) if fields else None
 
     async def machines(self, pool: PoolKey) -> list[MachineRecord]:
         async with translated_redis_errors():
-            ids = sorted(await resolved(self._redis.smembers(f"{self._p}machines:{pool}")))
+            ids = sorted(await resolved(self._redis.smembers(self.keys.machines(str(pool)))))
             async with self._redis.pipeline(transaction=False) as pipe:
                 for machine_id in ids:
-                    pipe.hgetall(f"{self._p}m:{machine_id}")
+                    pipe.hgetall(self.keys.machine(machine_id))
                 rows = await pipe.execute()
         return [_record(m, f) for m, f in zip(ids, rows, strict=True) if f]
 
     async def pools(self) -> list[PoolKey]:
         async with translated_redis_errors():
-            members = await resolved(self._redis.smembers(f"{self._p}pools"))
+            members = await resolved(self._redis.smembers(self.keys.pools))
         return sorted(PoolKey.parse(m) for m in members)
 
     async def add_pool(self, pool: PoolKey) -> None:
         async with translated_redis_errors():
-            await resolved(self._redis.sadd(f"{self._p}pools", str(pool)))
+            await resolved(self._redis.sadd(self.keys.pools, str(pool)))
 
     async def counts(self, pool: PoolKey) -> PoolCounts:
         return counts_of(await self.machines(pool))
@@ -277,7 +297,7 @@ class Inventory:
             seconds, _ = await self._redis.time()
             newest = seconds // DEMAND_BUCKET_SECONDS
             buckets = range(newest - window_seconds // DEMAND_BUCKET_SECONDS + 1, newest + 1)
-            values = await self._redis.mget([f"{self._p}demand:{pool}:{b}" for b in buckets])
+            values = await self._redis.mget([self.keys.demand(str(pool), b) for b in buckets])
         return sum(int(v) for v in values if v)
 
     @asynccontextmanager
@@ -290,7 +310,7 @@ class Inventory:
         holder has it, at once or after waiting `wait` seconds; it expires after `ttl` should
         its holder die."""
         lock = self._redis.lock(
-            f"{self._p}lock:{name}",
+            self.keys.lock(name),
             timeout=ttl,
             blocking=wait is not None,
             blocking_timeout=wait,
@@ -311,7 +331,9 @@ class Inventory:
         if not token:
             return False
         async with translated_redis_errors():
-            written = await self._scripts.run("set_token", self._p, machine_id, token_hash(token))
+            written = await self._scripts.run(
+                "set_token", [self.keys.machine(machine_id)], token_hash(token)
+            )
         return int(written) == 1
 
     async def restore_leased(
@@ -332,7 +354,12 @@ class Inventory:
         async with translated_redis_errors():
             restored = await self._scripts.run(
                 "restore_machine",
-                self._p,
+                [
+                    self.keys.machine(machine_id),
+                    self.keys.machines(str(pool)),
+                    self.keys.pools,
+                    self.keys.user_sessions(user_id),
+                ],
                 machine_id,
                 pool.template,
                 pool.region,
@@ -358,8 +385,7 @@ class Inventory:
         async with translated_redis_errors():
             stamped = await self._scripts.run(
                 "stamp",
-                self._p,
-                machine_id,
+                [self.keys.machine(machine_id)],
                 state.value,
                 "" if epoch is None else epoch,
                 field,
@@ -373,7 +399,7 @@ class Inventory:
         Redis does not tell (PUBSUB refused)."""
         if not machine_ids:
             return set()
-        channels = {f"{self._p}ch:machine:{m}": m for m in machine_ids}
+        channels = {self.keys.machine_channel(m): m for m in machine_ids}
         async with translated_redis_errors():
             try:
                 counts = await self._redis.pubsub_numsub(*channels)
@@ -383,7 +409,7 @@ class Inventory:
 
     async def create_backoff(self, pool: PoolKey) -> CreateBackoff:
         async with translated_redis_errors():
-            fields = await resolved(self._redis.hgetall(f"{self._p}create-backoff:{pool}"))
+            fields = await resolved(self._redis.hgetall(self.keys.create_backoff(str(pool))))
         if not fields:
             return CreateBackoff()
         return CreateBackoff(
@@ -393,7 +419,7 @@ class Inventory:
         )
 
     async def set_create_backoff(self, pool: PoolKey, backoff: CreateBackoff) -> None:
-        key = f"{self._p}create-backoff:{pool}"
+        key = self.keys.create_backoff(str(pool))
         async with translated_redis_errors():
             if backoff.failures == 0:
                 await resolved(self._redis.delete(key))
@@ -412,7 +438,7 @@ class Inventory:
 
     async def token_hash(self, machine_id: str) -> str | None:
         async with translated_redis_errors():
-            value = await resolved(self._redis.hget(f"{self._p}m:{machine_id}", "token_sha256"))
+            value = await resolved(self._redis.hget(self.keys.machine(machine_id), "token_sha256"))
         return str(value) if value else None
 
     async def tier_hits(self, pool: PoolKey) -> dict[Tier, int]:
@@ -420,7 +446,7 @@ class Inventory:
         async with translated_redis_errors():
             hits, suspended, stopped = await resolved(
                 self._redis.hmget(
-                    f"{self._p}stats:{pool}", ["hits", "hits_suspended", "hits_stopped"]
+                    self.keys.stats(str(pool)), ["hits", "hits_suspended", "hits_stopped"]
                 )
             )
         lower = {Tier.SUSPENDED: int(suspended or 0), Tier.STOPPED: int(stopped or 0)}
@@ -429,7 +455,7 @@ class Inventory:
     async def hit_stats(self, pool: PoolKey) -> tuple[int, int]:
         async with translated_redis_errors():
             hits, misses = await resolved(
-                self._redis.hmget(f"{self._p}stats:{pool}", ["hits", "misses"])
+                self._redis.hmget(self.keys.stats(str(pool)), ["hits", "misses"])
             )
         return int(hits or 0), int(misses or 0)
 

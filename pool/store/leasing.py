@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from pool.core.states import Tier
+from pool.store.keys import DEFAULT_PREFIX, Keys, pool_name
 from pool.store.redis_errors import resolved, translated_redis_errors
 from pool.store.scripts import Scripts
-
-DEFAULT_PREFIX = "po:"
 
 
 class Heartbeat(enum.Enum):
@@ -97,7 +96,7 @@ class LeaseBroker:
     ) -> None:
         self._redis = redis
         self._scripts = Scripts(redis)
-        self._prefix = prefix
+        self.keys = Keys(prefix)
         self.pending_ttl_ms = pending_ttl_ms
         self.ondemand_max = ondemand_max
 
@@ -107,17 +106,27 @@ class LeaseBroker:
 
     @property
     def prefix(self) -> str:
-        return self._prefix
+        return self.keys.prefix
 
     async def lease(self, request: LeaseRequest) -> LeaseOutcome:
         emission_ms = max(1, 60_000 // max(1, request.creations_per_minute))
+        keys, user = self.keys, str(request.user_id)
+        pool = pool_name(request.template, request.region)
         async with translated_redis_errors():
             result = await self._scripts.run(
                 "lease",
-                self._prefix,
+                [
+                    keys.user_sessions(user),
+                    keys.creation_rate(user),
+                    keys.stats(pool),
+                    *keys.ready_lists(pool),
+                    keys.pending,
+                    keys.booting_sessions(pool),
+                ],
+                keys.prefix,
                 request.template,
                 request.region,
-                str(request.user_id),
+                user,
                 str(request.session_id),
                 self.pending_ttl_ms,
                 request.max_concurrent,
@@ -141,7 +150,12 @@ class LeaseBroker:
     async def promote(self, machine_id: str, epoch: int, session_id: uuid.UUID) -> bool:
         async with translated_redis_errors():
             done = await self._scripts.run(
-                "promote", self._prefix, machine_id, epoch, str(session_id)
+                "promote",
+                [self.keys.machine(machine_id), self.keys.pending],
+                machine_id,
+                epoch,
+                str(session_id),
+                self.keys.machine_channel(machine_id),
             )
         return int(done) == 1
 
@@ -151,14 +165,19 @@ class LeaseBroker:
         False when `epoch` is stale: the caller no longer holds this machine."""
         async with translated_redis_errors():
             outcome = await self._scripts.run(
-                "release", self._prefix, machine_id, epoch, "1" if return_to_ready else "0"
+                "release",
+                [self.keys.machine(machine_id), self.keys.pending],
+                self.keys.prefix,
+                machine_id,
+                epoch,
+                "1" if return_to_ready else "0",
             )
         return str(outcome) == "ok"
 
     async def heartbeat(self, machine_id: str, epoch: int) -> Heartbeat:
         async with translated_redis_errors():
             return Heartbeat(
-                int(await self._scripts.run("heartbeat", self._prefix, machine_id, epoch))
+                int(await self._scripts.run("heartbeat", [self.keys.machine(machine_id)], epoch))
             )
 
     async def forget_session(
@@ -167,7 +186,12 @@ class LeaseBroker:
         """Drop a session that holds no machine (booting, or its commit failed)."""
         async with translated_redis_errors():
             await self._scripts.run(
-                "forget_session", self._prefix, template, region, str(session_id), str(user_id)
+                "forget_session",
+                [
+                    self.keys.booting_sessions(pool_name(template, region)),
+                    self.keys.user_sessions(str(user_id)),
+                ],
+                str(session_id),
             )
 
     async def expired_pending(self, limit: int = 100) -> list[PendingLease]:
@@ -176,18 +200,18 @@ class LeaseBroker:
             seconds, micros = await self._redis.time()
             now_ms = seconds * 1000 + micros // 1000
             machine_ids = await self._redis.zrangebyscore(
-                f"{self._prefix}pending", "-inf", now_ms, start=0, num=limit
+                self.keys.pending, "-inf", now_ms, start=0, num=limit
             )
             found = []
             for machine_id in machine_ids:
                 state, epoch, session, template, region = await resolved(
                     self._redis.hmget(
-                        f"{self._prefix}m:{machine_id}",
+                        self.keys.machine(machine_id),
                         ["state", "epoch", "session", "template", "region"],
                     )
                 )
                 if state != "pending":
-                    await self._redis.zrem(f"{self._prefix}pending", machine_id)
+                    await self._redis.zrem(self.keys.pending, machine_id)
                     continue
                 found.append(
                     PendingLease(machine_id, int(epoch), str(session), str(template), str(region))
@@ -196,17 +220,18 @@ class LeaseBroker:
 
     async def live_sessions_of(self, user_id: uuid.UUID) -> set[str]:
         async with translated_redis_errors():
-            members = await resolved(self._redis.smembers(f"{self._prefix}user:{user_id}"))
+            members = await resolved(self._redis.smembers(self.keys.user_sessions(str(user_id))))
         return {str(m) for m in members}
 
     async def drop_user_sessions(self, user_id: uuid.UUID, session_ids: set[str]) -> None:
         if session_ids:
             async with translated_redis_errors():
-                await resolved(self._redis.srem(f"{self._prefix}user:{user_id}", *session_ids))
+                key = self.keys.user_sessions(str(user_id))
+                await resolved(self._redis.srem(key, *session_ids))
 
     async def users_with_sessions(self) -> list[uuid.UUID]:
         users = []
         async with translated_redis_errors():
-            async for key in self._redis.scan_iter(match=f"{self._prefix}user:*", count=500):
-                users.append(uuid.UUID(str(key).removeprefix(f"{self._prefix}user:")))
+            async for key in self._redis.scan_iter(match=self.keys.every_user_sessions, count=500):
+                users.append(uuid.UUID(self.keys.user_of(str(key))))
         return users

@@ -16,12 +16,12 @@ import secrets
 from redis.asyncio import Redis
 
 from pool.core.errors import PoolUnavailable
-from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.keys import DEFAULT_PREFIX, Keys
 from pool.store.redis_errors import resolved, translated_redis_errors
 
 
 def identity_key(prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}store-id"
+    return Keys(prefix).store_identity
 
 
 async def store_was_reset(redis: Redis, prefix: str = DEFAULT_PREFIX) -> bool:

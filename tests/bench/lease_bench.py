@@ -78,6 +78,7 @@ from tests.bench.common import (
 )
 from tests.conftest import free_port
 from tests.redis_claim import redis_url
+from tests.redis_replies import sync_reply
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = redis_url("BENCH_REDIS_URL", "bench-lease")
@@ -211,7 +212,7 @@ def server_versions(database_url: str) -> dict[str, str]:
         row = conn.execute("SHOW server_version").fetchone()
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
-        info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
+        info: dict[str, Any] = sync_reply(client.info("server"))
     finally:
         client.close()
     return {

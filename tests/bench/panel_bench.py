@@ -169,7 +169,7 @@ def run(runs: int) -> dict[str, Any]:
         arm: {"p50": percentile(values, 50), "p99": percentile(values, 99), "runs": values}
         for arm, values in times.items()
     }
-    ratio = summary["panel"]["p50"] / summary["raw"]["p50"]
+    ratio = percentile(times["panel"], 50) / percentile(times["raw"], 50)
     return {"machine": machine_description(), "arms": summary, "ratio_p50": ratio}
 
 

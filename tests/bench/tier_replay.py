@@ -62,10 +62,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
 
 from pool.core.policy import DemandSample, PoolBounds, TierBounds, TierCosts, TierLatencies
 from pool.core.states import Tier
 from pool.providers.fly import FlyProvider
+from pool.services.context import PoolServices
 from pool.services.lifecycle import recycle_machine
 from pool.services.metrics import NullMetrics
 from pool.services.refill import DEMAND_WINDOW_SECONDS, RefillSettings, create_and_wait, resize_pool
@@ -97,7 +100,7 @@ STORED_STOPPED = frozenset({"created", "stopped", "failed"})
 # -- the virtual clock -------------------------------------------------------------------------
 
 
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _VirtualSelector(selectors.DefaultSelector):
     """Polls real I/O (the Redis socket) without blocking; when nothing is ready and no Redis
     command is in flight, it moves the loop's virtual clock to the next timer instead of
     sleeping. While a command is in flight it blocks for the reply, and virtual time stands
@@ -309,6 +312,15 @@ class Simulation:
             sleep=asyncio.sleep,
             rand=random.Random(7).random,
         )
+        self.services = PoolServices(
+            # Never opened: a recycle touches no database (and none runs in the replay).
+            db=AsyncConnectionPool("", open=False),
+            broker=self.broker,
+            inventory=self.inventory,
+            provider=self.provider,
+            enqueue_recycle=_recycled_in_place,
+            metrics=self.metrics,
+        )
         began = time.perf_counter()
         try:
             self.spawn(self.cron())
@@ -346,12 +358,10 @@ class Simulation:
     async def resize(self) -> None:
         try:
             await resize_pool(
-                self.inventory,
-                self.provider,
+                self.services,
                 POOL,
                 self.scenario.bounds,
                 self.settings,
-                self.metrics,
                 demand=self.demand(),
                 clock=asyncio.get_running_loop().time,  # create backoff on the virtual clock
             )
@@ -396,13 +406,11 @@ class Simulation:
         assert await self.broker.release(machine_id, epoch)
         await asyncio.sleep(self.args.pickup)
         await recycle_machine(
-            self.inventory,
-            self.provider,
+            self.services,
             machine_id,
             epoch + 1,
             bounds=self.scenario.bounds,
             settings=self.settings,
-            metrics=self.metrics,
             demand=self.demand(),
         )
 
@@ -451,6 +459,10 @@ _OPERATIONS = (
 )
 
 
+async def _recycled_in_place(machine_id: str, epoch: int) -> None:
+    raise AssertionError(f"the replay recycles {machine_id} itself; nothing is queued")
+
+
 def _sample_validation(fake: FakeFlyAPI, every: int) -> None:
     """Validate every `every`-th request against the OpenAPI document (openapi-core takes
     ~1.5 ms a request, half the replay's time; the integration tests validate them all)."""
@@ -458,10 +470,10 @@ def _sample_validation(fake: FakeFlyAPI, every: int) -> None:
     check = validator.request_errors
     count = 0
 
-    def sampled(*args: Any) -> list[str]:
+    def sampled(request: Request, body: bytes) -> list[str]:
         nonlocal count
         count += 1
-        return check(*args) if count % every == 0 else []
+        return check(request, body) if count % every == 0 else []
 
     validator.request_errors = sampled  # type: ignore[method-assign]
 

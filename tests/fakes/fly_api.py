@@ -173,7 +173,7 @@ class FakeFlyAPI:
             response = await self._serve(request, operation, handler, raw, body)
             if self.check_answers and 200 <= response.status_code < 300:
                 self.response_violations += self._validator.response_errors(
-                    request, template, response.status_code, response.body, {}
+                    request, template, response.status_code, bytes(response.body), {}
                 )
             record.status = response.status_code
             return response

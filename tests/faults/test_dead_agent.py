@@ -17,6 +17,7 @@ import redis
 
 from tests.e2e.stack import running_stack
 from tests.redis_claim import redis_url
+from tests.redis_replies import sync_reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -41,7 +42,7 @@ def _agent_pids(machine_id: str) -> list[int]:
 
 
 def _subscribers(client: redis.Redis, channel: str) -> int:
-    [(_, count)] = client.pubsub_numsub(channel)
+    [(_, count)] = sync_reply(client.pubsub_numsub(channel))
     return int(count)
 
 
@@ -56,7 +57,7 @@ def test_a_ready_machine_whose_agent_died_is_not_leased(tmp_path: Path) -> None:
     ) as stack:
         client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
         try:
-            [machine] = client.lrange("po:ready:react-web:local", 0, -1)
+            [machine] = sync_reply(client.lrange("po:ready:react-web:local", 0, -1))
             channel = f"po:ch:machine:{machine}"
             assert client.hget(f"po:m:{machine}", "agent")  # seen connected when it became ready
             assert _subscribers(client, channel) == 1
@@ -74,7 +75,7 @@ def test_a_ready_machine_whose_agent_died_is_not_leased(tmp_path: Path) -> None:
             )
 
             assert answer.status_code == 503, answer.text
-            record = client.hgetall(f"po:m:{machine}")
+            record = sync_reply(client.hgetall(f"po:m:{machine}"))
             assert record["state"] == "ready" and "session" not in record, record
             assert record["agent_lost_at"]  # noted: reconcile replaces it if the agent stays away
         finally:

@@ -27,6 +27,7 @@ from app.settings import Settings
 from tests.conftest import REDIS_URL, User, fill_pool, make_user
 from tests.faults.tcp_proxy import TcpProxy, tcp_proxy
 from tests.integration.helpers import web_processes
+from tests.redis_replies import sync_reply
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +141,7 @@ def _unexplained_sessions(database_url: str, user: User, known: set[str]) -> lis
 def _pending_machines() -> int:
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        return int(client.zcard("po:pending"))
+        return int(sync_reply(client.zcard("po:pending")))
     finally:
         client.close()
 

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from playwright.sync_api import Page
 
 from pool.providers.local import LocalProvider
-from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.keys import DEFAULT_PREFIX
 from tests.conftest import free_port
 from tests.e2e.browser import chromium
 from tests.e2e.editor import Editor

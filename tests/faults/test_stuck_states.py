@@ -34,15 +34,15 @@ from redis.asyncio import Redis
 from app.settings import Settings
 from pool.core.provider import Machine
 from pool.providers.local import LocalProvider
-from pool.services.lifecycle import end_and_release
+from pool.services.lifecycle import release_session_machine
 from pool.store.leasing import LeaseBroker, Leased, LeaseRequest
 from pool.store.queue import JobQueue
 from sql.database import open_pool
-from sql.sessions import record_session
-from sql.states import SessionStatus
+from sql.sessions import end_session, record_session
 from tests.conftest import JWT_SECRET, REDIS_URL, TOKEN_SECRET, make_user, new_session
 from tests.integration.helpers import CLI, POOL, REPO_ROOT, destroy_all_machines, stop_process
 from tests.redis_claim import flush as flush_redis
+from tests.redis_replies import sync_reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -116,7 +116,7 @@ def _records() -> dict[str, dict[str, str]]:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         return {
-            key.removeprefix("po:m:"): client.hgetall(key)
+            key.removeprefix("po:m:"): sync_reply(client.hgetall(key))
             for key in client.scan_iter(match="po:m:*", count=1000)
         }
     finally:
@@ -145,7 +145,7 @@ def _disagreement(base_dir: Path, ready: int, leased: frozenset[str] = frozenset
     records, machines = _records(), _provided(base_dir)
     if set(records) != set(machines):
         return f"records {sorted(records)} but machines {sorted(machines)}"
-    states = {m: r.get("state") for m, r in records.items()}
+    states = {m: r.get("state", "") for m, r in records.items()}
     if sorted(s for m, s in states.items() if m not in leased) != ["ready"] * ready:
         return f"states {states}"
     if any(states[m] != "leased" for m in leased):
@@ -187,15 +187,11 @@ async def _lease(database_url: str, *, release: bool) -> tuple[str, uuid.UUID, i
                 epoch=leased.epoch,
             )
         assert await broker.promote(leased.machine_id, leased.epoch, session_id)
-        if release:
-            assert await end_and_release(
-                db,
-                broker,
-                session_id,
-                JobQueue(arq).recycle,
-                reason="deleted",
-                status=SessionStatus.ENDED,
-            )
+        if release:  # as app.leases.end_session does
+            async with db.connection() as conn:
+                ended = await end_session(conn, session_id, reason="deleted")
+            assert ended is not None
+            await release_session_machine(broker, ended, JobQueue(arq).recycle)
         return leased.machine_id, session_id, leased.epoch
     finally:
         await db.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis, RedisSettings
+from arq.typing import StartupShutdown
 from arq.worker import Worker, func
 
 from app.settings import Settings
@@ -30,9 +31,7 @@ def _settings(url: str) -> RedisSettings:
     return dataclasses.replace(RedisSettings.from_dsn(url), conn_retries=0)
 
 
-def _worker(
-    redis: ArqRedis, startup: Callable[[dict[str, Any]], Awaitable[None]], job: Any
-) -> Worker:
+def _worker(redis: ArqRedis, startup: StartupShutdown, job: Any) -> Worker:
     return Worker(
         functions=[job],
         redis_pool=redis,

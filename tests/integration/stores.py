@@ -13,6 +13,7 @@ import redis
 from app.settings import Settings, load_settings
 from tests.conftest import JWT_SECRET, REDIS_URL, TOKEN_SECRET
 from tests.redis_claim import flush as flush_redis
+from tests.redis_replies import sync_reply
 
 READY_LIST = "po:ready:react-web:local"
 
@@ -43,7 +44,7 @@ def redis_snapshot() -> dict[bytes, bytes | None]:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         return {
-            key: client.dump(key)
+            key: sync_reply(client.dump(key))
             for key in sorted(client.scan_iter(count=1000))
             if client.pttl(key) == -1
         }
@@ -54,7 +55,7 @@ def redis_snapshot() -> dict[bytes, bytes | None]:
 def ready_machines() -> list[str]:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
-        return sorted(client.lrange(READY_LIST, 0, -1))
+        return sorted(sync_reply(client.lrange(READY_LIST, 0, -1)))
     finally:
         client.close()
 
@@ -62,7 +63,7 @@ def ready_machines() -> list[str]:
 def ready_count() -> int:
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        return int(client.llen(READY_LIST))
+        return int(sync_reply(client.llen(READY_LIST)))
     finally:
         client.close()
 
@@ -70,7 +71,7 @@ def ready_count() -> int:
 def machine_state(machine_id: str) -> str | None:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
-        return client.hget(f"po:m:{machine_id}", "state")
+        return sync_reply(client.hget(f"po:m:{machine_id}", "state"))
     finally:
         client.close()
 

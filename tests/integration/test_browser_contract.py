@@ -23,8 +23,11 @@ from app.server import create_app
 from app.session_tokens import TokenScope, mint_session_token, verify_session_token
 from app.settings import Settings, load_settings
 from pool.edits.edit_log import Change, EditLog, Ended, announce_end
+from pool.providers.local import LocalProvider
+from pool.services.context import PoolServices
 from pool.services.metrics import make_metrics
 from pool.services.reaper import reap
+from pool.store.inventory import Inventory
 from pool.store.leasing import LeaseBroker
 from sql.database import open_pool
 from tests.conftest import REDIS_URL, TOKEN_SECRET, User, fill_pool, make_user
@@ -58,11 +61,13 @@ def user(browser_settings: Settings) -> User:
 
 
 def lease(client: TestClient, user: User, **body: Any) -> httpx.Response:
-    return client.post(
+    # Annotated: starlette types TestClient against httpx2, which is not installed here.
+    response: httpx.Response = client.post(
         "/api/preview/sessions",
         json={"projectId": str(user.project_id), **body},
         headers=user.headers,
     )
+    return response
 
 
 def _count_sessions(database_url: str) -> int:
@@ -326,12 +331,16 @@ def _reap(settings: Settings) -> Any:
         async def enqueue(machine: str, epoch: int) -> None:
             queued.append((machine, epoch))
 
+        # The reaper never touches a machine, but the services it is handed carry a provider.
+        provider = LocalProvider(settings.preview_data_dir / "reaper", isolate=False)
         try:
             broker = LeaseBroker(redis, pending_ttl_ms=10_000, ondemand_max=4)
-            return await reap(
-                db, broker, enqueue, make_metrics(None, 8125, "t"), idle_warning_seconds=30
+            services = PoolServices(
+                db, broker, Inventory(redis), provider, enqueue, make_metrics(None, 8125, "t")
             )
+            return await reap(services, idle_warning_seconds=30)
         finally:
+            await provider.aclose()
             await db.close()
             await redis.aclose()
 
@@ -407,8 +416,8 @@ def test_delete_pushes_ended_and_a_later_patch_is_refused(live: Any) -> None:
 
     # A socket opened afterwards is told at once, and never acks anything.
     with server.editor(session) as late:
-        ended = json_frames_until_closed(late)
-    assert [f["type"] for f in ended] == ["ended"] and ended[0]["reason"] == "deleted"
+        told = json_frames_until_closed(late)
+    assert [f["type"] for f in told] == ["ended"] and told[0]["reason"] == "deleted"
 
 
 def json_frames_until_closed(ws: Any) -> list[dict[str, Any]]:
@@ -430,11 +439,11 @@ def test_a_patch_racing_the_end_is_refused_not_acked(browser_settings: Settings)
             edits = EditLog(redis)
             session = str(uuid.uuid4())
             change = [Change("src/App.jsx", "v1")]
-            first = await edits.append(session, 1, change, {"kind": "patch"})
+            first = await edits.append(session, 1, change)
             assert first.seq == 1  # type: ignore[union-attr]
             await announce_end(redis, session, "deleted", "ended")
             for seq in (1, 2):  # a resend of an acked patch, and a new one
-                outcome = await edits.append(session, seq, change, {"kind": "patch"})
+                outcome = await edits.append(session, seq, change)
                 assert outcome == Ended("deleted")
             assert await edits.head(session) == 1
             assert await edits.ended(session) == ("deleted", "ended")

@@ -11,6 +11,7 @@ from pathlib import Path
 import redis
 
 from app.embedded import embedded_valkey
+from tests.redis_replies import sync_reply
 
 
 def test_a_killed_valkey_comes_back_with_its_data(tmp_path: Path) -> None:
@@ -18,7 +19,7 @@ def test_a_killed_valkey_comes_back_with_its_data(tmp_path: Path) -> None:
         client = redis.Redis.from_url(url)
         try:
             client.hset("po:snapmeta:s1", mapping={"epoch": "e1", "head": 7})
-            pid = int(client.info("server")["process_id"])
+            pid = int(sync_reply(client.info("server"))["process_id"])
             time.sleep(1.5)  # everysec: what was acked a second ago is on disk
             os.kill(pid, signal.SIGKILL)
         finally:

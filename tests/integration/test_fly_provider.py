@@ -21,7 +21,7 @@ from pool.core.provider import Machine, MachineSpec, MachineState
 from pool.providers.fly import FlyMachineDefaults, FlyProvider
 from pool.providers.fly_client import FlyAPIError, LeaseConflict, error_from_response
 from pool.providers.fly_models import ErrorBody, provider_state
-from pool.providers.fly_ratelimit import Rate, TokenBucket
+from pool.providers.fly_ratelimit import Rate, ReservationBucket
 from tests.fakes.fly_api import FakeFlyAPI
 from tests.fakes.fly_faults import FlyNetwork
 from tests.fakes.fly_state import Latencies
@@ -495,7 +495,7 @@ async def test_a_burst_of_operations_stays_within_fly_rate_limits(
     ],
 )
 def test_token_bucket_reservations(moments: list[float], delays: list[float]) -> None:
-    bucket = TokenBucket(Rate(per_second=1.0, burst=3), now=0.0)
+    bucket = ReservationBucket(Rate(per_second=1.0, burst=3), now=0.0)
     assert [bucket.reserve(at) for at in moments] == pytest.approx(delays)
 
 

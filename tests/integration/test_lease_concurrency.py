@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.settings import Settings
+from pool.store.redis_errors import resolved
 from tests.conftest import User, make_user
 from tests.integration.helpers import POOL, fill_ready, web_processes
 
@@ -93,9 +94,11 @@ async def test_200_leases_from_50_users_on_two_processes_take_each_machine_once(
     assert {kind for _, kind in rows} == {"lease"}
     assert active == (5,)
 
-    leftover = await redis_client.lrange(f"po:ready:{POOL}", 0, -1)
-    assert leftover == [], [(m, await redis_client.hgetall(f"po:m:{m}")) for m in leftover]
-    states = [await redis_client.hget(f"po:m:{m}", "state") for m in machines]
+    leftover = await resolved(redis_client.lrange(f"po:ready:{POOL}", 0, -1))
+    assert leftover == [], [
+        (m, await resolved(redis_client.hgetall(f"po:m:{m}"))) for m in leftover
+    ]
+    states = [await resolved(redis_client.hget(f"po:m:{m}", "state")) for m in machines]
     assert states == ["leased"] * 5
     assert await redis_client.zcard("po:pending") == 0
 
@@ -170,7 +173,7 @@ async def test_concurrent_session_quota_is_never_exceeded(
         live += [r.json()["id"] for r in created]
         created_total += len(created)
         assert _live_count(database_url, user.id) == len(live) <= limit
-        assert await redis_client.scard(f"po:user:{user.id}") == len(live)
+        assert await resolved(redis_client.scard(f"po:user:{user.id}")) == len(live)
 
     assert created_total > limit  # the deletes did free slots that were taken again
 
@@ -192,5 +195,5 @@ async def test_creation_rate_limit_answers_429_with_retry_after(
     assert 1 <= int(third.headers["Retry-After"]) <= 10
     # The refused create left nothing behind: no session, no machine taken, no quota slot.
     assert _live_count(settings.database_url or "", user.id) == 2
-    assert await redis_client.llen(f"po:ready:{POOL}") == 1
-    assert await redis_client.scard(f"po:user:{user.id}") == 2
+    assert await resolved(redis_client.llen(f"po:ready:{POOL}")) == 1
+    assert await resolved(redis_client.scard(f"po:user:{user.id}")) == 2

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,12 +19,15 @@ from redis.asyncio import Redis
 
 from app.settings import Settings
 from pool.core.states import PoolState
+from pool.providers.local import LocalProvider
+from pool.services.context import PoolServices
 from pool.services.metrics import NullMetrics
 from pool.services.reaper import reap
 from pool.store.inventory import Inventory
 from pool.store.leasing import Heartbeat, LeaseBroker, Leased, LeaseRequest
+from pool.store.redis_errors import resolved
 from sql.database import open_pool
-from sql.errors import LeaseConflict
+from sql.errors import LedgerConflict
 from sql.sessions import NewSession, end_session, record_session
 from sql.states import SessionStatus
 from tests.conftest import REDIS_URL, User, make_user, new_session
@@ -52,6 +56,23 @@ class RecycleLog:
 
     async def __call__(self, machine_id: str, epoch: int) -> None:
         self.calls.append((machine_id, epoch))
+
+
+@pytest.fixture
+def recycle() -> RecycleLog:
+    return RecycleLog()
+
+
+@pytest.fixture
+async def services(
+    db: AsyncConnectionPool, broker: LeaseBroker, recycle: RecycleLog, tmp_path: Path
+) -> AsyncIterator[PoolServices]:
+    # The reaper never touches a machine, but the services it is handed carry a provider.
+    provider = LocalProvider(tmp_path / "machines", isolate=False)
+    try:
+        yield PoolServices(db, broker, Inventory(broker.redis), provider, recycle, NullMetrics())
+    finally:
+        await provider.aclose()
 
 
 def _new_session(user: User, session_id: uuid.UUID) -> NewSession:
@@ -97,7 +118,7 @@ async def _redis_now_ms(redis: Redis) -> int:
 
 
 async def _sleep_past_deadline(redis: Redis, machine_id: str) -> None:
-    deadline = int(await redis.hget(f"po:m:{machine_id}", "pending_until") or 0)
+    deadline = int(await resolved(redis.hget(f"po:m:{machine_id}", "pending_until")) or 0)
     wait_ms = deadline - await _redis_now_ms(redis)
     await asyncio.sleep(max(0.0, wait_ms / 1000) + 0.05)
 
@@ -121,7 +142,12 @@ def _session_status(database_url: str, session_id: uuid.UUID) -> str | None:
 
 
 async def test_a_lease_whose_api_died_before_the_commit_is_fenced_and_given_back(
-    settings: Settings, redis_client: Redis, db: AsyncConnectionPool, broker: LeaseBroker
+    settings: Settings,
+    redis_client: Redis,
+    db: AsyncConnectionPool,
+    broker: LeaseBroker,
+    services: PoolServices,
+    recycle: RecycleLog,
 ) -> None:
     database_url = settings.database_url or ""
     [machine] = await fill_ready(redis_client, 1)
@@ -131,36 +157,35 @@ async def test_a_lease_whose_api_died_before_the_commit_is_fenced_and_given_back
     machine_id, epoch = await _lease_in_a_process_that_dies(settings, user, session_id, "reserve")
 
     assert machine_id == machine
-    pending = await redis_client.hgetall(f"po:m:{machine}")
+    pending = await resolved(redis_client.hgetall(f"po:m:{machine}"))
     assert pending["state"] == "pending" and pending["session"] == str(session_id)
     leased_at = int(pending["leased_at"])
-    recycle = RecycleLog()
     if await _redis_now_ms(redis_client) < int(pending["pending_until"]) - 300:
         # Before its deadline the lease is left alone: the API may still be committing it.
-        early = await reap(db, broker, recycle, NullMetrics())
+        early = await reap(services)
         assert early.reclaimed == 0 and early.promoted == 0
-        assert await redis_client.hget(f"po:m:{machine}", "state") == "pending"
+        assert await resolved(redis_client.hget(f"po:m:{machine}", "state")) == "pending"
 
     await _sleep_past_deadline(redis_client, machine)
-    report = await reap(db, broker, recycle, NullMetrics())
+    report = await reap(services)
 
     # Reclaimed within the pending TTL plus one reap interval of the lease.
     reclaimed_after_ms = await _redis_now_ms(redis_client) - leased_at
     assert reclaimed_after_ms <= PENDING_TTL_MS + settings.preview_reap_interval_seconds * 1000
     assert (report.reclaimed, report.promoted) == (1, 0)
-    record = await redis_client.hgetall(f"po:m:{machine}")
+    record = await resolved(redis_client.hgetall(f"po:m:{machine}"))
     assert record["state"] == PoolState.READY and int(record["epoch"]) == epoch + 1
     assert "session" not in record and "user" not in record
-    assert await redis_client.lrange(f"po:ready:{POOL}", 0, -1) == [machine]
+    assert await resolved(redis_client.lrange(f"po:ready:{POOL}", 0, -1)) == [machine]
     assert await redis_client.zcard("po:pending") == 0
-    assert await redis_client.smembers(f"po:user:{user.id}") == set()
+    assert await resolved(redis_client.smembers(f"po:user:{user.id}")) == set()
     assert _ledger(database_url, machine) == [(epoch, "fence", True)]
     assert _session_status(database_url, session_id) is None
     assert recycle.calls == []  # nobody saw the machine: no reset needed
 
     # The dead API's commit, arriving late, loses to the fence and leaves nothing behind.
     async with db.connection() as conn:
-        with pytest.raises(LeaseConflict):
+        with pytest.raises(LedgerConflict):
             await record_session(
                 conn,
                 _new_session(user, session_id),
@@ -171,11 +196,16 @@ async def test_a_lease_whose_api_died_before_the_commit_is_fenced_and_given_back
     assert _session_status(database_url, session_id) is None
     assert _ledger(database_url, machine) == [(epoch, "fence", True)]
     assert not await broker.promote(machine, epoch, session_id)
-    assert (await redis_client.hgetall(f"po:m:{machine}")) == record
+    assert (await resolved(redis_client.hgetall(f"po:m:{machine}"))) == record
 
 
 async def test_a_lease_committed_but_never_promoted_is_promoted_by_the_reaper(
-    settings: Settings, redis_client: Redis, db: AsyncConnectionPool, broker: LeaseBroker
+    settings: Settings,
+    redis_client: Redis,
+    db: AsyncConnectionPool,
+    broker: LeaseBroker,
+    services: PoolServices,
+    recycle: RecycleLog,
 ) -> None:
     database_url = settings.database_url or ""
     [machine] = await fill_ready(redis_client, 1)
@@ -185,31 +215,35 @@ async def test_a_lease_committed_but_never_promoted_is_promoted_by_the_reaper(
     machine_id, epoch = await _lease_in_a_process_that_dies(settings, user, session_id, "commit")
 
     assert machine_id == machine
-    assert await redis_client.hget(f"po:m:{machine}", "state") == "pending"
+    assert await resolved(redis_client.hget(f"po:m:{machine}", "state")) == "pending"
     assert _session_status(database_url, session_id) == "active"
     await _sleep_past_deadline(redis_client, machine)
-    recycle = RecycleLog()
-    report = await reap(db, broker, recycle, NullMetrics())
+    report = await reap(services)
 
     assert (report.reclaimed, report.promoted) == (0, 1)
-    record = await redis_client.hgetall(f"po:m:{machine}")
+    record = await resolved(redis_client.hgetall(f"po:m:{machine}"))
     assert record["state"] == PoolState.LEASED and int(record["epoch"]) == epoch
     assert record["session"] == str(session_id) and record["user"] == str(user.id)
     assert "pending_until" not in record
     assert await redis_client.zcard("po:pending") == 0
-    assert await redis_client.llen(f"po:ready:{POOL}") == 0
-    assert await redis_client.smembers(f"po:user:{user.id}") == {str(session_id)}
+    assert await resolved(redis_client.llen(f"po:ready:{POOL}")) == 0
+    assert await resolved(redis_client.smembers(f"po:user:{user.id}")) == {str(session_id)}
     assert _ledger(database_url, machine) == [(epoch, "lease", False)]
     assert _session_status(database_url, session_id) == "active"
     assert recycle.calls == []
     # The lease is the holder's for real now: its heartbeat counts, a second reap changes nothing.
     assert await broker.heartbeat(machine, epoch) is Heartbeat.RECORDED
-    again = await reap(db, broker, recycle, NullMetrics())
+    again = await reap(services)
     assert (again.reclaimed, again.promoted) == (0, 0)
 
 
 async def test_a_committed_lease_ended_before_its_promotion_is_recycled_not_promoted(
-    settings: Settings, redis_client: Redis, db: AsyncConnectionPool, broker: LeaseBroker
+    settings: Settings,
+    redis_client: Redis,
+    db: AsyncConnectionPool,
+    broker: LeaseBroker,
+    services: PoolServices,
+    recycle: RecycleLog,
 ) -> None:
     """The API abandoned the session (its client was gone) after the commit and could not reach
     Redis to release the machine: the reaper must not hand the machine to the ended session."""
@@ -226,16 +260,15 @@ async def test_a_committed_lease_ended_before_its_promotion_is_recycled_not_prom
         )  # fmt: skip
         assert await end_session(conn, session_id, reason="abandoned", status=SessionStatus.FAILED)
     await _sleep_past_deadline(redis_client, machine)
-    recycle = RecycleLog()
-    report = await reap(db, broker, recycle, NullMetrics())
+    report = await reap(services)
 
     assert (report.reclaimed, report.promoted) == (1, 0)
-    record = await redis_client.hgetall(f"po:m:{machine}")
+    record = await resolved(redis_client.hgetall(f"po:m:{machine}"))
     assert record["state"] == PoolState.RECYCLING and int(record["epoch"]) == leased.epoch + 1
     assert "session" not in record
     assert recycle.calls == [(machine, leased.epoch + 1)]
     assert await redis_client.zcard("po:pending") == 0
-    assert await redis_client.smembers(f"po:user:{user.id}") == set()
+    assert await resolved(redis_client.smembers(f"po:user:{user.id}")) == set()
     assert _ledger(database_url, machine) == [(leased.epoch, "lease", True)]
     assert _session_status(database_url, session_id) == "failed"
 
@@ -254,7 +287,7 @@ async def test_a_stale_lease_holder_cannot_release_heartbeat_or_promote(
     assert isinstance(old, Leased) and old.machine_id == machine
     assert await broker.promote(machine, old.epoch, session_a)
     assert await broker.release(machine, old.epoch)  # the session ended: to recycling
-    assert await redis_client.hget(key, "state") == PoolState.RECYCLING
+    assert await resolved(redis_client.hget(key, "state")) == PoolState.RECYCLING
     recycled_epoch = await inventory.make_ready(
         machine, POOL, "http://127.0.0.1:1/x", from_state=PoolState.RECYCLING,
         from_epoch=old.epoch + 1,
@@ -267,9 +300,9 @@ async def test_a_stale_lease_holder_cannot_release_heartbeat_or_promote(
     for phase in ("pending", "leased"):
         if phase == "leased":
             assert await broker.promote(machine, new.epoch, session_b)
-        before = await redis_client.hgetall(key)
+        before = await resolved(redis_client.hgetall(key))
         assert before["state"] == phase and before["session"] == str(session_b)
-        ready_before = await redis_client.lrange(f"po:ready:{POOL}", 0, -1)
+        ready_before = await resolved(redis_client.lrange(f"po:ready:{POOL}", 0, -1))
 
         assert not await broker.release(machine, old.epoch)
         assert not await broker.release(machine, old.epoch, return_to_ready=True)
@@ -285,13 +318,13 @@ async def test_a_stale_lease_holder_cannot_release_heartbeat_or_promote(
             is None
         )  # fmt: skip
 
-        assert await redis_client.hgetall(key) == before
-        assert await redis_client.lrange(f"po:ready:{POOL}", 0, -1) == ready_before
-        assert await redis_client.smembers(f"po:user:{user_a}") == set()
-        assert await redis_client.smembers(f"po:user:{user_b}") == {str(session_b)}
+        assert await resolved(redis_client.hgetall(key)) == before
+        assert await resolved(redis_client.lrange(f"po:ready:{POOL}", 0, -1)) == ready_before
+        assert await resolved(redis_client.smembers(f"po:user:{user_a}")) == set()
+        assert await resolved(redis_client.smembers(f"po:user:{user_b}")) == {str(session_b)}
 
     # The current holder still holds it.
     assert await broker.heartbeat(machine, new.epoch) is Heartbeat.RECORDED
-    assert await redis_client.hget(key, "state") == PoolState.LEASED
+    assert await resolved(redis_client.hget(key, "state")) == PoolState.LEASED
     assert await broker.release(machine, new.epoch)
-    assert await redis_client.hget(key, "state") == PoolState.RECYCLING
+    assert await resolved(redis_client.hget(key, "state")) == PoolState.RECYCLING

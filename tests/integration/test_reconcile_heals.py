@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from app.settings import Settings
 from pool.core.errors import UnknownMachine
@@ -23,6 +24,7 @@ from pool.providers.local import LocalProvider
 from pool.services.reconciler import ReconcileReport, reconcile
 from pool.services.refill import RefillSettings, boot_into_pool, create_and_wait
 from pool.store.leasing import Heartbeat, Leased, LeaseRequest
+from pool.store.redis_errors import resolved
 from sql.sessions import end_session, record_session
 from sql.states import SessionStatus
 from tests.conftest import REDIS_URL, make_user, new_session
@@ -57,14 +59,23 @@ async def deps(settings: Settings, tmp_path: Path, arq: ArqRedis) -> AsyncIterat
             await context.close()
 
 
+async def _confirmed(
+    pubsub: PubSub, change: Callable[[str], Awaitable[object]], channel: str
+) -> None:
+    """(Un)subscribe and wait until Redis confirms it: redis-py only sends the command, and a
+    script run on another connection right after could still see the channel as it was."""
+    await change(channel)
+    deadline = asyncio.get_running_loop().time() + 5
+    while asyncio.get_running_loop().time() < deadline:
+        message = await pubsub.get_message(timeout=0.5)
+        if message is not None and message["type"] in ("subscribe", "unsubscribe"):
+            return
+    raise AssertionError(f"Redis did not confirm the change of {channel}")
+
+
 async def _reconcile(deps: WorkerContext, **kwargs: float) -> ReconcileReport:
     return await reconcile(
-        deps.db,
-        deps.broker,
-        deps.inventory,
-        deps.provider,
-        deps.enqueue_recycle,
-        deps.metrics,
+        deps.services,
         stuck_seconds=STUCK,
         **kwargs,
     )
@@ -143,7 +154,8 @@ async def test_a_tokenless_record_gets_its_hash_back_from_the_provider(
     deps: WorkerContext,
 ) -> None:
     machine_id = await _boot(deps)
-    await deps.redis.hdel(f"po:m:{machine_id}", "token_sha256")  # written by an older version
+    # A record written by an older version, which stored no token hash.
+    await resolved(deps.redis.hdel(f"po:m:{machine_id}", "token_sha256"))
 
     report = await _reconcile(deps)
 
@@ -172,7 +184,7 @@ async def test_the_record_of_a_leased_machine_lost_with_redis_is_rebuilt(
     )
     token = (await deps.provider.get(leased.machine_id)).metadata["token"]
     assert record.token_hash == _sha256(token)
-    assert str(session_id) in await deps.redis.smembers(f"po:user:{record.user_id}")
+    assert str(session_id) in await resolved(deps.redis.smembers(f"po:user:{record.user_id}"))
     # The lease goes on: its holder's heartbeat is recorded, and the session ends normally.
     assert await deps.broker.heartbeat(leased.machine_id, leased.epoch) is Heartbeat.RECORDED
     assert (await _reconcile(deps, orphan_grace_seconds=3600)).records_restored == 0
@@ -224,19 +236,21 @@ async def test_machines_stranded_in_a_transient_state_are_replaced_after_the_bou
 async def test_a_ready_machine_whose_agent_stays_away_is_replaced(deps: WorkerContext) -> None:
     pubsub = deps.redis.pubsub()
     first = await create_and_wait(deps.inventory, deps.provider, POOL, deps.config.refill)
-    await pubsub.subscribe(f"po:ch:machine:{first.id}")  # its agent's socket, as the gateway
+    await _confirmed(
+        pubsub, pubsub.subscribe, f"po:ch:machine:{first.id}"
+    )  # its agent's socket, as the gateway
     await deps.inventory.make_ready(first.id, POOL, first.address)
     second = await _boot(deps)  # no agent ever connected: never checked
     record = await deps.inventory.machine(first.id)
     assert record is not None and record.agent_at is not None
 
-    await pubsub.unsubscribe(f"po:ch:machine:{first.id}")  # the agent died
+    await _confirmed(pubsub, pubsub.unsubscribe, f"po:ch:machine:{first.id}")  # the agent died
     leased, _ = await _lease(deps, commit=False)
     assert leased.machine_id == second  # the older machine was skipped
     skipped = await deps.inventory.machine(first.id)
     assert skipped is not None and skipped.state is PoolState.READY
     assert skipped.agent_lost_at is not None
-    assert await deps.redis.lrange(f"po:ready:{POOL}", 0, -1) == [first.id]
+    assert await resolved(deps.redis.lrange(f"po:ready:{POOL}", 0, -1)) == [first.id]
 
     report = await _reconcile(deps, agent_lost_seconds=60, now=skipped.agent_lost_at + 30)
     assert report.records_dropped == 0  # not yet: an agent may be reconnecting
@@ -245,26 +259,26 @@ async def test_a_ready_machine_whose_agent_stays_away_is_replaced(deps: WorkerCo
     assert report.records_dropped == 1
     assert await deps.inventory.machine(first.id) is None
     assert first.id not in {m.id for m in await deps.provider.list()}
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py 5
 
 
 async def test_an_agent_that_comes_back_is_leased_again(deps: WorkerContext) -> None:
     pubsub = deps.redis.pubsub()
     machine = await create_and_wait(deps.inventory, deps.provider, POOL, deps.config.refill)
     channel = f"po:ch:machine:{machine.id}"
-    await pubsub.subscribe(channel)
+    await _confirmed(pubsub, pubsub.subscribe, channel)
     await deps.inventory.make_ready(machine.id, POOL, machine.address)
-    await pubsub.unsubscribe(channel)
+    await _confirmed(pubsub, pubsub.unsubscribe, channel)
     request = LeaseRequest(POOL.template, POOL.region, uuid.uuid4(), uuid.uuid4(), 3, 60, 10)
     assert not isinstance(await deps.broker.lease(request), Leased)  # its agent is away
 
-    await pubsub.subscribe(channel)  # reconnected
+    await _confirmed(pubsub, pubsub.subscribe, channel)  # reconnected
     assert (await _reconcile(deps)).records_dropped == 0
     record = await deps.inventory.machine(machine.id)
     assert record is not None and record.agent_lost_at is None
     leased, _ = await _lease(deps, commit=False)
     assert leased.machine_id == machine.id
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py 5
 
 
 async def test_a_ready_hot_machine_that_stopped_is_replaced(deps: WorkerContext) -> None:
@@ -306,13 +320,15 @@ async def test_a_leased_machine_whose_agent_stays_away_fails_its_session(
     pubsub = deps.redis.pubsub()
     machine = await create_and_wait(deps.inventory, deps.provider, POOL, deps.config.refill)
     channel = f"po:ch:machine:{machine.id}"
-    await pubsub.subscribe(channel)  # its agent's socket, as the gateway
+    await _confirmed(pubsub, pubsub.subscribe, channel)  # its agent's socket, as the gateway
     await deps.inventory.make_ready(machine.id, POOL, machine.address)
     leased, session_id = await _lease(deps)
     assert leased.machine_id == machine.id
     assert (await _reconcile(deps)).records_dropped == 0  # its agent is there
 
-    await pubsub.unsubscribe(channel)  # the agent died (or its machine lost its network)
+    await _confirmed(
+        pubsub, pubsub.unsubscribe, channel
+    )  # the agent died (or its machine lost its network)
     first = await _reconcile(deps, agent_lost_seconds=60)
     assert (first.records_dropped, first.sessions_failed) == (0, 0)  # it may be reconnecting
     record = await deps.inventory.machine(machine.id)
@@ -323,7 +339,7 @@ async def test_a_leased_machine_whose_agent_stays_away_fails_its_session(
     assert machine.id not in {m.id for m in await deps.provider.list()}
     # The editors are told why, and no patch of the session is acked from now on.
     assert await EditLog(deps.redis).ended(str(session_id)) == ("machine_lost", "failed")
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py 5
 
 
 async def test_an_end_whose_announce_failed_is_announced(deps: WorkerContext) -> None:
@@ -332,7 +348,7 @@ async def test_an_end_whose_announce_failed_is_announced(deps: WorkerContext) ->
     await _boot(deps)
     leased, session_id = await _lease(deps)
     edits = EditLog(deps.redis)
-    await edits.append(str(session_id), 1, [Change("a.js", "1")], {"kind": "patch"})
+    await edits.append(str(session_id), 1, [Change("a.js", "1")])
     async with deps.db.connection() as conn:
         await end_session(conn, session_id, reason="idle_timeout", status=SessionStatus.ENDED)
     assert await deps.broker.release(leased.machine_id, leased.epoch)
@@ -342,7 +358,5 @@ async def test_an_end_whose_announce_failed_is_announced(deps: WorkerContext) ->
 
     assert report.ended_leases_released == 1
     assert await edits.ended(str(session_id)) == ("idle_timeout", "ended")
-    assert (await edits.append(str(session_id), 2, [Change("a.js", "2")], {})) == Ended(
-        "idle_timeout"
-    )
+    assert (await edits.append(str(session_id), 2, [Change("a.js", "2")])) == Ended("idle_timeout")
     assert (await _reconcile(deps, orphan_grace_seconds=3600)).ended_leases_released == 0

@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 
 from pool.edits.edit_log import Appended, Change, EditLog
 from pool.edits.script_batcher import BatcherClosed, ScriptBatcher
+from pool.store.redis_errors import resolved
 
 ECHO = "return ARGV[1]"
 FAIL_ON_BAD = "if ARGV[1] == 'bad' then return redis.error_reply('refused') end return ARGV[1]"
@@ -31,10 +32,10 @@ async def batcher(redis_client: Redis) -> AsyncIterator[ScriptBatcher]:
 async def test_concurrent_calls_share_pipelines_in_order(
     redis_client: Redis, batcher: ScriptBatcher
 ) -> None:
-    append = redis_client.register_script("return redis.call('RPUSH', KEYS[1] or 'order', ARGV[1])")
-    replies = await asyncio.gather(*(batcher.run(append, str(i)) for i in range(50)))
+    append = redis_client.register_script("return redis.call('RPUSH', KEYS[1], ARGV[1])")
+    replies = await asyncio.gather(*(batcher.run(append, ["order"], str(i)) for i in range(50)))
     assert sorted(replies) == list(range(1, 51))
-    assert await redis_client.lrange("order", 0, -1) == [str(i) for i in range(50)]  # type: ignore[misc]
+    assert await resolved(redis_client.lrange("order", 0, -1)) == [str(i) for i in range(50)]
     # Queued together, in batches of at most 8: a handful of pipelines, not 50 round trips.
     assert replies == list(range(1, 51))
     assert batcher.pipelines_sent <= 8
@@ -45,9 +46,9 @@ async def test_an_error_reply_goes_to_its_caller_only(
 ) -> None:
     script = redis_client.register_script(FAIL_ON_BAD)
     results = await asyncio.gather(
-        batcher.run(script, "a"),
-        batcher.run(script, "bad"),
-        batcher.run(script, "c"),
+        batcher.run(script, [], "a"),
+        batcher.run(script, [], "bad"),
+        batcher.run(script, [], "c"),
         return_exceptions=True,
     )
     assert results[0] == "a" and results[2] == "c"
@@ -63,7 +64,9 @@ async def test_a_script_redis_does_not_know_is_loaded_and_sent_again(
     # gets the same NOSCRIPT answer.
     script = redis_client.register_script(f"-- {uuid.uuid4().hex}\n{ECHO}")
     assert await redis_client.script_exists(script.sha) == [False]
-    assert await asyncio.gather(batcher.run(script, "x"), batcher.run(script, "y")) == ["x", "y"]
+    # gather() gives a list; typeshed types it as a tuple.
+    both = list(await asyncio.gather(batcher.run(script, [], "x"), batcher.run(script, [], "y")))
+    assert both == ["x", "y"]
     assert await redis_client.script_exists(script.sha) == [True]
 
 
@@ -71,12 +74,12 @@ async def test_calls_after_stop_are_refused(redis_client: Redis) -> None:
     batcher = ScriptBatcher(redis_client)
     script = redis_client.register_script(ECHO)
     with pytest.raises(BatcherClosed):
-        await batcher.run(script, "not started")
+        await batcher.run(script, [], "not started")
     await batcher.start()
-    assert await batcher.run(script, "ok") == "ok"
+    assert await batcher.run(script, [], "ok") == "ok"
     await batcher.stop()
     with pytest.raises(BatcherClosed):
-        await batcher.run(script, "stopped")
+        await batcher.run(script, [], "stopped")
 
 
 async def test_the_edit_log_appends_through_the_batcher(
@@ -84,7 +87,7 @@ async def test_the_edit_log_appends_through_the_batcher(
 ) -> None:
     edits = EditLog(redis_client, batcher=batcher)
     outcomes = await asyncio.gather(
-        *(edits.append(f"s{i}", 1, [Change("a.js", str(i))], {"kind": "patch"}) for i in range(20))
+        *(edits.append(f"s{i}", 1, [Change("a.js", str(i))]) for i in range(20))
     )
     assert outcomes == [Appended(1, duplicate=False)] * 20
     assert await edits.report_applied("s3", 1, await edits.epoch("s3")) == 1
@@ -98,10 +101,10 @@ async def test_a_connection_redis_closed_is_replaced_without_failing_a_call(
     # A Redis restart, a failover or a server-side idle timeout closes the batcher's own
     # connection while it waits; nothing checks it out of a pool, so the next batch finds out.
     script = redis_client.register_script(ECHO)
-    assert await batcher.run(script, "before") == "before"
+    assert await batcher.run(script, [], "before") == "before"
     for _ in range(3):
         assert await _close_this_databases_connections(redis_client) >= 1  # the batcher's
-        assert await batcher.run(script, "after a kill") == "after a kill"
+        assert await batcher.run(script, [], "after a kill") == "after a kill"
 
 
 async def _close_this_databases_connections(redis_client: Redis) -> int:
@@ -121,10 +124,10 @@ async def test_applied_reports_queued_without_waiting_keep_their_order(
 ) -> None:
     edits = EditLog(redis_client, batcher=batcher)
     for seq in range(1, 21):
-        await edits.append("s1", seq, [Change("a.js", str(seq))], {"kind": "patch"})
+        await edits.append("s1", seq, [Change("a.js", str(seq))])
     epoch = await edits.epoch("s1")
     async with redis_client.pubsub() as pubsub:
-        await pubsub.subscribe(f"{edits.prefix}ch:session:s1")
+        await pubsub.subscribe(edits.keys.session_channel("s1"))
         reports = [edits.report_applied_soon("s1", seq, epoch) for seq in range(1, 21)]
         await asyncio.gather(*reports)
         heard = []

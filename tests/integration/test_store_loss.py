@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 
 from app.settings import Settings
 from pool.edits.edit_log import EditLog
-from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.keys import DEFAULT_PREFIX
+from pool.store.redis_errors import resolved
 from tests.conftest import REDIS_URL, fill_pool, make_user
 from tests.integration.live import live_server
 from tests.integration.test_gateway import Server, _set_tokens, receive_until, send
@@ -225,7 +226,7 @@ def test_editors_hear_offline_when_the_agent_leaves_and_not_while_it_is_back(
                 agent.close()  # the old socket goes: the agent is still there
                 time.sleep(0.5)  # the server has handled that close by now
                 send(editor, "ping")
-                frames = []
+                frames: list[dict[str, Any]] = []
                 while not frames or frames[-1]["type"] != "pong":
                     frames.append(json.loads(editor.recv(timeout=10)))
                 assert [f for f in frames if f["type"] == "status"] == [], frames
@@ -248,7 +249,7 @@ def test_a_heartbeat_reports_a_lease_redis_lost_or_that_changed_hands(started: A
     assert http.post(beat, headers=user.headers).status_code == 204
 
     async def fence(client: aioredis.Redis) -> None:
-        await client.hincrby(f"{DEFAULT_PREFIX}m:{machine}", "epoch", 1)
+        await resolved(client.hincrby(f"{DEFAULT_PREFIX}m:{machine}", "epoch", 1))
 
     _redis(fence)
     lost = http.post(beat, headers=user.headers)

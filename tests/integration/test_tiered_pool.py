@@ -29,10 +29,14 @@ from pool.core.provider import MachineSpec, pool_tiers
 from pool.core.states import PoolState, Tier
 from pool.providers.fly import FlyProvider
 from pool.providers.local import LocalProvider
+from pool.services.lifecycle import Recycled
+from pool.services.ondemand import Booted
 from pool.services.reconciler import reconcile
 from pool.services.refill import RefillSettings
+from pool.services.wake import Woken
 from pool.store.inventory import PoolKey
 from pool.store.leasing import Leased, LeaseRequest
+from pool.store.redis_errors import resolved
 from sql.pool_targets import PoolTarget, set_target
 from tests.conftest import REDIS_URL, User, make_user
 from tests.fakes.fly_api import FakeFlyAPI
@@ -168,7 +172,9 @@ async def _tiers(deps: WorkerContext) -> dict[Tier, list[str]]:
         Tier.SUSPENDED: f"po:ready-suspended:{POOL}",
         Tier.STOPPED: f"po:ready-stopped:{POOL}",
     }
-    return {tier: sorted(await deps.redis.lrange(key, 0, -1)) for tier, key in keys.items()}
+    return {
+        tier: sorted(await resolved(deps.redis.lrange(key, 0, -1))) for tier, key in keys.items()
+    }
 
 
 async def _fill(
@@ -308,7 +314,7 @@ async def test_leases_take_hot_then_suspended_then_stopped_then_boot_on_demand(
         machine_id = view["machineId"]
         fake_machine = fake.machines[machine_id]
         resumes, boots = fake_machine.resumes, fake_machine.cold_boots
-        assert await jobs.wake_machine(ctx, view["id"], machine_id, epoch) == "active"
+        assert await jobs.wake_machine(ctx, view["id"], machine_id, epoch) == Woken.ACTIVE.value
         assert fake_machine.state == "started"
         if tier is Tier.SUSPENDED:
             assert fake_machine.resumes == resumes + 1, "a suspended machine resumes"
@@ -317,7 +323,7 @@ async def test_leases_take_hot_then_suspended_then_stopped_then_boot_on_demand(
         seen = (await api.get(f"{SESSIONS}/{view['id']}", headers=user.headers)).json()
         assert seen["status"] == "active" and seen["machineId"] == machine_id
         # A second delivery does nothing.
-        assert await jobs.wake_machine(ctx, view["id"], machine_id, epoch) == "skipped"
+        assert await jobs.wake_machine(ctx, view["id"], machine_id, epoch) == Woken.SKIPPED.value
     assert await jobs.boot_session(ctx, on_demand.json()["id"]) == "attached"
     hits = await deps.inventory.tier_hits(POOL)
     assert hits == {Tier.HOT: 1, Tier.SUSPENDED: 1, Tier.STOPPED: 1}
@@ -364,7 +370,7 @@ async def test_a_machine_that_will_not_wake_fails_its_session_and_is_recycled(
     record = await deps.inventory.machine(machine_id)
     assert record is not None
 
-    assert await jobs.wake_machine(ctx, view["id"], machine_id, record.epoch) == "failed"
+    assert await jobs.wake_machine(ctx, view["id"], machine_id, record.epoch) == Woken.FAILED.value
 
     seen = (await api.get(f"{SESSIONS}/{view['id']}", headers=user.headers)).json()
     assert seen["status"] == "failed"
@@ -388,7 +394,9 @@ async def test_recycle_resets_and_returns_each_machine_to_the_tier_that_needs_it
     hot = (await _post(api, user)).json()
     woken = (await _post(api, user)).json()
     epoch = (await deps.inventory.machine(woken["machineId"])).epoch  # type: ignore[union-attr]
-    assert await jobs.wake_machine(ctx, woken["id"], woken["machineId"], epoch) == "active"
+    assert (
+        await jobs.wake_machine(ctx, woken["id"], woken["machineId"], epoch) == Woken.ACTIVE.value
+    )
     suspended_machine = fake.machines[tiers[Tier.SUSPENDED][0]]
     resumes = suspended_machine.resumes
 
@@ -402,8 +410,14 @@ async def test_recycle_resets_and_returns_each_machine_to_the_tier_that_needs_it
     used_token = await deps.inventory.token_hash(hot["machineId"])
 
     # Both tiers are empty now: the first machine back fills hot, the second suspended.
-    assert await jobs.recycle(ctx, hot["machineId"], recycles[hot["machineId"]]) == "ready"
-    assert await jobs.recycle(ctx, woken["machineId"], recycles[woken["machineId"]]) == "suspended"
+    assert (
+        await jobs.recycle(ctx, hot["machineId"], recycles[hot["machineId"]])
+        == Recycled.READY.value
+    )
+    assert (
+        await jobs.recycle(ctx, woken["machineId"], recycles[woken["machineId"]])
+        == Recycled.SUSPENDED.value
+    )
 
     assert await _tiers(deps) == {
         Tier.HOT: [hot["machineId"]],
@@ -418,13 +432,16 @@ async def test_recycle_resets_and_returns_each_machine_to_the_tier_that_needs_it
     record = await deps.inventory.machine(woken["machineId"])
     assert record is not None and record.session_id is None and record.tier is Tier.SUSPENDED
     # A duplicate delivery does nothing; with every tier full a recycled machine goes.
-    assert await jobs.recycle(ctx, hot["machineId"], recycles[hot["machineId"]]) == "skipped"
+    assert (
+        await jobs.recycle(ctx, hot["machineId"], recycles[hot["machineId"]])
+        == Recycled.SKIPPED.value
+    )
     again = (await _post(api, user)).json()
     assert (await api.delete(f"{SESSIONS}/{again['id']}", headers=user.headers)).status_code == 204
     await _set_tiers(deps, (0, 0), (1, 1), (0, 0))
     record = await deps.inventory.machine(again["machineId"])
     assert record is not None and record.state is PoolState.RECYCLING
-    assert await jobs.recycle(ctx, again["machineId"], record.epoch) == "destroyed"
+    assert await jobs.recycle(ctx, again["machineId"], record.epoch) == Recycled.DESTROYED.value
     assert fake.machines[again["machineId"]].state in ("destroying", "destroyed")
 
 
@@ -490,7 +507,7 @@ async def test_a_guest_resize_rolls_through_ready_machines_and_never_touches_lea
     assert (await api.delete(f"{SESSIONS}/{leased['id']}", headers=user.headers)).status_code == 204
     record = await deps.inventory.machine(leased["machineId"])
     assert record is not None
-    assert await jobs.recycle(ctx, leased["machineId"], record.epoch) == "ready"
+    assert await jobs.recycle(ctx, leased["machineId"], record.epoch) == Recycled.READY.value
     assert leased_machine.config["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048}
     await _set_tiers(deps, (3, 3), (1, 1), (1, 1))
     await _settle(ctx)
@@ -511,12 +528,7 @@ async def test_reconcile_against_flys_list_destroys_orphans_and_drops_dead_recor
     assert await deps.inventory.take_machine(stuck, Tier.STOPPED) is not None  # a move that died
 
     report = await reconcile(
-        deps.db,
-        deps.broker,
-        deps.inventory,
-        deps.provider,
-        deps.enqueue_recycle,
-        deps.metrics,
+        deps.services,
         orphan_grace_seconds=0,
         stuck_seconds=120.0,
         now=time.time() + 600,
@@ -534,10 +546,7 @@ async def test_reconcile_against_flys_list_destroys_orphans_and_drops_dead_recor
         Tier.SUSPENDED: tiers[Tier.SUSPENDED],
         Tier.STOPPED: [],
     }
-    again = await reconcile(
-        deps.db, deps.broker, deps.inventory, deps.provider, deps.enqueue_recycle, deps.metrics,
-        orphan_grace_seconds=0,
-    )  # fmt: skip
+    again = await reconcile(deps.services, orphan_grace_seconds=0)
     assert (again.orphans_destroyed, again.records_dropped) == (0, 0)
 
 
@@ -570,8 +579,8 @@ async def test_a_burst_of_100_leases_stays_within_flys_rate_limits(
         *(jobs.boot_session(ctx, *args) for args in boots),
         jobs.resize(ctx, POOL.template, POOL.region),
     )
-    assert outcomes[:30] == ["active"] * 30
-    assert outcomes[30:90] == ["attached"] * 60
+    assert outcomes[:30] == [Woken.ACTIVE.value] * 30
+    assert outcomes[30:90] == [Booted.ATTACHED.value] * 60
     statuses = _row(
         settings.database_url or "",
         "SELECT status, count(*) FROM preview_sessions GROUP BY status",

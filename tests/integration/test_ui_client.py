@@ -32,7 +32,10 @@ def test_dist_is_what_tsc_makes_of_src(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     compared = filecmp.dircmp(out, CLIENT / "dist")
-    assert not compared.left_only and not compared.right_only, compared.report()
+    assert not compared.left_only and not compared.right_only, (
+        compared.left_only,
+        compared.right_only,
+    )
     stale = [
         name
         for name in compared.common_files

@@ -21,9 +21,12 @@ from app.settings import Settings
 from pool.core.provider import MachineSpec, MachineState
 from pool.core.states import PoolState
 from pool.providers.local import LocalProvider
+from pool.services.lifecycle import Recycled
+from pool.services.ondemand import Booted
 from pool.services.reconciler import reconcile
 from pool.services.refill import RefillSettings, boot_into_pool
 from pool.store.leasing import Leased, LeaseRequest
+from pool.store.redis_errors import resolved
 from pool.store.store_identity import identity_key
 from sql.pool_targets import PoolTarget, set_target
 from sql.sessions import record_session
@@ -128,7 +131,7 @@ async def test_resize_grows_an_empty_pool_to_min_and_shrinks_it_when_max_is_lowe
     machines = await deps.inventory.machines(POOL)
     assert [m.state for m in machines] == [PoolState.READY] * 2
     assert {m.id for m in machines} == await _provider_ids(deps)
-    assert sorted(await deps.redis.lrange(f"po:ready:{POOL}", 0, -1)) == sorted(
+    assert sorted(await resolved(deps.redis.lrange(f"po:ready:{POOL}", 0, -1))) == sorted(
         m.id for m in machines
     )
     for machine in machines:
@@ -146,7 +149,7 @@ async def test_resize_grows_an_empty_pool_to_min_and_shrinks_it_when_max_is_lowe
     [left] = await deps.inventory.machines(POOL)
     assert left.state is PoolState.READY
     assert await _provider_ids(deps) == {left.id}
-    assert await deps.redis.lrange(f"po:ready:{POOL}", 0, -1) == [left.id]
+    assert await resolved(deps.redis.lrange(f"po:ready:{POOL}", 0, -1)) == [left.id]
 
 
 async def test_recycle_resets_a_released_machine_and_a_duplicate_is_skipped(
@@ -165,12 +168,12 @@ async def test_recycle_resets_a_released_machine_and_a_duplicate_is_skipped(
         assert await deps.broker.release(machine_id, leased.epoch)
         outcome = await jobs.recycle(ctx, machine_id, leased.epoch + 1)
 
-        assert outcome == "ready"
+        assert outcome == Recycled.READY.value
         record = await deps.inventory.machine(machine_id)
         assert record is not None and record.state is PoolState.READY
         assert record.epoch == leased.epoch + 2
         assert record.session_id is None and record.user_id is None
-        assert await deps.redis.lrange(f"po:ready:{POOL}", 0, -1) == [machine_id]
+        assert await resolved(deps.redis.lrange(f"po:ready:{POOL}", 0, -1)) == [machine_id]
         clean = await deps.provider.get(machine_id)
         assert clean.state is MachineState.STARTED and clean.healthy
         assert not leftover.exists()
@@ -179,11 +182,11 @@ async def test_recycle_resets_a_released_machine_and_a_duplicate_is_skipped(
         assert (await http.get(f"{record.address}/secret.txt")).status_code == 404
 
     pid = clean.metadata["pid"]
-    assert await jobs.recycle(ctx, machine_id, leased.epoch + 1) == "skipped"
+    assert await jobs.recycle(ctx, machine_id, leased.epoch + 1) == Recycled.SKIPPED.value
     again = await deps.inventory.machine(machine_id)
     assert again == record
     assert (await deps.provider.get(machine_id)).metadata["pid"] == pid  # not reset twice
-    assert await deps.redis.lrange(f"po:ready:{POOL}", 0, -1) == [machine_id]
+    assert await resolved(deps.redis.lrange(f"po:ready:{POOL}", 0, -1)) == [machine_id]
 
 
 async def test_reap_ends_an_idle_session_and_queues_the_recycle(
@@ -212,7 +215,7 @@ async def test_reap_ends_an_idle_session_and_queues_the_recycle(
     record = await deps.inventory.machine(machine)
     assert record is not None and record.state is PoolState.RECYCLING
     assert record.epoch == leased.epoch + 1
-    assert await deps.redis.smembers(f"po:user:{user.id}") == set()
+    assert await resolved(deps.redis.smembers(f"po:user:{user.id}")) == set()
     with psycopg.connect(database_url) as conn:
         released = conn.execute(
             "SELECT release_reason FROM machine_leases WHERE machine_id = %s", (machine,)
@@ -245,12 +248,7 @@ async def test_reconcile_destroys_orphans_and_drops_records_of_dead_machines(
     await deps.provider.destroy(leased_id)
 
     report = await reconcile(
-        deps.db,
-        deps.broker,
-        deps.inventory,
-        deps.provider,
-        deps.enqueue_recycle,
-        deps.metrics,
+        deps.services,
         orphan_grace_seconds=0,
     )
 
@@ -262,9 +260,9 @@ async def test_reconcile_destroys_orphans_and_drops_records_of_dead_machines(
         os.kill(orphan_pid, 0)
     assert await deps.inventory.machines(POOL) == []
     assert await deps.redis.exists(f"po:m:{ready_id}", f"po:m:{leased_id}") == 0
-    assert await deps.redis.llen(f"po:ready:{POOL}") == 0
+    assert await resolved(deps.redis.llen(f"po:ready:{POOL}")) == 0
     assert _session(database_url, session_id) == ("failed", "machine_lost", leased_id)
-    assert await deps.redis.smembers(f"po:user:{user.id}") == set()
+    assert await resolved(deps.redis.smembers(f"po:user:{user.id}")) == set()
     with psycopg.connect(database_url) as conn:
         unreleased = conn.execute(
             "SELECT count(*) FROM machine_leases WHERE released_at IS NULL"
@@ -272,10 +270,7 @@ async def test_reconcile_destroys_orphans_and_drops_records_of_dead_machines(
     assert unreleased == (0,)
     assert [j for j in await deps.arq.queued_jobs() if j.function == "recycle"] == []
     # A second pass finds the three stores in agreement.
-    again = await reconcile(
-        deps.db, deps.broker, deps.inventory, deps.provider, deps.enqueue_recycle, deps.metrics,
-        orphan_grace_seconds=0,
-    )  # fmt: skip
+    again = await reconcile(deps.services, orphan_grace_seconds=0)
     assert (again.orphans_destroyed, again.records_dropped, again.sessions_failed) == (0, 0, 0)
 
 
@@ -297,7 +292,7 @@ async def test_boot_session_attaches_an_on_demand_machine_to_a_booting_session(
         queued = {j.job_id: (j.function, j.args) for j in await deps.arq.queued_jobs()}
         assert queued[f"boot:{session_id}"] == ("boot_session", (session_id,))
 
-        assert await jobs.boot_session(ctx, session_id) == "attached"
+        assert await jobs.boot_session(ctx, session_id) == Booted.ATTACHED.value
 
         view = (await api.get(f"/api/preview/sessions/{session_id}", headers=user.headers)).json()
     assert view["status"] == "active"
@@ -316,11 +311,11 @@ async def test_boot_session_attaches_an_on_demand_machine_to_a_booting_session(
     assert row == (record.epoch,)
     assert ledger == [(machine_id, record.epoch, None)]
     assert await deps.redis.zcard(f"po:booting-sessions:{POOL}") == 0
-    assert await deps.redis.smembers(f"po:user:{user.id}") == {session_id}
+    assert await resolved(deps.redis.smembers(f"po:user:{user.id}")) == {session_id}
     machine = await deps.provider.get(machine_id)
     assert machine.state is MachineState.STARTED and machine.healthy
     # A second delivery of the job does nothing.
-    assert await jobs.boot_session(ctx, session_id) == "skipped"
+    assert await jobs.boot_session(ctx, session_id) == Booted.SKIPPED.value
     assert await _provider_ids(deps) == {machine_id}
 
 
@@ -369,7 +364,7 @@ async def test_reap_notices_a_store_reset_and_rebuilds_the_leased_records_at_onc
     await deps.redis.flushdb()
     await jobs.reap(ctx)
     assert await deps.inventory.token_hash(leased.machine_id) is not None
-    assert await deps.redis.hget(record, "state") == "leased"
+    assert await resolved(deps.redis.hget(record, "state")) == "leased"
 
     # With its identity in place, a tick does not reconcile: a record lost now stays lost
     # until reconcile's own schedule.

@@ -16,7 +16,8 @@ from starlette.testclient import TestClient
 from app.server import create_app
 from app.settings import Settings
 from pool.edits.edit_log import Change, EditLog, EditLogLimits
-from pool.store.leasing import DEFAULT_PREFIX
+from pool.store.keys import DEFAULT_PREFIX
+from pool.store.redis_errors import resolved
 from tests.conftest import REDIS_URL, fill_pool, make_user
 
 
@@ -61,14 +62,14 @@ async def test_a_sessions_edit_stream_is_bounded_in_bytes(redis_client: aioredis
     big = "x" * 500_000
     for seq in range(1, 61):
         changes = [Change("a.txt", big + str(seq)), Change("b.txt", big + str(seq))]
-        outcome = await edits.append("s1", seq, changes, {"kind": "patch"})
+        outcome = await edits.append("s1", seq, changes)
         assert getattr(outcome, "seq", None) == seq, outcome
     stream = f"{DEFAULT_PREFIX}edits:s1"
     entries: list[Any] = await redis_client.xrange(stream)
     held = sum(len(fields["changes"]) for _, fields in entries)
     assert held <= limits.stream_bytes
     assert int(str(entries[-1][0]).split("-")[0]) == 60  # the newest is kept
-    meta = await redis_client.hgetall(f"{DEFAULT_PREFIX}snapmeta:s1")
+    meta = await resolved(redis_client.hgetall(f"{DEFAULT_PREFIX}snapmeta:s1"))
     assert int(meta["stream_bytes"]) == held
     # An editor that missed the trimmed part gets the snapshot instead.
     assert await edits.since("s1", 0) is None
@@ -78,12 +79,12 @@ async def test_a_sessions_edit_stream_is_bounded_in_bytes(redis_client: aioredis
 async def test_a_users_budget_counts_only_live_logs(redis_client: aioredis.Redis) -> None:
     edits = EditLog(redis_client, limits=EditLogLimits(user_budget_bytes=1024 * 1024))
     big = "x" * 300_000  # snapshot + stream: ~600 KB per session
-    first = await edits.append("s1", 1, [Change("a", big)], {"kind": "patch"}, user="u1")
+    first = await edits.append("s1", 1, [Change("a", big)], user="u1")
     assert getattr(first, "seq", None) == 1
-    refused = await edits.append("s2", 1, [Change("a", big)], {"kind": "patch"}, user="u1")
+    refused = await edits.append("s2", 1, [Change("a", big)], user="u1")
     assert type(refused).__name__ == "OverBudget"
     # s1's end never reached Redis and its log expired: its entry no longer counts (and goes).
     await redis_client.delete(f"{DEFAULT_PREFIX}snapmeta:s1")
-    second = await edits.append("s2", 1, [Change("a", big)], {"kind": "patch"}, user="u1")
+    second = await edits.append("s2", 1, [Change("a", big)], user="u1")
     assert getattr(second, "seq", None) == 1
-    assert await redis_client.hkeys(f"{DEFAULT_PREFIX}editbytes:u1") == ["s2"]
+    assert await resolved(redis_client.hkeys(f"{DEFAULT_PREFIX}editbytes:u1")) == ["s2"]

@@ -8,12 +8,18 @@ from pool.core.policy import (
     HARD_MAX_POOL_SIZE,
     DemandSample,
     PoolBounds,
-    RefillPlan,
-    SizingInput,
+    TierBounds,
+    TierCounts,
+    TierInput,
     backoff_delay,
-    plan_refill,
-    target_size,
+    plan_tiers,
+    tier_targets,
 )
+from pool.core.states import Tier
+
+# The local provider's pools, and any pool whose provider cannot suspend: the hot tier alone.
+# (test_tier_policy.py shows that lower-tier bounds of 0/0 plan exactly the same.)
+HOT_ONLY = frozenset({Tier.HOT})
 
 
 def sizing(
@@ -26,20 +32,35 @@ def sizing(
     headroom: float = 0.0,
     ready: int = 0,
     booting: int = 0,
-) -> SizingInput:
-    return SizingInput(
-        bounds=PoolBounds(min=min, max=max),
+) -> TierInput:
+    return TierInput(
+        bounds=TierBounds(PoolBounds(min=min, max=max)),
         demand=DemandSample(lease_count=leases, window_seconds=window),
         refill_seconds=refill,
         headroom=headroom,
-        ready=ready,
-        booting=booting,
+        ready=TierCounts(hot=ready),
+        arriving=TierCounts(hot=booting),
+        tiers=HOT_ONLY,
     )
 
 
-def pinned(target: int, *, ready: int = 0, booting: int = 0) -> SizingInput:
+def pinned(target: int, *, ready: int = 0, booting: int = 0) -> TierInput:
     """No demand and min == max, so the target is exactly `target`."""
     return sizing(min=target, max=target, ready=ready, booting=booting)
+
+
+def hot_target(inp: TierInput) -> int:
+    targets = tier_targets(inp)
+    assert targets.suspended == targets.stopped == 0
+    return targets.hot
+
+
+def hot_plan(inp: TierInput, *, max_creates: int) -> tuple[int, int, int]:
+    """(target, create, destroy) of one refill run of a hot-only pool, which never moves."""
+    plan = plan_tiers(inp, max_creates_per_run=max_creates, max_moves_per_run=8)
+    assert plan.moves == ()
+    assert plan.destroy.suspended == plan.destroy.stopped == 0
+    return plan.target, plan.create, plan.destroy.hot
 
 
 @pytest.mark.parametrize(
@@ -61,43 +82,39 @@ def pinned(target: int, *, ready: int = 0, booting: int = 0) -> SizingInput:
         pytest.param(sizing(max=1000, leases=10**6, refill=1e6), 1000, id="absurd demand clamps"),
     ],
 )
-def test_target_size(inp: SizingInput, expected: int) -> None:
-    assert target_size(inp) == expected
+def test_hot_target(inp: TierInput, expected: int) -> None:
+    assert hot_target(inp) == expected
 
 
 @pytest.mark.parametrize(
     ("inp", "max_creates", "expected"),
     [
-        pytest.param(pinned(5), 10, RefillPlan(5, create=5, destroy=0), id="empty pool fills"),
-        pytest.param(
-            pinned(5, ready=1, booting=3), 10, RefillPlan(5, 1, 0), id="booting counts as supply"
-        ),
-        pytest.param(pinned(5, booting=5), 10, RefillPlan(5, 0, 0), id="booting covers target"),
-        pytest.param(pinned(5, ready=5), 10, RefillPlan(5, 0, 0), id="full pool does nothing"),
-        pytest.param(pinned(2, ready=5), 10, RefillPlan(2, 0, 3), id="surplus destroys ready"),
+        pytest.param(pinned(5), 10, (5, 5, 0), id="empty pool fills"),
+        pytest.param(pinned(5, ready=1, booting=3), 10, (5, 1, 0), id="booting counts as supply"),
+        pytest.param(pinned(5, booting=5), 10, (5, 0, 0), id="booting covers target"),
+        pytest.param(pinned(5, ready=5), 10, (5, 0, 0), id="full pool does nothing"),
+        pytest.param(pinned(2, ready=5), 10, (2, 0, 3), id="surplus destroys ready"),
         pytest.param(
             pinned(2, ready=5, booting=4),
             10,
-            RefillPlan(2, 0, 3),
+            (2, 0, 3),
             id="surplus never counts booting",
         ),
-        pytest.param(
-            pinned(5, ready=2, booting=6), 10, RefillPlan(5, 0, 0), id="booting surplus waits"
-        ),
-        pytest.param(pinned(0, ready=3), 10, RefillPlan(0, 0, 3), id="target 0 drains ready"),
-        pytest.param(pinned(10), 3, RefillPlan(10, 3, 0), id="creates capped per run"),
-        pytest.param(pinned(10, ready=8), 3, RefillPlan(10, 2, 0), id="cap above need is no-op"),
-        pytest.param(pinned(10), 0, RefillPlan(10, 0, 0), id="cap 0 pauses creation"),
+        pytest.param(pinned(5, ready=2, booting=6), 10, (5, 0, 0), id="booting surplus waits"),
+        pytest.param(pinned(0, ready=3), 10, (0, 0, 3), id="target 0 drains ready"),
+        pytest.param(pinned(10), 3, (10, 3, 0), id="creates capped per run"),
+        pytest.param(pinned(10, ready=8), 3, (10, 2, 0), id="cap above need is no-op"),
+        pytest.param(pinned(10), 0, (10, 0, 0), id="cap 0 pauses creation"),
         pytest.param(
             sizing(max=10, leases=6, headroom=0.5, ready=1, booting=1),
             10,
-            RefillPlan(5, 3, 0),
+            (5, 3, 0),
             id="demand-driven target",
         ),
     ],
 )
-def test_plan_refill(inp: SizingInput, max_creates: int, expected: RefillPlan) -> None:
-    assert plan_refill(inp, max_creates_per_run=max_creates) == expected
+def test_hot_plan(inp: TierInput, max_creates: int, expected: tuple[int, int, int]) -> None:
+    assert hot_plan(inp, max_creates=max_creates) == expected
 
 
 @pytest.mark.parametrize(
@@ -128,11 +145,9 @@ def test_edge_bounds_are_valid(low: int, high: int) -> None:
         (lambda: sizing(refill=-1.0), "refill_seconds"),
         (lambda: sizing(refill=math.inf), "refill_seconds"),
         (lambda: sizing(headroom=math.nan), "headroom"),
-        (lambda: sizing(ready=-1), "ready"),
-        (lambda: sizing(booting=-1), "booting"),
-        (lambda: plan_refill(pinned(1), max_creates_per_run=-1), "max_creates_per_run"),
-        (lambda: RefillPlan(target=1, create=1, destroy=1), "both creates and destroys"),
-        (lambda: RefillPlan(target=1, create=-1, destroy=0), "negative count"),
+        (lambda: sizing(ready=-1), "negative count"),
+        (lambda: sizing(booting=-1), "negative count"),
+        (lambda: hot_plan(pinned(1), max_creates=-1), "max_creates_per_run"),
     ],
 )
 def test_invalid_inputs_raise(build: Callable[[], object], problem: str) -> None:
@@ -234,18 +249,18 @@ def test_plan_invariants_over_a_grid() -> None:
             ready=ready,
             booting=booting,
         )
-        plan = plan_refill(inp, max_creates_per_run=cap)
-        assert low <= plan.target <= high
-        assert plan.create == 0 or plan.destroy == 0
-        assert plan.create <= cap
-        assert plan.destroy <= ready
-        if plan.destroy:
-            assert ready - plan.destroy == plan.target
-        if plan.create < cap:
-            assert ready + booting + plan.create >= plan.target
+        target, create, destroy = hot_plan(inp, max_creates=cap)
+        assert low <= target <= high
+        assert create == 0 or destroy == 0
+        assert create <= cap
+        assert destroy <= ready
+        if destroy:
+            assert ready - destroy == target
+        if create < cap:
+            assert ready + booting + create >= target
 
 
 @pytest.mark.parametrize("headroom", [0.0, 0.3, 1.0])
 def test_target_never_falls_as_demand_rises(headroom: float) -> None:
-    targets = [target_size(sizing(max=50, leases=n, headroom=headroom)) for n in range(200)]
+    targets = [hot_target(sizing(max=50, leases=n, headroom=headroom)) for n in range(200)]
     assert targets == sorted(targets)

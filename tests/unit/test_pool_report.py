@@ -8,6 +8,7 @@ import pytest
 
 from pool.services.pool_status import pool_report
 from pool.store.inventory import Inventory, PoolKey
+from pool.store.redis_errors import resolved
 
 
 @pytest.fixture
@@ -16,13 +17,15 @@ async def inventory() -> Inventory:
     pool = PoolKey("react-web", "local")
     states = {"m1": "ready", "m2": "ready", "m3": "leased", "m4": "booting", "m5": "recycling"}
     for machine_id, state in states.items():
-        await client.hset(
-            f"po:m:{machine_id}",
-            mapping={"state": state, "template": "react-web", "region": "local"},
+        await resolved(
+            client.hset(
+                f"po:m:{machine_id}",
+                mapping={"state": state, "template": "react-web", "region": "local"},
+            )
         )
-        await client.sadd(f"po:machines:{pool}", machine_id)
-    await client.sadd("po:pools", str(pool))
-    await client.hset(f"po:stats:{pool}", mapping={"hits": 3, "misses": 1})
+        await resolved(client.sadd(f"po:machines:{pool}", machine_id))
+    await resolved(client.sadd("po:pools", str(pool)))
+    await resolved(client.hset(f"po:stats:{pool}", mapping={"hits": 3, "misses": 1}))
     return Inventory(client)
 
 

@@ -48,7 +48,8 @@ def test_only_booting_and_active_are_live() -> None:
         (PoolState.LEASED, PoolState.READY, False),  # never handed out again unreset
         (PoolState.RECYCLING, PoolState.READY, True),
         (PoolState.DRAINING, PoolState.READY, False),
-        (PoolState.BOOTING, PoolState.LEASED, False),
+        (PoolState.BOOTING, PoolState.LEASED, True),  # an on-demand boot, claimed (claim_leased)
+        (PoolState.BOOTING, PoolState.PENDING, False),  # only a ready machine is leased
         (PoolState.READY, PoolState.MOVING, True),  # into another tier, or resized
         (PoolState.MOVING, PoolState.READY, True),
         (PoolState.MOVING, PoolState.PENDING, False),  # never leased mid-move

@@ -8,6 +8,8 @@ start 0.5 s) with a 5 s reaction, so the three coverage windows are 5.3 s, 5.5 s
 from __future__ import annotations
 
 import itertools
+import math
+from fractions import Fraction
 
 import pytest
 
@@ -15,8 +17,6 @@ from pool.core.policy import (
     DemandSample,
     Move,
     PoolBounds,
-    RefillPlan,
-    SizingInput,
     TierBounds,
     TierCosts,
     TierCounts,
@@ -24,9 +24,7 @@ from pool.core.policy import (
     TierLatencies,
     TierPlan,
     place_recycled,
-    plan_refill,
     plan_tiers,
-    target_size,
     tier_targets,
 )
 from pool.core.states import Tier
@@ -145,19 +143,21 @@ def test_tier_targets(inp: TierInput, expected: tuple[int, int, int]) -> None:
         )
     ),
 )
-def test_without_lower_tiers_the_hot_target_is_target_size(
+def test_without_lower_tiers_the_hot_target_is_littles_law(
     rate: float, low: int, high: int, refill: float, headroom: float
 ) -> None:
+    """Lower-tier bounds of 0/0, or a provider without them: the hot tier alone covers a whole
+    create, clamp(ceil(rate x refill x (1 + headroom)), min, max), computed here exactly."""
     bounds = PoolBounds(low, high)
-    demand = DemandSample(round(rate * 60), 60.0)
-    old = target_size(SizingInput(bounds, demand, refill, headroom, ready=0, booting=0))
+    leases = Fraction(round(rate * 60), 60) * Fraction(refill) * (1 + Fraction(headroom))
+    expected = max(low, min(math.ceil(leases), high))
     for inp in (
         tiers(
             rate=rate, hot=bounds, suspended=NONE, stopped=NONE, refill=refill, headroom=headroom
         ),
         tiers(rate=rate, hot=bounds, refill=refill, headroom=headroom, supported=frozenset({H})),
     ):
-        assert tier_targets(inp) == TierCounts(old, 0, 0)
+        assert tier_targets(inp) == TierCounts(expected, 0, 0)
 
 
 def plan(
@@ -301,23 +301,21 @@ def test_plan_tiers(inp: TierInput, max_moves: int, expected: TierPlan) -> None:
         (10, 0, 0, 0),
     ],
 )
-def test_without_lower_tiers_the_plan_is_plan_refill(
+def test_lower_tier_bounds_of_zero_plan_as_a_hot_only_provider(
     target: int, ready: int, booting: int, cap: int
 ) -> None:
-    bounds = PoolBounds(target, target)
-    old = plan_refill(
-        SizingInput(bounds, DemandSample(0, 60.0), 15.0, 0.0, ready=ready, booting=booting),
-        max_creates_per_run=cap,
+    """A pool whose operator set no lower-tier bounds plans exactly as one whose provider
+    cannot suspend (test_policy.py pins the hot-only plans themselves)."""
+    bounds, have, coming = PoolBounds(target, target), (ready, 0, 0), (booting, 0, 0)
+    zero_bounds = tiers(hot=bounds, suspended=NONE, stopped=NONE, ready=have, arriving=coming)
+    hot_only = tiers(hot=bounds, supported=frozenset({H}), ready=have, arriving=coming)
+    zero_bounds_plan, hot_only_plan = (
+        plan_tiers(inp, max_creates_per_run=cap, max_moves_per_run=8)
+        for inp in (zero_bounds, hot_only)
     )
-    new = plan_tiers(
-        tiers(
-            hot=bounds, suspended=NONE, stopped=NONE, ready=(ready, 0, 0), arriving=(booting, 0, 0)
-        ),
-        max_creates_per_run=cap,
-        max_moves_per_run=8,
-    )
-    assert RefillPlan(new.target, new.create, new.destroy.total) == old
-    assert new.moves == ()
+    assert zero_bounds_plan == hot_only_plan
+    assert zero_bounds_plan.moves == ()
+    assert zero_bounds_plan.destroy.total == zero_bounds_plan.destroy.hot
 
 
 @pytest.mark.parametrize(

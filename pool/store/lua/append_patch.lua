@@ -1,10 +1,13 @@
 -- Append one numbered patch to a session's edit stream and apply it to the session's snapshot,
 -- atomically; publish it to the session channel.
+-- KEYS: edits:{session}, snap:{session}, snapmeta:{session}, editbytes:{user} (with a user)
 -- ARGV: prefix, session, seq, changes_json, digest, maxlen, max_snapshot_bytes, max_files,
 --       envelope_json (what to publish; the patch as the gateway frames it),
 --       epoch (the edit log's identity the editor numbered this patch under; '' for any),
 --       fresh_epoch (a new random identity, used when the log has none: it was lost or is new),
---       max_stream_bytes, user ('' for none), user_budget (bytes over all the user's sessions)
+--       max_stream_bytes, user ('' for none), user_budget (bytes over all the user's sessions),
+--       channel (ch:session:{session})
+-- The prefix: the user's other sessions (snapmeta:{other}) are named by the budget's fields.
 -- Returns {'ok', seq} | {'dup', seq} | {'conflict', head} | {'too_large', bytes}
 --         | {'over_budget', bytes} (the user's sessions would hold more than their budget)
 --         | {'ended', reason} (the session ended: nothing is appended or acked, resends included)
@@ -16,11 +19,10 @@ local maxlen, max_bytes, max_files = tonumber(ARGV[6]), tonumber(ARGV[7]), tonum
 local envelope = ARGV[9]
 local epoch, fresh_epoch = ARGV[10], ARGV[11]
 local max_stream_bytes, user, user_budget = tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14])
+local channel = ARGV[15]
 local TTL = 604800
 
-local stream = p .. 'edits:' .. session
-local snap = p .. 'snap:' .. session
-local meta = p .. 'snapmeta:' .. session
+local stream, snap, meta = KEYS[1], KEYS[2], KEYS[3]
 local ended = redis.call('HGET', meta, 'ended')
 if ended then
   return {'ended', ended}
@@ -77,7 +79,7 @@ local stream_bytes = tonumber(redis.call('HGET', meta, 'stream_bytes') or '0') +
 local user_key = nil
 local user_total = 0
 if user ~= '' then
-  user_key = p .. 'editbytes:' .. user
+  user_key = KEYS[4]
   -- The user's other sessions, each while its log is alive and not ended: an entry whose end
   -- never reached it (Redis was down then) or whose log expired counts for nothing and goes.
   local held = redis.call('HGETALL', user_key)
@@ -123,5 +125,5 @@ if user_key then
   redis.call('HSET', user_key, session, bytes + stream_bytes)
   redis.call('EXPIRE', user_key, TTL)
 end
-redis.call('PUBLISH', p .. 'ch:session:' .. session, envelope)
+redis.call('PUBLISH', channel, envelope)
 return {'ok', seq}

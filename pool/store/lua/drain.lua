@@ -1,17 +1,15 @@
 -- Take up to `count` ready machines out of one tier's list: to destroy them (state 'draining',
 -- shrinking) or to change them (state 'moving': into another tier).
--- ARGV: prefix, template, region, count, tier ('hot' when empty), state ('draining' when
---       empty), destination tier (for 'moving': the record's 'tier' becomes it)
+-- KEYS: the ready list of the tier
+-- ARGV: prefix, count, state ('draining' when empty), destination tier (for 'moving': the
+--       record's 'tier' becomes it)
+-- The prefix: the records are those of the ids popped from the list.
 -- Returns {machine_id, epoch, machine_id, epoch, ...}: the machines now in that state.
-local p, template, region, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local tier = ARGV[5]
-if not tier or tier == '' then tier = 'hot' end
-local state = ARGV[6]
+local ready_key = KEYS[1]
+local p, count = ARGV[1], tonumber(ARGV[2])
+local state = ARGV[3]
 if not state or state == '' then state = 'draining' end
-local destination = ARGV[7]
-local pool = template .. ':' .. region
-local list = tier == 'hot' and 'ready:' or ('ready-' .. tier .. ':')
-local ready_key = p .. list .. pool
+local destination = ARGV[4]
 local t = redis.call('TIME')
 local taken = {}
 while #taken < count * 2 do

@@ -1,11 +1,11 @@
 -- Reserve the next request slot of a Fly API budget shared by every process (GCRA, in the
 -- reservation style of pool/providers/fly_ratelimit.py: the slot is always taken, and the
 -- answer is how long the caller waits for it). One key per (action, scope).
--- ARGV: prefix, action, scope, interval_us (one request per), burst
+-- KEYS: fly-rate:{action}:{scope}
+-- ARGV: interval_us (one request per), burst
 -- Returns the wait in microseconds (0: go now).
-local p, action, scope = ARGV[1], ARGV[2], ARGV[3]
-local interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
-local key = p .. 'fly-rate:' .. action .. ':' .. scope
+local key = KEYS[1]
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 -- The theoretical arrival time of the next request; a bucket left alone is full.

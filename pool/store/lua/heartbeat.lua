@@ -1,9 +1,9 @@
 -- Record that the lease holder is alive. A stale holder (older epoch) changes nothing.
--- ARGV: prefix, machine_id, epoch
+-- KEYS: m:{machine}
+-- ARGV: epoch
 -- Returns 1 (recorded), 0 (the machine is no longer this lease's: another epoch or state),
 -- -1 (Redis holds no record of the machine: lost with Redis, or the machine is gone)
-local p, machine_id, epoch = ARGV[1], ARGV[2], ARGV[3]
-local key = p .. 'm:' .. machine_id
+local key, epoch = KEYS[1], ARGV[1]
 local fields = redis.call('HMGET', key, 'state', 'epoch')
 if not fields[1] then
   return -1

@@ -1,8 +1,12 @@
 -- Lease one ready machine for (template, region), atomically with the user's quota checks.
 -- Tiers are tried fastest first: hot (started), then suspended, then stopped; only then is an
 -- on-demand boot slot reserved.
+-- KEYS: user:{user}, rate:{user}, stats:{pool}, the ready lists (hot, suspended, stopped),
+--       pending, booting-sessions:{pool}
 -- ARGV: prefix, template, region, user, session, pending_ttl_ms, max_concurrent,
 --       emission_interval_ms, burst, ondemand_max
+-- The prefix: a candidate's record and channel are named by the id popped from a list, and
+-- the demand bucket by Redis' clock (demand:{pool}:{bucket}, ch:machine:{machine}, m:{machine}).
 -- Returns {outcome, ...}:
 --   {'leased', machine_id, epoch, address, tier}
 --                                            a pending lease; promote it after the Postgres
@@ -23,14 +27,14 @@ local pool = template .. ':' .. region
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local user_key = p .. 'user:' .. user
+local user_key, rate_key, stats_key = KEYS[1], KEYS[2], KEYS[3]
+local pending_key, boot_key = KEYS[7], KEYS[8]
 if redis.call('SCARD', user_key) >= max_concurrent then
   return {'quota', 30000}
 end
 
 -- GCRA: the theoretical arrival time advances by one emission interval per creation;
 -- a request is allowed while it is at most `burst` intervals ahead of now.
-local rate_key = p .. 'rate:' .. user
 local tat = tonumber(redis.call('GET', rate_key) or '0')
 if tat < now then tat = now end
 local new_tat = tat + emission
@@ -39,13 +43,9 @@ if wait > 0 then
   return {'rate', wait}
 end
 
-local stats_key = p .. 'stats:' .. pool
 local demand_key = p .. 'demand:' .. pool .. ':' .. math.floor(now / 10000)
 
--- The hot list is ready:{pool}; the lower tiers' lists are ready-{tier}:{pool}.
-local lists = {{'hot', p .. 'ready:' .. pool},
-               {'suspended', p .. 'ready-suspended:' .. pool},
-               {'stopped', p .. 'ready-stopped:' .. pool}}
+local lists = {{'hot', KEYS[4]}, {'suspended', KEYS[5]}, {'stopped', KEYS[6]}}
 local machine_id = false
 local machine_key
 local tier
@@ -94,7 +94,7 @@ if machine_id then
   -- Its agent is there (checked above): an absence noted while it was ready is over, and must
   -- not count against the session (reconcile fails a leased machine whose agent stays away).
   redis.call('HDEL', machine_key, 'agent_lost_at')
-  redis.call('ZADD', p .. 'pending', now + pending_ttl, machine_id)
+  redis.call('ZADD', pending_key, now + pending_ttl, machine_id)
   redis.call('HINCRBY', stats_key, 'hits', 1)
   if tier ~= 'hot' then
     redis.call('HINCRBY', stats_key, 'hits_' .. tier, 1)
@@ -102,7 +102,6 @@ if machine_id then
   result = {'leased', machine_id, epoch, redis.call('HGET', machine_key, 'address'), tier}
 else
   redis.call('HINCRBY', stats_key, 'misses', 1)
-  local boot_key = p .. 'booting-sessions:' .. pool
   if redis.call('ZCARD', boot_key) >= ondemand_max then
     redis.call('INCR', demand_key)
     redis.call('EXPIRE', demand_key, 900)

@@ -3,11 +3,11 @@
 -- (taken_at), reconcile noting that a ready machine's agent is connected (agent), gone
 -- (agent_lost_at) or back (clear agent_lost_at). A machine that moved on is left alone, and a
 -- record that is gone is not recreated.
--- ARGV: prefix, machine_id, state, epoch, field, 'set' | 'clear'
+-- KEYS: m:{machine}
+-- ARGV: state, epoch, field, 'set' | 'clear'
 -- Returns the timestamp written (0 for a clear), or -1 when the machine is not in that state.
-local p, machine_id, state, epoch, field, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-                                                ARGV[6]
-local key = p .. 'm:' .. machine_id
+local key = KEYS[1]
+local state, epoch, field, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local fields = redis.call('HMGET', key, 'state', 'epoch')
 if fields[1] ~= state or (epoch ~= '' and fields[2] ~= epoch) then return -1 end
 if mode == 'clear' then

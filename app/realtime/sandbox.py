@@ -23,6 +23,7 @@ files as the new epoch's first patches, which the agent applies over what it has
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -90,6 +91,13 @@ class AgentConnection:
         self.queue: asyncio.Queue[Delivery] | None = None
         self._reported: asyncio.Future[Any] | None = None  # the last `applied` report queued
         self._closing: asyncio.Future[None] | None = None
+
+    async def settle(self) -> None:
+        """Await the close that a failed report started: it was begun from a done callback,
+        which cannot await, and must not outlive the socket as a task nobody waits on."""
+        if self._closing is not None:
+            with contextlib.suppress(Exception):
+                await self._closing
 
     async def send(self, text: str) -> None:
         async with self._send_lock:
@@ -316,6 +324,7 @@ async def sandbox_socket(websocket: WebSocket) -> None:
                         queue, session_channel(res.edits.prefix, connection.session)
                     )
     finally:
+        await connection.settle()
         # However the socket ended (its relay may have raised): once its listener is gone.
         if connection.session is not None:
             await _tell_editors_the_agent_left(res.edits, connection.session, machine_id)

@@ -30,8 +30,8 @@ import redis.exceptions
 from arq import Retry
 from arq.typing import WorkerCoroutine
 
+from pool.core.backoff import backoff_delay
 from pool.core.errors import PoolUnavailable
-from pool.core.policy import backoff_delay
 from sql.errors import DatabaseUnavailable
 from workers.context import WorkerContext
 
@@ -60,7 +60,7 @@ def store_of(exc: BaseException) -> Store | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Capped exponential backoff with jitter (pool.core.policy.backoff_delay): the ceiling doubles
+    """Capped exponential backoff with jitter (pool.core.backoff.backoff_delay): the ceiling doubles
     from `base` to `cap`; the wait is between (1 - jitter) and 1 times the ceiling, so many
     workers do not retry in lockstep."""
 

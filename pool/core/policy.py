@@ -7,7 +7,7 @@ Nothing here reads a clock, Redis or the provider, so every rule is checked with
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pool.core.states import TIERS, Tier
@@ -363,26 +363,3 @@ def place_recycled(inp: TierInput) -> Tier | None:
         if inp.ready.get(tier) < inp.bounds_of(tier).max:
             return tier
     return None
-
-
-def backoff_delay(
-    attempt: int, *, base: float, cap: float, jitter: float, rand: Callable[[], float]
-) -> float:
-    """Seconds to wait before retry number `attempt` (0 for the first retry) of a provider create.
-
-    The ceiling doubles from `base` each attempt up to `cap`. A `jitter` fraction of it is
-    randomised so that many failed creates do not retry in lockstep; jitter=1 is "full jitter"
-    (anywhere in (0, ceiling]), jitter=0 is plain exponential backoff. `rand` returns a float in
-    [0, 1) (`random.random` in production, a constant in tests).
-    """
-    _require(attempt >= 0, f"attempt must be >= 0, got {attempt}")
-    _require(base > 0 and math.isfinite(base), f"base must be finite and > 0, got {base!r}")
-    _require(cap >= base and math.isfinite(cap), f"cap must be finite and >= base, got {cap!r}")
-    _require(0 <= jitter <= 1, f"jitter must be within [0, 1], got {jitter!r}")
-    try:
-        ceiling = min(cap, base * 2.0**attempt)
-    except OverflowError:  # 2.0**attempt past ~1023 doublings: long since capped
-        ceiling = cap
-    r = rand()
-    _require(0 <= r < 1, f"rand() must return a float in [0, 1), got {r!r}")
-    return ceiling * (1.0 - jitter * r)

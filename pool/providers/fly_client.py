@@ -29,8 +29,8 @@ from urllib.parse import quote
 import httpx
 import pydantic
 
+from pool.core.backoff import backoff_delay
 from pool.core.errors import CapacityExhausted, MachineNotFound, ProviderError
-from pool.core.policy import backoff_delay
 from pool.providers.fly_models import ErrorBody, LeaseEnvelope
 from pool.providers.fly_ratelimit import Limiter
 

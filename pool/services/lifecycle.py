@@ -26,7 +26,8 @@ from pool.core.provider import (
 from pool.core.states import PoolState, Tier
 from pool.edits.edit_log import announce_end
 from pool.services.context import EnqueueRecycle, PoolServices
-from pool.services.refill import RefillSettings, destroy_machine, tier_input
+from pool.services.machines import destroy_machine
+from pool.services.refill import RefillSettings, tier_input
 from pool.services.tiers import bring_to
 from pool.store.inventory import Inventory, PoolKey
 from pool.store.leasing import LeaseBroker

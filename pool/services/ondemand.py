@@ -12,7 +12,8 @@ from pool.core.errors import ProviderError
 from pool.core.provider import Guest
 from pool.services.context import PoolServices
 from pool.services.lifecycle import end_and_release
-from pool.services.refill import RefillSettings, create_and_wait, destroy_machine
+from pool.services.machines import destroy_machine
+from pool.services.refill import RefillSettings, create_and_wait
 from pool.store.inventory import PoolKey
 from sql import sessions
 from sql.states import SessionStatus

@@ -37,7 +37,7 @@ from pool.core.states import PoolState, Tier
 from pool.edits.edit_log import announce_end, end_unannounced
 from pool.services.context import PoolServices
 from pool.services.lifecycle import end_and_release, release_session_machine
-from pool.services.refill import destroy_machine
+from pool.services.machines import destroy_machine
 from pool.store.inventory import Inventory, MachineRecord, PoolKey
 from pool.store.leasing import LeaseBroker
 from sql import sessions

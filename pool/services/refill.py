@@ -45,6 +45,7 @@ from pool.core.policy import (
 from pool.core.provider import Guest, MachineProvider, MachineSpec, MachineState, pool_tiers
 from pool.core.states import TIERS, PoolState, Tier
 from pool.services.context import PoolServices
+from pool.services.machines import destroy_machine
 from pool.services.metrics import Metrics
 from pool.services.tiers import bring_to
 from pool.store.inventory import Inventory, PoolKey
@@ -331,10 +332,3 @@ async def create_and_wait(
 class MachineSnapshot:
     id: str
     address: str
-
-
-async def destroy_machine(inventory: Inventory, provider: MachineProvider, machine_id: str) -> None:
-    try:
-        await provider.destroy(machine_id)
-    finally:
-        await inventory.forget(machine_id)

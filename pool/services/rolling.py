@@ -22,7 +22,8 @@ from pool.core.errors import MachineNotFound, ProviderError
 from pool.core.provider import Guest, SuspendingProvider, guest_of
 from pool.core.states import PoolState
 from pool.services.context import PoolServices
-from pool.services.refill import RefillSettings, destroy_machine
+from pool.services.machines import destroy_machine
+from pool.services.refill import RefillSettings
 from pool.services.tiers import bring_to
 from pool.store.inventory import Inventory, PoolKey
 

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
+from pool.core.backoff import backoff_delay
 from pool.core.policy import (
     HARD_MAX_POOL_SIZE,
     DemandSample,
@@ -11,7 +12,6 @@ from pool.core.policy import (
     TierBounds,
     TierCounts,
     TierInput,
-    backoff_delay,
     plan_tiers,
     tier_targets,
 )

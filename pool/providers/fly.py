@@ -23,6 +23,7 @@ import builtins
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -43,12 +44,37 @@ from pool.providers.fly_models import (
 )
 from pool.providers.fly_ratelimit import FLY_RATES, Limiter, Rate, RateLimiter
 
-__all__ = ["FlyMachineDefaults", "FlyProvider", "RetryPolicy"]
+__all__ = ["FlyMachineDefaults", "FlyProvider", "FlyRuntime", "FlyTuning", "RetryPolicy"]
 
 DEFAULT_BASE_URL = "https://api.machines.dev/v1"
 POLL_INTERVAL = 1.0
 DEFAULT_MACHINE = FlyMachineDefaults()
 DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class FlyTuning:
+    """How the provider uses the API. The defaults are Fly's documented values (docs/fly.md);
+    tests shorten them."""
+
+    base_url: str = DEFAULT_BASE_URL
+    lease_ttl: int = 60  # seconds a mutation holds the machine's Fly lease
+    stop_timeout: float = 30.0
+    retry: RetryPolicy = DEFAULT_RETRY
+    rates: Mapping[str, Rate] = field(default_factory=lambda: FLY_RATES)
+    request_timeout: float = MAX_WAIT_CALL + 15.0  # a /wait call may legitimately take 60 s
+    page_size: int = PAGE_SIZE
+
+
+@dataclass(frozen=True)
+class FlyRuntime:
+    """What the provider runs on: its HTTP transport and its clock. Production takes the
+    defaults; tests pass the fake API's transport and a virtual clock (pinned jitter)."""
+
+    transport: httpx.AsyncBaseTransport | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rand: Callable[[], float] = random.random
 
 
 class FlyProvider:
@@ -65,42 +91,34 @@ class FlyProvider:
         token: str,
         image: str,
         *,
-        base_url: str = DEFAULT_BASE_URL,
-        transport: httpx.AsyncBaseTransport | None = None,
         regions: Sequence[str] = (),
         pool: str = "preview",
         defaults: FlyMachineDefaults = DEFAULT_MACHINE,
-        lease_ttl: int = 60,
-        stop_timeout: float = 30.0,
-        retry: RetryPolicy = DEFAULT_RETRY,
-        rates: Mapping[str, Rate] = FLY_RATES,
         limiter: Limiter | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rand: Callable[[], float] = random.random,
-        request_timeout: float = MAX_WAIT_CALL + 15.0,
-        page_size: int = PAGE_SIZE,
+        tuning: FlyTuning = FlyTuning(),  # frozen: one shared default is safe
+        runtime: FlyRuntime = FlyRuntime(),
     ) -> None:
+        retry, clock, sleep = tuning.retry, runtime.clock, runtime.sleep
         self._pool = pool
         self._defaults = defaults
-        self._lease_ttl = lease_ttl
-        self._stop_timeout = stop_timeout
+        self._lease_ttl = tuning.lease_ttl
+        self._stop_timeout = tuning.stop_timeout
         self._attempts = retry.attempts
         self._clock = clock
         self._sleep = sleep
         self._client = FlyClient(
             app_name=app_name,
             token=token,
-            base_url=base_url,
-            transport=transport,
+            base_url=tuning.base_url,
+            transport=runtime.transport,
             # Without a shared limiter, this process keeps Fly's limits on its own.
-            limiter=limiter or RateLimiter(clock, sleep, rates),
+            limiter=limiter or RateLimiter(clock, sleep, tuning.rates),
             retry=retry,
             sleep=sleep,
-            rand=rand,
-            timeout=request_timeout,
+            rand=runtime.rand,
+            timeout=tuning.request_timeout,
         )
-        self._api = MachinesAPI(self._client, page_size)
+        self._api = MachinesAPI(self._client, tuning.page_size)
         self._creator = MachineCreator(
             self._api,
             pool=pool,

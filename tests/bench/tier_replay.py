@@ -67,7 +67,7 @@ from starlette.requests import Request
 
 from pool.core.policy import DemandSample, PoolBounds, TierBounds, TierCosts, TierLatencies
 from pool.core.states import Tier
-from pool.providers.fly import FlyProvider
+from pool.providers.fly import FlyProvider, FlyRuntime
 from pool.services.context import PoolServices
 from pool.services.lifecycle import recycle_machine
 from pool.services.metrics import NullMetrics
@@ -306,11 +306,13 @@ class Simulation:
             "preview-test",
             "test-token",
             "registry.fly.io/preview-sandbox@sha256:" + "c" * 64,
-            transport=FlyNetwork(self.fake.app),
             regions=("ams", "fra"),
-            clock=loop.time,
-            sleep=asyncio.sleep,
-            rand=random.Random(7).random,
+            runtime=FlyRuntime(
+                transport=FlyNetwork(self.fake.app),
+                clock=loop.time,
+                sleep=asyncio.sleep,
+                rand=random.Random(7).random,
+            ),
         )
         self.services = PoolServices(
             # Never opened: a recycle touches no database (and none runs in the replay).

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from pool.core.errors import ProviderError
 from pool.core.provider import MachineSpec
-from pool.providers.fly import FlyProvider, RetryPolicy
+from pool.providers.fly import FlyProvider, FlyRuntime, FlyTuning, RetryPolicy
 from pool.providers.fly_budget import SharedRateLimiter
 from pool.providers.fly_ratelimit import Rate
 from tests.fakes.fly_api import FakeFlyAPI
@@ -51,10 +51,10 @@ def _process(fake: FakeFlyAPI, limiter: SharedRateLimiter | None) -> FlyProvider
         APP,
         TOKEN,
         IMAGE,
-        transport=FlyNetwork(fake.app),
         regions=("ams",),
         limiter=limiter,
-        retry=RetryPolicy(attempts=1),
+        tuning=FlyTuning(retry=RetryPolicy(attempts=1)),
+        runtime=FlyRuntime(transport=FlyNetwork(fake.app)),
     )
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from pool.core.errors import CapacityExhausted, MachineNotFound, ProviderError
 from pool.core.provider import Machine, MachineSpec, MachineState
-from pool.providers.fly import FlyMachineDefaults, FlyProvider
+from pool.providers.fly import FlyMachineDefaults, FlyProvider, FlyRuntime, FlyTuning
 from pool.providers.fly_client import FlyAPIError, LeaseConflict, error_from_response
 from pool.providers.fly_models import ErrorBody, provider_state
 from pool.providers.fly_ratelimit import Rate, ReservationBucket
@@ -72,10 +72,9 @@ async def provider_for(network: FlyNetwork, clock: VirtualClock) -> AsyncIterato
         provider = FlyProvider(
             APP,
             image=IMAGE,
-            transport=network,
-            clock=clock.now,
-            sleep=clock.sleep,
-            rand=lambda: 0.5,
+            runtime=FlyRuntime(
+                transport=network, clock=clock.now, sleep=clock.sleep, rand=lambda: 0.5
+            ),
             **options,
         )
         made.append(provider)
@@ -605,7 +604,7 @@ async def test_list_follows_cursors_across_short_pages(
     provider_for: MakeProvider, clock: VirtualClock, fake: FakeFlyAPI
 ) -> None:
     fake.short_pages = True
-    fly = provider_for(page_size=3)
+    fly = provider_for(tuning=FlyTuning(page_size=3))
     others = provider_for(pool="other")
     stranger = (await others.create(SPEC)).id
     clock.advance(1.0)  # the other instance's create counts against the same app limit

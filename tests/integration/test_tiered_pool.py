@@ -27,7 +27,7 @@ from app.settings import Settings
 from pool.core.policy import TierLatencies
 from pool.core.provider import MachineSpec, pool_tiers
 from pool.core.states import PoolState, Tier
-from pool.providers.fly import FlyProvider
+from pool.providers.fly import FlyProvider, FlyRuntime
 from pool.providers.local import LocalProvider
 from pool.services.lifecycle import Recycled
 from pool.services.ondemand import Booted
@@ -77,11 +77,8 @@ def _fly(network: FlyNetwork, clock: VirtualClock) -> FlyProvider:
         APP,
         TOKEN,
         IMAGE,
-        transport=network,
         regions=("ams", "fra"),
-        clock=clock.now,
-        sleep=clock.sleep,
-        rand=lambda: 0.5,
+        runtime=FlyRuntime(transport=network, clock=clock.now, sleep=clock.sleep, rand=lambda: 0.5),
     )
 
 

@@ -18,6 +18,7 @@ preview orchestrator is up at {base}
             | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
     curl -s -X POST {base}/api/preview/sessions -H "Authorization: Bearer $TOKEN" \\
          -H 'content-type: application/json' -d '{{"projectId": "{DEMO_PROJECT_ID}"}}'
+  operator CLI (another terminal): {_cli_prefix(settings)}preview-orchestrator pool status
   provider: {settings.preview_provider}; data in {settings.preview_data_dir.resolve()}
   Ctrl-C to stop
 
@@ -25,3 +26,11 @@ open the demo editor: {base}/
 """,
         flush=True,
     )
+
+
+def _cli_prefix(settings: Settings) -> str:
+    """How a command in another terminal finds this `dev` (app.dev_beacon): from the same
+    directory with no variables, when the data directory is the default one."""
+    if settings.preview_data_dir == Settings.model_fields["preview_data_dir"].default:
+        return ""
+    return f"PREVIEW_DATA_DIR={settings.preview_data_dir.resolve()} "

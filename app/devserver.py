@@ -13,6 +13,7 @@ import logging
 import uvicorn
 
 from app.cli_support import print_banner
+from app.dev_progress import watch_pool_fill
 from app.routes.dev import DEMO_EMAIL, DEMO_PROJECT_ID, DEMO_USER_ID
 from app.server import create_app, websocket_options
 from app.settings import Settings
@@ -24,8 +25,9 @@ from app.shutdown import (
     ExitDeadline,
 )
 from app.ui_assets import install_ui
-from app.wiring import make_provider, worker_config
+from app.wiring import make_provider, process_metrics, worker_config
 from pool.core.logs import configure_logging
+from pool.services.metrics_endpoint import Listen
 from sql import seed
 from sql.database import open_pool
 from sql.migrate import apply_migrations
@@ -37,15 +39,18 @@ async def run_dev(settings: Settings, *, host: str, port: int, deadline: ExitDea
     from workers.supervisor import run_worker
 
     assert settings.database_url
-    configure_logging(settings.preview_log_level)
+    # Lines for the person at the terminal; `web` and `worker` keep JSON.
+    configure_logging(settings.preview_log_level, human=True)
     # The machines go whenever `dev` stops once its stores are up, also during its start: this
     # data directory may hold machines a `dev` killed outright left running, and a Ctrl-C while
     # the editor's packages install must not keep them alive.
     try:
         await _prepare(settings)
+        # One registry for the web server and the worker, served once (by the web server).
+        metrics = process_metrics(settings)
         server = DeadlineServer(
             uvicorn.Config(
-                create_app(settings),
+                create_app(settings, metrics=metrics, metrics_listen=dev_metrics_listen(settings)),
                 host=host,
                 port=port,
                 log_config=None,
@@ -55,7 +60,10 @@ async def run_dev(settings: Settings, *, host: str, port: int, deadline: ExitDea
             ),
             deadline,
         )
-        worker_task = asyncio.create_task(run_worker(worker_config(settings)), name="dev-worker")
+        worker_task = asyncio.create_task(
+            run_worker(worker_config(settings, metrics)), name="dev-worker"
+        )
+        progress = asyncio.create_task(watch_pool_fill(settings), name="dev-pool-fill")
         try:
             serving = asyncio.create_task(server.serve(), name="dev-web")
             while not server.started and not serving.done():
@@ -64,9 +72,20 @@ async def run_dev(settings: Settings, *, host: str, port: int, deadline: ExitDea
                 print_banner(settings, host, port)
             await serving
         finally:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
             await _stop_worker(worker_task)
     finally:
         await _destroy_local_machines(settings)
+
+
+def dev_metrics_listen(settings: Settings) -> Listen | None:
+    """`dev` serves /metrics on loopback: on PREVIEW_METRICS_PORT when it is set (0: off),
+    else on a free port (a second `dev`, or a `web`, may hold 9091); the log says which."""
+    if "preview_metrics_port" in settings.model_fields_set:
+        port = settings.preview_metrics_port
+        return Listen("127.0.0.1", port) if port else None
+    return Listen("127.0.0.1", 0)
 
 
 async def _prepare(settings: Settings) -> None:

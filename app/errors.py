@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -27,12 +28,15 @@ class ApiError(Exception):
         message: str,
         *,
         headers: dict[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        # Members of the answer beside error and message (e.g. `fallback`: app.rollout.fallback).
+        self.extra = dict(extra or {})
 
 
 def bad_request(message: str, code: str = "bad_request") -> ApiError:
@@ -67,14 +71,20 @@ def client_closed() -> ApiError:
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+    return JSONResponse(
+        {**(extra or {}), "error": code, "message": message}, status_code=status, headers=headers
+    )
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.extra)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

@@ -1,6 +1,7 @@
 """The lease path: quota checks, the atomic take from the warm pool, the Postgres commit.
 
-    1. one query: may the user use the project, and what are the user's limits
+    1. one query: may the user use the project, what are the user's limits, and the
+       project's preview configuration (what the request leaves out comes from it)
     2. one Lua call: concurrent-session gate, GCRA creation rate, take a ready machine
        (pending, fenced by epoch), hot first, then suspended, then stopped — or reserve an
        on-demand boot slot
@@ -32,27 +33,40 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from psycopg_pool import AsyncConnectionPool
+
 from app.auth import Principal
 from app.devices import Device, UnknownDevice, resolve_device
 from app.errors import bad_request, client_closed, forbidden, too_many, unavailable
 from app.pool_admin import PoolAdminError, check_configured
 from app.resources import Resources
+from app.rollout.fallback import (
+    POOL_EXHAUSTED,
+    REPEATED_FAILURES,
+    fall_back,
+    should_fall_back,
+    unavailable_with_fallback,
+)
 from app.schemas import CreateSessionBody
 from pool.core import logs
 from pool.core.errors import PoolError
 from pool.services.lifecycle import release_session_machine
 from pool.store.leasing import (
     BootReserved,
+    LeaseBroker,
     Leased,
     LeaseRequest,
     PoolEmpty,
     QuotaExceeded,
     RateLimited,
 )
+from pool.store.queue import JobQueue
 from sql import sessions
 from sql.errors import DataError, LedgerConflict
+from sql.preview_configs import PreviewConfig
 from sql.quotas import PlanLimits, load_lease_context
 from sql.sessions import ConcurrentLimitReached, NewSession, SessionRow
+from sql.stages import LeaseKind
 from sql.states import SessionStatus
 
 log = logging.getLogger(__name__)
@@ -84,11 +98,30 @@ async def create_session(
     client_gone: ClientGone = _still_here,
 ) -> Created:
     started = time.perf_counter()
-    template, region, device = _requested(res, body)
+    _requested(res, body)  # what the request names is checked before any I/O
     async with res.db.connection() as conn:
-        context = await load_lease_context(conn, principal.user_id, body.project_id)
+        context = await load_lease_context(
+            conn,
+            principal.user_id,
+            body.project_id,
+            failure_window_seconds=res.settings.preview_fallback_window_seconds,
+        )
+    failures = context.failures_in_a_row
     if not context.can_access_project:
         raise forbidden("you do not have access to this project")
+    if should_fall_back(failures, res.settings.preview_fallback_failures):
+        fallback = await fall_back(
+            res.db,
+            project_id=body.project_id,
+            user_id=principal.user_id,
+            reason=REPEATED_FAILURES,
+            detail={"failures": failures},
+        )
+        raise unavailable_with_fallback(
+            REPEATED_FAILURES, f"{failures} sessions of this project failed in a row", fallback
+        )
+    body = with_saved_config(body, context.preview)
+    template, region, device = _requested(res, body)
     limits = context.limits
     session_id = uuid.uuid4()
     logs.session_id.set(str(session_id))
@@ -116,35 +149,45 @@ async def create_session(
         config=body.options,
         max_session_seconds=limits.max_session_seconds,
         idle_timeout_seconds=limits.idle_timeout_seconds,
+        requested_at=started,
     )
     match outcome:
         case Leased() if outcome.needs_wake:
             row = await _commit_lease(res, new, limits, outcome, client_gone)
             created = Created(row, booting=True)
-            res.metrics.incr(f"lease.hit.{outcome.tier.value}")
+            res.metrics.lease(template, region, f"hit_{outcome.tier.value}")
             await _or_abandon(
                 res, new, res.jobs.wake_machine(new.id, outcome.machine_id, outcome.epoch)
             )
             await _nudge_resize(res, template, region)
         case Leased():
             created = Created(await _commit_lease(res, new, limits, outcome, client_gone), False)
-            res.metrics.incr("lease.hit")
+            res.metrics.lease(template, region, "hit")
         case BootReserved():
             created = Created(await _commit_boot(res, new, limits, client_gone), booting=True)
-            res.metrics.incr("lease.miss")
+            res.metrics.lease(template, region, "miss")
         case PoolEmpty():
-            res.metrics.incr("lease.exhausted")
+            res.metrics.lease(template, region, "exhausted")
             await _nudge_resize(res, template, region)
-            raise unavailable("pool_exhausted", "no preview machine is free; try again shortly")
+            fallback = await fall_back(
+                res.db,
+                project_id=body.project_id,
+                user_id=principal.user_id,
+                reason=POOL_EXHAUSTED,
+                detail={"template": template, "region": region},
+            )
+            raise unavailable_with_fallback(
+                POOL_EXHAUSTED, "no preview machine is free; showing Appetize instead", fallback
+            )
         case QuotaExceeded():
-            res.metrics.incr("lease.quota_exceeded")
+            res.metrics.lease(template, region, "quota_exceeded")
             raise too_many(
                 "quota_exceeded",
                 f"your plan allows {limits.max_concurrent_sessions} concurrent sessions",
                 outcome.retry_after_ms,
             )
         case RateLimited():
-            res.metrics.incr("lease.rate_limited")
+            res.metrics.lease(template, region, "rate_limited")
             raise too_many(
                 "rate_limited",
                 f"your plan allows {limits.creations_per_minute} new sessions per minute",
@@ -153,8 +196,23 @@ async def create_session(
     if await client_gone():
         await _abandon(res, new)
         raise client_closed()
-    res.metrics.timing("lease.duration", (time.perf_counter() - started) * 1000)
+    res.metrics.leased_in(template, region, time.perf_counter() - started)
     return created
+
+
+def with_saved_config(body: CreateSessionBody, saved: PreviewConfig | None) -> CreateSessionBody:
+    """The request with what it left out taken from the project's preview configuration. The
+    device and its platform go together: a request naming either keeps its own choice whole."""
+    if saved is None:
+        return body
+    update: dict[str, object] = {}
+    if body.template is None and saved.template is not None:
+        update["template"] = saved.template
+    if body.device is None and body.device_type is None:
+        update["device"], update["device_type"] = saved.device, saved.device_type
+    if "options" not in body.model_fields_set:
+        update["options"] = saved.options
+    return body.model_copy(update=update)
 
 
 def _requested(res: Resources, body: CreateSessionBody) -> tuple[str, str, Device]:
@@ -186,6 +244,7 @@ async def _commit_lease(
                 machine_id=leased.machine_id,
                 epoch=leased.epoch,
                 wake=leased.needs_wake,
+                lease_kind=LeaseKind(leased.tier.value),
             )
     except ConcurrentLimitReached:
         await res.broker.release(leased.machine_id, leased.epoch, return_to_ready=True)
@@ -275,11 +334,25 @@ async def _abandon(res: Resources, new: NewSession) -> None:
 
 async def end_session(res: Resources, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     """End the user's live session; False when there is none (already ended, or not theirs)."""
-    async with res.db.connection() as conn:
-        ended = await sessions.end_session(conn, session_id, reason="deleted", user_id=user_id)
+    return await end_live_session(res.db, res.broker, res.jobs, session_id, user_id=user_id)
+
+
+async def end_live_session(
+    db: AsyncConnectionPool,
+    broker: LeaseBroker,
+    jobs: JobQueue,
+    session_id: uuid.UUID,
+    *,
+    user_id: uuid.UUID | None = None,
+    reason: str = "deleted",
+) -> bool:
+    """End a live session (with `user_id`, only that user's) and release what it held: the
+    API's DELETE and the CLI's `sessions end`. False when there is none (already ended)."""
+    async with db.connection() as conn:
+        ended = await sessions.end_session(conn, session_id, reason=reason, user_id=user_id)
     if ended is None:
         return False
-    await release_session_machine(res.broker, ended, res.jobs.recycle)
+    await release_session_machine(broker, ended, jobs.recycle)
     return True
 
 

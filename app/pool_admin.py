@@ -1,10 +1,14 @@
 """Pool administration: one set of rules for every door (issue 10, "one door per operation").
 
-The admin API (`app/routes/admin.py`), the CLI (`pool set`, `app/operator.py`) and the lease
-path's choice of pool all check a pool's name here, and the two operator doors set bounds
-through `bounds_target` + `store_bounds`: a bound the API refuses, the CLI refuses too, with the
-same words. Errors are `PoolAdminError` with an API error code; each door turns it into its own
-kind of answer (a 400, a CLI message).
+The admin API (`app/routes/admin.py`), the CLI (`pool set`, `pool delete`, `app/operator.py`)
+and the lease path's choice of pool all check a pool's name here, and the two operator doors set
+bounds through `bounds_target` + `store_bounds` and remove a pool through `remove_pool`: a bound
+the API refuses, the CLI refuses too, with the same words. Errors are `PoolAdminError` with an
+API error code; each door turns it into its own kind of answer (a 400 or 404, a CLI message).
+
+The API takes a whole body (min and max always); the CLI may change one field and keep the
+stored rest (`merge_change`), and refuses options the configured provider would ignore
+(`check_provider_options`), since a shell has no documented body to stay compatible with.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from pydantic import ValidationError
 from app.schemas import NAME_PATTERN, PoolBoundsBody, TierBoundsBody
 from app.settings import Settings
 from app.validation import first_error
+from pool.core.states import Tier
+from pool.providers.fly import FlyProvider
+from pool.providers.local import LocalProvider
 from pool.store.inventory import Inventory, PoolKey
 from pool.store.queue import JobQueue
 from sql.pool_targets import PoolTarget, get_target, set_target
@@ -29,6 +36,13 @@ class PoolAdminError(ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class UnknownPool(PoolAdminError):
+    """No pool of that name was ever made (the API's 404)."""
+
+    def __init__(self, template: str, region: str) -> None:
+        super().__init__("unknown_pool", f"no pool {template}/{region} (none was ever made)")
 
 
 def check_name(template: str, region: str) -> None:
@@ -72,7 +86,7 @@ def bounds_target(template: str, region: str, body: PoolBoundsBody) -> PoolTarge
         ("stopped.min", *_pair(body.stopped)),
     ):
         if low > high:
-            raise PoolAdminError("invalid_body", f"{name} must not exceed its max")
+            raise PoolAdminError("invalid_body", f"{name} ({low}) must not exceed its max ({high})")
     return PoolTarget(
         template,
         region,
@@ -111,6 +125,81 @@ async def store_bounds(
     if rolling:
         await jobs.resize_guest(target.template, target.region)
     return Stored(stored, rolling)
+
+
+def merge_change(
+    change: dict[str, object], stored: PoolTarget | None, default_bounds: tuple[int, int]
+) -> dict[str, object]:
+    """A partial change as a whole body: the hot tier's min and max the change leaves out are
+    the stored ones (the configured defaults for a pool never set). The lower tiers and the
+    guest need no filling: left out, `store_bounds` keeps what is stored."""
+    low, high = (stored.min_size, stored.max_size) if stored else default_bounds
+    return {"min": low, "max": high, **change}
+
+
+def provider_tiers(settings: Settings) -> frozenset[Tier]:
+    """pool.core.provider.pool_tiers for the configured provider, read off its class: making
+    one needs Fly's token, or probes the host for the local one's isolation."""
+    if getattr(_provider_class(settings), "supports_suspend", False):
+        return frozenset(Tier)
+    return frozenset({Tier.HOT})
+
+
+def resizes_in_place(settings: Settings) -> bool:
+    """Whether the configured provider resizes a machine (a new guest size rolls through the
+    pool); elsewhere only the machines made from then on get it."""
+    return callable(getattr(_provider_class(settings), "resize", None))
+
+
+def _provider_class(settings: Settings) -> type[FlyProvider | LocalProvider]:
+    return FlyProvider if settings.preview_provider == "fly" else LocalProvider
+
+
+def check_provider_options(settings: Settings, change: dict[str, object]) -> None:
+    """Refuse lower-tier bounds the provider would ignore: a pool on it keeps hot machines
+    only, and stored bounds that nothing acts on would mislead whoever reads them."""
+    supported = provider_tiers(settings)
+    ignored = [t for t in ("suspended", "stopped") if t in change and Tier(t) not in supported]
+    if ignored:
+        raise PoolAdminError(
+            "unsupported_option",
+            f"the {settings.preview_provider} provider keeps hot machines only: "
+            f"{' and '.join(ignored)} bounds need a provider that suspends machines (fly)",
+        )
+
+
+async def remove_pool(
+    db: AsyncConnectionPool,
+    inventory: Inventory,
+    jobs: JobQueue,
+    template: str,
+    region: str,
+    actor: uuid.UUID | None,
+) -> None:
+    """Remove a pool: every bound of every tier becomes 0, so the next resize destroys its
+    ready machines and its leased ones are destroyed as their sessions end. Works for a pool
+    whose region or template the configuration no longer names (the way to clean one up);
+    UnknownPool for a pool nobody ever made."""
+    check_name(template, region)  # not check_configured: a pool of a dropped region too
+    async with db.connection() as conn:
+        known = await get_target(conn, template, region) is not None
+        if not known and PoolKey(template, region) not in await inventory.pools():
+            raise UnknownPool(template, region)
+        await set_target(conn, _removed(template, region), actor)
+    await jobs.resize(template, region)
+
+
+def _removed(template: str, region: str) -> PoolTarget:
+    return PoolTarget(
+        template,
+        region,
+        0,
+        0,
+        suspended_min=0,
+        suspended_max=0,
+        stopped_min=0,
+        stopped_max=0,
+    )
 
 
 def _pair(bounds: TierBoundsBody | None) -> tuple[int, int]:

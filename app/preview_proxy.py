@@ -19,6 +19,7 @@ http://*.localhost as secure, so the same attributes work in dev.
 `/__preview/token?token=` sets a fresh cookie without touching the page: the panel loads it
 in a hidden iframe after refreshing its token, so module fetches and the HMR socket keep
 working past the first token's expiry, and the app keeps its state.
+`POST /__preview/render` is the page's report of its first render (app.preview_render).
 
 With the local provider this process reverse-proxies HTTP and the dev server's HMR WebSocket to
 the machine (what of the request goes there: app.preview_request). With Fly it answers with a
@@ -43,6 +44,7 @@ from urllib.parse import parse_qsl
 import websockets
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.preview_render import RENDER_PATH, record_first_render
 from app.preview_request import (
     BodyTooLarge,
     BrowserGone,
@@ -138,6 +140,10 @@ class PreviewRouter:
             return
         if scope["path"] == TOKEN_PATH:
             await _refuse(scope, send, 400, f"{TOKEN_PATH} takes ?token=")
+            return
+        if scope["type"] == "http" and scope["path"] == RENDER_PATH:
+            # The page's report of its first render: answered here, never by the machine.
+            await record_first_render(res, session_id, scope, receive, send)
             return
         if scope["type"] == "websocket" and not same_origin(scope):
             # Another site's page holding the cookie (a top-level preview's partition) must not

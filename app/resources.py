@@ -13,15 +13,18 @@ from redis.asyncio import Redis
 
 from app.auth import JwksCache, TokenVerifier
 from app.realtime.hub import Hub
+from app.rollout.decision import FlagSet
+from app.rollout.flag_cache import FlagCache, flag_set
 from app.settings import Settings
 from pool.edits.edit_log import EditLog, EditLogLimits
 from pool.edits.script_batcher import ScriptBatcher
 from pool.services.metrics import Metrics, make_metrics
 from pool.store.inventory import Inventory
-from pool.store.keys import DEFAULT_PREFIX
+from pool.store.keys import DEFAULT_PREFIX, Keys
 from pool.store.leasing import LeaseBroker
 from pool.store.queue import JobQueue
 from sql.database import open_pool
+from sql.flags import load_flags
 
 
 @dataclass
@@ -38,12 +41,17 @@ class Resources:
     token_secret: bytes
     edits: EditLog
     hub: Hub
+    flags: FlagCache
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+async def open_resources(
+    settings: Settings, metrics: Metrics | None = None
+) -> AsyncIterator[Resources]:
+    """`metrics`: the process's (the entry point's, which serves them); else a new one."""
     settings.require_web_config()
     assert settings.database_url and settings.redis_url and settings.preview_token_secret
+    own_metrics = metrics is None
     db = await open_pool(
         settings.database_url,
         max_size=settings.preview_db_pool_size,
@@ -54,9 +62,27 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     http = httpx.AsyncClient(timeout=5.0)
     hub = Hub(redis, prefix=DEFAULT_PREFIX)
     await hub.start()
+    if metrics is None:
+        metrics = make_metrics(
+            settings.preview_statsd_host,
+            settings.preview_statsd_port,
+            settings.preview_statsd_prefix,
+        )
     batcher = ScriptBatcher(redis)
     await batcher.start()
+
+    async def load_flag_set() -> FlagSet:
+        async with db.connection() as conn:
+            return flag_set(await load_flags(conn))
+
+    flags = FlagCache(
+        load_flag_set,
+        redis,
+        Keys(DEFAULT_PREFIX).flags_channel,
+        ttl=settings.preview_flags_cache_seconds,
+    )
     try:
+        await flags.start()
         jwks = JwksCache(settings.jwks_url, http) if settings.jwks_url else None
         secret = settings.supabase_jwt_secret
         yield Resources(
@@ -74,11 +100,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             verifier=TokenVerifier(
                 hs256_secret=secret.get_secret_value() if secret else None, jwks=jwks
             ),
-            metrics=make_metrics(
-                settings.preview_statsd_host,
-                settings.preview_statsd_port,
-                settings.preview_statsd_prefix,
-            ),
+            metrics=metrics,
             token_secret=settings.preview_token_secret.get_secret_value().encode(),
             edits=EditLog(
                 redis,
@@ -89,8 +111,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 ),
             ),
             hub=hub,
+            flags=flags,
         )
     finally:
+        await flags.stop()
+        if own_metrics:
+            metrics.close()
         await batcher.stop()
         await hub.stop()
         await http.aclose()

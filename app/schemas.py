@@ -258,11 +258,26 @@ class _View(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
+class FallbackView(_View):
+    """Use Appetize instead (app.rollout.fallback): the new system could not start a session."""
+
+    backend: Literal["appetize"]
+    reason: str = Field(
+        description="why: pool_exhausted, boot_failed, wake_failed or repeated_failures"
+    )
+    appetize: dict[str, Any] | None = Field(
+        description="the project's Appetize settings (publicKey, platform, device, osVersion, "
+        "scale); null when it has none"
+    )
+
+
 class ErrorView(_View):
-    """Every failure: a stable code for programs, a sentence for people."""
+    """Every failure: a stable code for programs, a sentence for people; `fallback` only where
+    a session could not start and the editor should show Appetize (docs/api.md)."""
 
     error: str
     message: str
+    fallback: FallbackView | None = None
 
 
 class SessionListView(_View):

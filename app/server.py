@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -22,11 +23,27 @@ from app.preview_proxy import PreviewRouter
 from app.realtime.editor import editor_socket
 from app.realtime.sandbox import sandbox_socket
 from app.resources import open_resources
-from app.routes import admin, dev, health, sessions, ui
+from app.routes import (
+    admin,
+    alerts,
+    appetize_arm,
+    dev,
+    flags,
+    health,
+    pool_history,
+    rollout_report,
+    sessions,
+    timelines,
+    ui,
+)
+from app.routes.health import check_stores
 from app.settings import Settings
 from pool.core import logs
 from pool.core.gc_pauses import freeze_startup_heap
 from pool.providers.local_supervisor import SANDBOX_PEER
+from pool.services.alerts import AlertEvaluator, evaluating_alerts
+from pool.services.metrics import Metrics
+from pool.services.metrics_endpoint import Listen, serve_metrics
 
 log = logging.getLogger("app.request")
 
@@ -99,6 +116,17 @@ class RequestContext:
                 log.warning(
                     "%s %s -> %s in %.1f ms", scope["method"], scope["path"], status, elapsed
                 )
+            elif logs.session_id.get() is not None and _changes_a_session(scope):
+                # A session's story in the log: its lease, token refreshes, shares and end,
+                # each with its request, session and machine ids (never a query string).
+                log.info("%s %s -> %s in %.1f ms", scope["method"], scope["path"], status, elapsed)
+
+
+def _changes_a_session(scope: Scope) -> bool:
+    """Not reads, nor the heartbeat every open panel sends: one line per change."""
+    return scope["method"] not in ("GET", "HEAD", "OPTIONS") and not scope["path"].endswith(
+        "/heartbeat"
+    )
 
 
 async def openapi(request: Request) -> Response:
@@ -124,17 +152,50 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
     return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or []}
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(
+    settings: Settings, *, metrics: Metrics | None = None, metrics_listen: Listen | None = None
+) -> Starlette:
+    """`metrics`: the process's (`dev` shares them with its worker); `metrics_listen`: where to
+    serve them on GET /metrics (`app.state.metrics_port` then says which port)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
+        async with contextlib.AsyncExitStack() as stack:
+            resources = await stack.enter_async_context(open_resources(settings, metrics))
             app.state.resources = resources
+            if metrics_listen is not None:
+                app.state.metrics_port = await stack.enter_async_context(
+                    serve_metrics(
+                        resources.metrics.registry,
+                        metrics_listen,
+                        collect=lambda: check_stores(resources),
+                    )
+                )
+            if settings.preview_alert_webhook_url:
+                # Beside the worker's cron: a worker that stopped is noticed from here.
+                await stack.enter_async_context(
+                    evaluating_alerts(
+                        AlertEvaluator(
+                            resources.redis,
+                            resources.db,
+                            resources.metrics,
+                            settings.preview_alert_webhook_url,
+                            inventory=resources.inventory,
+                        )
+                    )
+                )
             freeze_startup_heap()
             yield
 
     routes: list[BaseRoute] = [
         *sessions.ROUTES,
         *admin.ROUTES,
+        *alerts.ROUTES,
+        *flags.ROUTES,
+        *appetize_arm.ROUTES,
+        *pool_history.ROUTES,
+        *rollout_report.ROUTES,
+        *timelines.ROUTES,
         *health.ROUTES,
         # The document does not describe itself.
         Route("/api/openapi.json", openapi, methods=["GET"], include_in_schema=False),

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     preview_statsd_host: str | None = None
     preview_statsd_port: int = Field(default=8125, ge=1, le=65535)
     preview_statsd_prefix: str = "preview"
+    # `web` and `worker` serve GET /metrics (Prometheus text) on this port of their own, never
+    # the public one; fly.toml's [metrics] scrapes it. 0: off. `dev` serves it on a free
+    # loopback port unless this is set.
+    preview_metrics_port: int = Field(default=9091, ge=0, le=65535)
+    # The in-process alert evaluator posts alerts that fire and resolve here (a Slack incoming
+    # webhook, or anything taking {"text": ...}); unset: alerts are only kept for
+    # GET /api/admin/alerts (docs/operations.md, "Alerts").
+    preview_alert_webhook_url: str | None = None
     preview_log_level: Literal["debug", "info", "warning", "error"] = "info"
     # permessage-deflate on the gateway's sockets. Off: editor and agent frames are a few hundred
     # bytes, where compressing and inflating each frame costs more CPU than the bytes it saves.
@@ -94,6 +102,18 @@ class Settings(BaseSettings):
     preview_edit_stream_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024, le=1 << 30)
     preview_edit_user_budget_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1024 * 1024, le=1 << 34
+    )
+    # Rollout flags (docs/rollout.md): the longest a web process answers from flags it cached
+    # (a change reaches every process at once over Redis pub/sub; this bounds it when pub/sub
+    # fails), and how long a recorded fallback keeps that editor on Appetize.
+    preview_flags_cache_seconds: float = Field(default=5.0, gt=0, le=300)
+    preview_fallback_window_seconds: int = Field(default=1800, ge=1, le=7 * 86400)
+    # Failed sessions of one project and user in that window, with none started since, that
+    # send the editor to Appetize (`repeated_failures`); and where the Appetize embed lives
+    # (Appetize's documented https://appetize.io/embed/{publicKey}; tests point it elsewhere).
+    preview_fallback_failures: int = Field(default=3, ge=1, le=100)
+    preview_appetize_embed_url: str = Field(
+        default="https://appetize.io/embed/", pattern=r"^https?://[^\s?#]+/$", max_length=200
     )
     # Only `dev` sets this: it enables the demo login route.
     preview_dev_mode: bool = False

@@ -15,22 +15,40 @@ from redis.asyncio import Redis
 
 from app.settings import Settings
 from pool.core.provider import MachineProvider
-from pool.providers.fly import FlyMachineDefaults, FlyProvider
+from pool.providers.fly import FlyMachineDefaults, FlyProvider, FlyRuntime
 from pool.providers.fly_budget import SharedRateLimiter
+from pool.providers.fly_client import ProviderMeter
 from pool.providers.local import LocalProvider
+from pool.services.metrics import Metrics, make_metrics
+from pool.services.metrics_endpoint import Listen
 from pool.services.refill import RefillSettings
 from pool.store.inventory import PoolKey
 from workers.config import WorkerConfig
 
 
-def worker_config(settings: Settings) -> WorkerConfig:
+def process_metrics(settings: Settings) -> Metrics:
+    """One process's metrics: statsd when configured, and the registry /metrics serves."""
+    return make_metrics(
+        settings.preview_statsd_host, settings.preview_statsd_port, settings.preview_statsd_prefix
+    )
+
+
+def metrics_listen(settings: Settings) -> Listen | None:
+    """Where `web` and `worker` serve /metrics: every interface, PREVIEW_METRICS_PORT."""
+    return Listen(None, settings.preview_metrics_port) if settings.preview_metrics_port else None
+
+
+def worker_config(settings: Settings, metrics: Metrics | None = None) -> WorkerConfig:
     """What a worker process (`worker`, or the one `dev` runs beside the web server) is given:
-    its stores, its provider (built in the worker, on its own Redis), its pools and timings."""
+    its stores, its provider (built in the worker, on its own Redis), its pools and timings.
+    `metrics`: `dev`'s, shared with its web server, which serves them; without, the worker
+    makes its own and serves them itself."""
     assert settings.database_url and settings.redis_url
+    own = metrics or process_metrics(settings)
     return WorkerConfig(
         database_url=settings.database_url,
         redis_url=settings.redis_url,
-        provider_factory=lambda redis: make_provider(settings, redis),
+        provider_factory=lambda redis: make_provider(settings, redis, meter=own),
         default_pools=[PoolKey(t, settings.preview_default_region) for t in settings.templates],
         default_bounds=(settings.preview_pool_min, settings.preview_pool_max),
         refill=RefillSettings(
@@ -54,13 +72,18 @@ def worker_config(settings: Settings) -> WorkerConfig:
             settings.preview_statsd_port,
             settings.preview_statsd_prefix,
         ),
+        metrics=own,
+        metrics_listen=None if metrics is not None else metrics_listen(settings),
+        alert_webhook_url=settings.preview_alert_webhook_url,
     )
 
 
-def make_provider(settings: Settings, redis: Redis | None = None) -> MachineProvider:
+def make_provider(
+    settings: Settings, redis: Redis | None = None, meter: ProviderMeter | None = None
+) -> MachineProvider:
     """The configured provider. With `redis`, a Fly provider shares Fly's rate limits with
     every other process through it (pool.providers.fly_budget); without, it keeps them on its
-    own."""
+    own. `meter` hears its API errors and rate-limit waits."""
     if settings.preview_provider == "fly":
         settings.require_service_config()
         assert settings.fly_api_token and settings.fly_preview_app and settings.preview_image
@@ -72,6 +95,7 @@ def make_provider(settings: Settings, redis: Redis | None = None) -> MachineProv
             regions=regions or [settings.preview_default_region],
             defaults=FlyMachineDefaults(env=settings.machine_env),
             limiter=SharedRateLimiter(redis) if redis is not None else None,
+            runtime=FlyRuntime(meter=meter),
         )
     return LocalProvider(
         settings.preview_data_dir.resolve(),

@@ -7,6 +7,8 @@
                               active lease of that machine: another holder (the reaper's fence)
                               won the race. Not pool.providers.fly_client.LeaseConflict, which
                               is Fly's own machine lease.
+    └── UnknownReference      a write names a row that does not exist (a flag for a user,
+                              project or plan nobody has)
 
 psycopg exceptions are translated into these here, never passed up.
 """
@@ -25,4 +27,8 @@ class MigrationError(DataError):
 
 
 class LedgerConflict(DataError):
+    pass
+
+
+class UnknownReference(DataError):
     pass

@@ -2,7 +2,7 @@
 
 Every function takes a connection from the caller (who owns the pool and the transaction scope)
 and translates psycopg errors into `sql.errors`. The lease is written in one statement (its own
-transaction): the session, its ledger row, its first timeline event and one of the user's
+transaction): the session, its ledger row, its first timeline stages and one of the user's
 live-session slots. The slot is the user's counter row in `user_live_sessions` (migration 0003),
 an upsert that only increments below the plan's limit: the row lock serialises concurrent leases
 and the limit is re-checked on the latest row, so the count is exact under concurrency.
@@ -18,6 +18,7 @@ The seed's `container_id` column holds the machine id; it is read as `machine_id
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from sql.errors import DatabaseUnavailable, DataError, LedgerConflict
+from sql.stages import ONCE, LeaseKind, Stage
 from sql.states import SessionStatus
 
 Connection = AsyncConnection[Any]
@@ -77,6 +79,9 @@ class NewSession:
     max_session_seconds: int
     idle_timeout_seconds: int
     device: str | None = None
+    # time.perf_counter() when the request arrived: the `requested` stage is that long before
+    # the lease statement's now() (one clock, so no skew between the API's and Postgres's).
+    requested_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ async def record_session(
     machine_id: str | None,
     epoch: int | None,
     wake: bool = False,
+    lease_kind: LeaseKind | None = None,
 ) -> SessionRow:
     """Insert a session (active with its ledger row when a machine was leased, booting without
     one; booting *with* its ledger row when the machine came from a suspended or stopped tier
@@ -143,13 +149,23 @@ async def record_session(
     Raises ConcurrentLimitReached, or LedgerConflict when the ledger already holds that
     (machine, epoch) — the reaper fenced it because this commit came too late (the whole
     statement, the slot included, is then rolled back).
+
+    The session's first stages go in the same statement: `requested`, `leased` (detail.kind:
+    `lease_kind`; by default `ondemand` without a machine, `hot` with one that needs no wake)
+    and, for a hot machine, `machine_ready`.
     """
     live = machine_id is not None and not wake
     status = SessionStatus.ACTIVE if live else SessionStatus.BOOTING
+    if lease_kind is None and not wake:
+        lease_kind = LeaseKind.HOT if machine_id is not None else LeaseKind.ONDEMAND
+    params = _record_params(new, status, max_concurrent, machine_id, epoch)
+    params["leased"] = Jsonb({"kind": lease_kind, "machine": machine_id, "status": status.value})
+    params["ready"] = Jsonb({"machine": machine_id, "via": "hot"}) if live else None
+    params["requested_ago"] = (
+        0.0 if new.requested_at is None else max(0.0, time.perf_counter() - new.requested_at)
+    )
     async with translated_errors():
-        cursor = await conn.execute(
-            _RECORD_SESSION, _record_params(new, status, max_concurrent, machine_id, epoch)
-        )
+        cursor = await conn.execute(_RECORD_SESSION, params)
         row = await cursor.fetchone()
     assert row is not None
     if row[1] is None:
@@ -178,9 +194,15 @@ _RECORD_SESSION = f"""
             inserted.region
         FROM inserted
         WHERE inserted.machine_id IS NOT NULL AND inserted.lease_epoch IS NOT NULL
-    ), first_event AS (
-        INSERT INTO session_events (session_id, kind, detail)
-        SELECT inserted.id, 'created', %(detail)s FROM inserted
+    ), first_stages AS (
+        INSERT INTO session_events (session_id, at, kind, detail)
+        SELECT inserted.id, stage.at, stage.kind, stage.detail
+        FROM inserted, (VALUES
+            (1, now() - make_interval(secs => %(requested_ago)s), 'requested', '{{}}'::jsonb),
+            (2, now(), 'leased', %(leased)s::jsonb),
+            (3, now(), 'machine_ready', %(ready)s::jsonb)) AS stage(n, at, kind, detail)
+        WHERE stage.detail IS NOT NULL
+        ORDER BY stage.n
     )
     SELECT slot.live, inserted.* FROM (SELECT 1) AS one
     LEFT JOIN slot ON true LEFT JOIN inserted ON true"""
@@ -208,7 +230,6 @@ def _record_params(
         "max_seconds": new.max_session_seconds,
         "idle_seconds": new.idle_timeout_seconds,
         "max_concurrent": max_concurrent,
-        "detail": Jsonb({"status": status.value, "machine": machine_id}),
     }
 
 
@@ -232,7 +253,9 @@ async def attach_machine(
         if session is None:
             return None
         await _insert_lease(conn, session, machine_id, epoch)
-        await add_event(conn, session_id, "machine_attached", {"machine": machine_id})
+        await _add_stage(
+            conn, session_id, Stage.MACHINE_READY, {"machine": machine_id, "via": "booted"}
+        )
     return session
 
 
@@ -256,7 +279,9 @@ async def activate_session(
         session = await cursor.fetchone()
         if session is None:
             return None
-        await add_event(conn, session_id, "machine_woken", {"machine": machine_id})
+        await _add_stage(
+            conn, session_id, Stage.MACHINE_READY, {"machine": machine_id, "via": "woken"}
+        )
     return session
 
 
@@ -416,7 +441,7 @@ async def end_session(
             "UPDATE user_live_sessions SET live = greatest(live - 1, 0) WHERE user_id = %s",
             (ended.user_id,),
         )
-        await add_event(conn, session_id, status.value, {"reason": reason})
+        await _add_stage(conn, session_id, Stage.ENDED, {"reason": reason, "status": status.value})
     return ended
 
 
@@ -479,12 +504,14 @@ async def recently_ended(
         return [(r[0], r[1], SessionStatus(r[2])) for r in await cursor.fetchall()]
 
 
-async def add_event(
-    conn: Connection, session_id: uuid.UUID, kind: str, detail: dict[str, Any]
+async def _add_stage(
+    conn: Connection, session_id: uuid.UUID, stage: Stage, detail: dict[str, Any]
 ) -> None:
+    """The session reached `stage` (sql.timelines): the first write of a stage wins."""
     await conn.execute(
-        "INSERT INTO session_events (session_id, kind, detail) VALUES (%s, %s, %s)",
-        (session_id, kind, Jsonb(detail)),
+        f"""INSERT INTO session_events (session_id, kind, detail) VALUES (%s, %s, %s)
+            ON CONFLICT {ONCE} DO NOTHING""",
+        (session_id, stage.value, Jsonb(detail)),
     )
 
 

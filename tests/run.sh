@@ -35,8 +35,9 @@ echo "== ruff format";   .venv/bin/ruff format --check .
 echo "== mypy (strict)"; .venv/bin/mypy
 echo "== import-linter"; .venv/bin/lint-imports
 echo "== deploy lint";   bash tests/lint_deploy.sh
-echo "== tsc (client, panel, React wrapper)"
+echo "== tsc (client, panel, React wrapper; the operator dashboard)"
 (cd app/ui && node node_modules/typescript/bin/tsc -p client --noEmit)
+(cd app/ui && node node_modules/typescript/bin/tsc -p admin --noEmit)
 echo "== stores"
 # Up to 2 minutes: the first run unpacks the Postgres binaries and runs initdb.
 for _ in $(seq 1 1200); do

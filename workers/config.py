@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from pool.core.provider import MachineProvider
+from pool.services.metrics import Metrics
+from pool.services.metrics_endpoint import Listen
 from pool.services.refill import RefillSettings
 from pool.store.inventory import PoolKey
 
@@ -38,5 +40,11 @@ class WorkerConfig:
     # A ready machine whose agent has been gone this long is replaced.
     agent_lost_seconds: float = 60.0
     statsd: tuple[str | None, int, str] = (None, 8125, "preview")
+    # The process's metrics (None: built from `statsd` by each worker); with `metrics_listen`,
+    # run_worker serves their registry on GET /metrics (`dev` serves the shared one itself).
+    metrics: Metrics | None = None
+    metrics_listen: Listen | None = None
+    # Where the alert evaluator posts (pool.services.alerts); None: state only.
+    alert_webhook_url: str | None = None
     # A job waits this long for a Postgres connection before it counts the store as down.
     db_acquire_timeout_seconds: float = 3.0

@@ -25,6 +25,8 @@ class WorkerContext:
     arq: ArqRedis
     # Built once: what every pool service a job calls is handed.
     services: PoolServices
+    # The metrics were made here (no process-wide ones in the config): closed here.
+    owns_metrics: bool = False
 
     @property
     def db(self) -> AsyncConnectionPool:
@@ -67,11 +69,19 @@ class WorkerContext:
             inventory=Inventory(redis),
             provider=config.provider_factory(redis),
             enqueue_recycle=JobQueue(arq).recycle,
-            metrics=make_metrics(*config.statsd),
+            metrics=config.metrics or make_metrics(*config.statsd),
         )
-        return cls(config=config, redis=redis, arq=arq, services=services)
+        return cls(
+            config=config,
+            redis=redis,
+            arq=arq,
+            services=services,
+            owns_metrics=config.metrics is None,
+        )
 
     async def close(self) -> None:
+        if self.owns_metrics:
+            self.metrics.close()
         await self.provider.aclose()
         await self.redis.aclose()
         await self.db.close()

@@ -3,6 +3,7 @@ state it expects (machine state and fencing epoch, session status) before acting
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -12,8 +13,12 @@ from arq import Retry
 
 from pool.core.policy import TierPlan
 from pool.edits.edit_log import EditLog, push_snapshot
+from pool.providers.local import LocalProvider
+from pool.services.alerts import AlertEvaluator
 from pool.services.lifecycle import recycle_machine
+from pool.services.metrics import MachineSample
 from pool.services.ondemand import boot_for_session
+from pool.services.pool_history import sample_pools as sample_pool_history
 from pool.services.reaper import reap as reap_pool
 from pool.services.reconciler import reconcile as reconcile_pool
 from pool.services.refill import resize_pool
@@ -21,6 +26,7 @@ from pool.services.rolling import roll_guest
 from pool.services.targets import guest_of_target, tier_bounds
 from pool.services.wake import wake_for_session
 from pool.store.inventory import PoolKey
+from pool.store.pool_history import PoolHistory
 from pool.store.store_identity import forget_store_identity, store_was_reset
 from sql.pool_targets import PoolTarget, list_targets
 from workers.context import WorkerContext
@@ -181,6 +187,40 @@ async def reconcile(ctx: Ctx, *, orphan_grace_seconds: float | None = None) -> d
         stuck_seconds=config.job_timeout_seconds,
         agent_lost_seconds=config.agent_lost_seconds,
     )
+    return report.__dict__
+
+
+async def sample_machines(ctx: Ctx) -> int:
+    """Every local machine's CPU time and memory into the metrics (a cron tick); the number
+    sampled. Fly machines are not read from here: their agents report (docs/metrics.md)."""
+    deps = _deps(ctx)
+    if not isinstance(deps.provider, LocalProvider):
+        return 0
+    usage = await asyncio.to_thread(deps.provider.usage)
+    deps.metrics.machines(
+        (MachineSample(m, u.cpu_seconds, u.memory_bytes) for m, u in usage.items()),
+        complete=True,
+    )
+    return len(usage)
+
+
+async def sample_pools(ctx: Ctx) -> int:
+    """Every pool's counts into the dashboard's history (a cron tick); the number sampled."""
+    deps = _deps(ctx)
+    pools = set(await _targets(deps)) | set(deps.config.default_pools)
+    pools |= set(await deps.inventory.pools())
+    return await sample_pool_history(deps.inventory, PoolHistory(deps.redis), pools, time.time())
+
+
+async def evaluate_alerts(ctx: Ctx) -> dict[str, Any]:
+    """The alert rules judged in process and posted to the webhook (pool.services.alerts)."""
+    deps = _deps(ctx)
+    evaluator = ctx.get("alerts")
+    if evaluator is None:  # kept across ticks: it remembers a Redis outage it announced
+        evaluator = ctx["alerts"] = AlertEvaluator(
+            deps.redis, deps.db, deps.metrics, deps.config.alert_webhook_url
+        )
+    report = await evaluator.tick()
     return report.__dict__
 
 

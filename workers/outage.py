@@ -73,16 +73,24 @@ class RetryPolicy:
 
 
 class OutageLog:
-    """One warning when a store goes down, one when it is back; nothing in between."""
+    """One warning when a store goes down, one when it is back; nothing in between.
+    `observe` hears every verdict (the process's `preview_store_up` gauge)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[Store, bool], None] | None = None,
+    ) -> None:
         self._clock = clock
+        self._observe = observe
         self._since: dict[Store, float] = {}
 
     def is_down(self, store: Store) -> bool:
         return store in self._since
 
     def down(self, store: Store, exc: BaseException) -> None:
+        if self._observe is not None:
+            self._observe(store, False)
         if store in self._since:
             log.debug("%s still unavailable: %s", store.value, exc)
             return
@@ -95,6 +103,8 @@ class OutageLog:
         )
 
     def up(self, store: Store) -> None:
+        if self._observe is not None:
+            self._observe(store, True)
         since = self._since.pop(store, None)
         if since is not None:
             log.warning(

@@ -16,12 +16,18 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function, Worker, func
 
 from pool.core.gc_pauses import freeze_startup_heap
+from pool.core.pool_history import SAMPLE_SECONDS as POOL_SAMPLE_SECONDS
+from pool.services.alerts import EVALUATE_SECONDS
 from workers import jobs
 from workers.config import WorkerConfig
 from workers.context import WorkerContext
+from workers.job_metrics import timed
 from workers.outage import Job, OutageLog, RetryPolicy, outlasting, skipping
 
 HEALTH_CHECK_INTERVAL_SECONDS = 5
+# How often local machines' CPU and memory are read (preview_machine_* metrics).
+MACHINE_SAMPLE_SECONDS = 15
+ALERT_EVALUATE_SECONDS = EVALUATE_SECONDS
 
 
 def _every(seconds: int) -> set[int]:
@@ -51,10 +57,10 @@ def build_worker(
 
     def queued(job: Job, timeout: int) -> Job:
         # Half the timeout waiting for a store, so arq's timeout never kills a waiting job.
-        return outlasting(job, budget=timeout / 2, outages=outages, policy=retry)
+        return timed(outlasting(job, budget=timeout / 2, outages=outages, policy=retry))
 
     def ticked(job: Job) -> Job:
-        return skipping(job, outages=outages)
+        return timed(skipping(job, outages=outages), tick=True)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["deps"] = await WorkerContext.open(config, ctx["redis"])
@@ -119,6 +125,30 @@ def build_worker(
             run_at_startup=True,
             keep_result=0,
             timeout=capped(120),
+        ),
+        cron(
+            ticked(jobs.sample_machines),
+            second=_every(MACHINE_SAMPLE_SECONDS),
+            unique=True,
+            keep_result=0,
+            timeout=capped(30),
+        ),
+        cron(
+            ticked(jobs.sample_pools),
+            second=_every(POOL_SAMPLE_SECONDS),
+            unique=True,
+            run_at_startup=True,
+            keep_result=0,
+            timeout=capped(30),
+        ),
+        # Not skipping(): it reports store outages itself (and must not mark a store up whose
+        # check failed).
+        cron(
+            timed(jobs.evaluate_alerts, tick=True),
+            second=_every(ALERT_EVALUATE_SECONDS),
+            unique=True,
+            keep_result=0,
+            timeout=capped(30),
         ),
         cron(
             ticked(jobs.reconcile),

@@ -25,6 +25,8 @@ returns once its queue is empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -33,6 +35,8 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 
+from pool.services.metrics import make_metrics
+from pool.services.metrics_endpoint import serve_metrics
 from workers.config import WorkerConfig
 from workers.outage import OutageLog, RetryPolicy, Store, store_of
 from workers.settings import build_worker, redis_settings
@@ -142,12 +146,23 @@ async def stop_worker(worker: Worker, *, job_wait: float = 0.0) -> set[str]:
 
 
 async def run_worker(config: WorkerConfig, *, burst: bool = False) -> None:
-    """The `worker` command's (and `dev`'s) worker: supervised, surviving store outages."""
-    outages = OutageLog()
+    """The `worker` command's (and `dev`'s) worker: supervised, surviving store outages.
+    Its metrics outlive every Worker it runs (and are served, with `config.metrics_listen`)."""
+    metrics = config.metrics or make_metrics(*config.statsd)
+    outages = OutageLog(observe=lambda store, up: metrics.store_up(store.name.lower(), up))
 
     def build(redis: ArqRedis, on_started: Callable[[ArqRedis], Awaitable[None]]) -> Worker:
         return build_worker(
-            config, burst=burst, redis_pool=redis, on_started=on_started, outages=outages
+            dataclasses.replace(config, metrics=metrics),
+            burst=burst,
+            redis_pool=redis,
+            on_started=on_started,
+            outages=outages,
         )
 
-    await supervise(build, redis_settings(config), outages=outages)
+    async with contextlib.AsyncExitStack() as stack:
+        if config.metrics is None:  # made here: closed here
+            stack.callback(metrics.close)
+        if config.metrics_listen is not None:
+            await stack.enter_async_context(serve_metrics(metrics.registry, config.metrics_listen))
+        await supervise(build, redis_settings(config), outages=outages)

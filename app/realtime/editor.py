@@ -26,12 +26,14 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket
 
 from app.realtime.activity import ActivityRecorder
+from app.realtime.edit_timings import EditTimings
 from app.realtime.frames import EditorHello, EditorPatch, frame, parse_editor_frame
 from app.realtime.guard import (
     CLOSE_POLICY,
@@ -44,7 +46,9 @@ from app.realtime.guard import (
 )
 from app.realtime.hub import Delivery, Resync
 from app.resources import Resources
+from app.rollout.fallback import fallback_member
 from app.session_tokens import InvalidSessionToken, verify_session_token
+from pool.core import logs
 from pool.edits.edit_log import (
     Appended,
     Change,
@@ -68,10 +72,18 @@ from pool.edits.envelopes import (
     StatusEnvelope,
     fields_of,
 )
-from sql import sessions
+from pool.services.fallbacks import START_FAILURES
+from pool.services.metrics import SocketMeter
+from sql import sessions, timelines
+from sql.appetize import appetize_settings
+from sql.errors import DataError
+from sql.latency import LatencyHistogram
 from sql.states import SessionStatus
 
 log = logging.getLogger(__name__)
+
+# The `fallback` member of an `ended` frame for this end (reason, status), or None.
+FallbackFor = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 
 
 class EditorConnection:
@@ -82,6 +94,9 @@ class EditorConnection:
         session_id: str,
         activity: ActivityRecorder | None = None,
         user: str = "",
+        timings: EditTimings | None = None,
+        meter: SocketMeter | None = None,
+        fallback_for: FallbackFor | None = None,
     ) -> None:
         self.websocket = websocket
         self.edits = edits
@@ -92,6 +107,9 @@ class EditorConnection:
         self.epoch = ""  # the epoch of the log `known` counts in; "" before the hello
         self.refused = 0  # patches refused on this socket (for the log's rate)
         self.activity = activity
+        self.timings = timings  # ack and applied latency of this socket's patches
+        self.meter = meter  # the process's metrics (the same latencies, refusals)
+        self.fallback_for = fallback_for  # a session that never started: use Appetize
         self._send_lock = asyncio.Lock()
 
     async def send(self, text: str) -> None:
@@ -100,8 +118,13 @@ class EditorConnection:
 
     async def end(self, reason: str, status: str) -> None:
         """Tell the editor its session ended and close (4000: do not reconnect)."""
+        fields: dict[str, Any] = {"reason": reason, "status": status}
+        if self.fallback_for is not None:
+            fallback = await self.fallback_for(reason, status)
+            if fallback is not None:
+                fields["fallback"] = fallback
         async with self._send_lock:
-            await self.websocket.send_text(frame("ended", reason=reason, status=status))
+            await self.websocket.send_text(frame("ended", **fields))
             await self.websocket.close(code=CLOSE_SESSION_ENDED, reason="session ended")
 
     async def catch_up(self) -> None:
@@ -163,6 +186,7 @@ class EditorConnection:
         await self.welcome(epoch, known=hello.lastSeq if same_log else 0)
 
     async def on_patch(self, patch: EditorPatch) -> None:
+        received = time.monotonic()
         if not self.epoch:
             # Seqs are numbered against a log whose epoch the welcome gives: none yet.
             await self.refuse(patch.seq, "hello_first", "send hello first")
@@ -178,6 +202,9 @@ class EditorConnection:
             )
             return
         changes = [Change(c.path, c.content) for c in patch.changes]
+        if self.timings is not None:
+            # Before the append: the agent's `applied` may come back before the ack is sent.
+            self.timings.started(patch.seq, received)
         outcome = await self.edits.append(
             self.session_id,
             patch.seq,
@@ -186,10 +213,13 @@ class EditorConnection:
             epoch=self.epoch,
             user=self.user,
         )
+        if self.timings is not None and not isinstance(outcome, Appended):
+            self.timings.dropped(patch.seq)
         match outcome:
             case Appended(seq=seq):
                 self.known = max(self.known, seq)
                 await self.send(frame("ack", seq=seq))
+                self._acked(seq)
             case Conflict(head=head):
                 await self.refuse(
                     patch.seq, "seq_conflict", f"the next seq is {head + 1}", head=head
@@ -214,10 +244,26 @@ class EditorConnection:
                 await self.end(*(ended or (reason, SessionStatus.ENDED)))
                 raise SocketClosed("the session ended")
 
+    def _acked(self, seq: int) -> None:
+        """The ack of `seq` sent: its latency to the session's summary and the metrics."""
+        if self.timings is not None:
+            ms = self.timings.acked(seq)
+            if ms is not None and self.meter is not None:
+                self.meter.edit_acked(ms / 1000)
+
+    def _applied(self, seq: int) -> None:
+        """Applied up to `seq` reported: this socket's patches' latencies, likewise."""
+        if self.timings is not None:
+            for ms in self.timings.applied(seq):
+                if self.meter is not None:
+                    self.meter.edit_applied(ms / 1000)
+
     async def refuse(self, seq: int, code: str, message: str, **fields: Any) -> None:
         """Answer a refused patch with `error` (nothing changed), and log it: the first few of
         the socket, then one line per hundred (a client may send 200 frames a second)."""
         self.refused += 1
+        if self.meter is not None:
+            self.meter.refused(code)
         if self.refused <= LOGGED_REFUSALS or self.refused % 100 == 0:
             log.info(
                 "session %s: refused patch %d (%s), refusal #%d of this socket",
@@ -249,13 +295,10 @@ class EditorConnection:
                     if self.activity is not None:
                         self.activity.warned()
                     await self.send(frame(delivery.kind, secondsLeft=seconds_left))
-                case (
-                    AppliedEnvelope()
-                    | StatusEnvelope()
-                    | LogEnvelope()
-                    | BuildErrorEnvelope()
-                    | ErrorEnvelope()
-                ):
+                case AppliedEnvelope(seq=seq):
+                    await self.send(frame(delivery.kind, **fields_of(delivery)))
+                    self._applied(seq)
+                case StatusEnvelope() | LogEnvelope() | BuildErrorEnvelope() | ErrorEnvelope():
                     # What the machine reported: the frame of the same type, same fields.
                     await self.send(frame(delivery.kind, **fields_of(delivery)))
                 # assign and hydrate are the agent's (the machine channel): never heard here.
@@ -306,29 +349,63 @@ async def editor_socket(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_POLICY, reason="no such session")
         return
     await websocket.accept()
+    # Whatever this socket logs names its session and machine (its token never: see logs).
+    logs.session_id.set(str(session_id))
+    logs.machine_id.set(row.machine_id)
 
     async def record() -> None:
         async with res.db.connection() as conn:
             await sessions.record_activity(conn, session_id)
 
     activity = ActivityRecorder(record, interval=res.settings.preview_activity_flush_seconds)
+
+    async def add_latencies(ack: LatencyHistogram, applied: LatencyHistogram) -> None:
+        async with res.db.connection() as conn:
+            await timelines.add_edit_latency(conn, session_id, ack, applied)
+
+    timings = EditTimings(add_latencies)
+    meter = res.metrics.socket_meter("editor")
+
+    async def fallback_for(reason: str, status: str) -> dict[str, Any] | None:
+        # The worker records the fallback itself (pool.services.fallbacks); this only tells
+        # the editor, with the settings its embed needs.
+        if status != SessionStatus.FAILED or reason not in START_FAILURES:
+            return None
+        try:
+            async with res.db.connection() as conn:
+                settings = await appetize_settings(conn, row.project_id)
+        except DataError as exc:  # the end is told anyway; the panel asks the backend route
+            log.warning("no Appetize settings for the ended frame: %s", exc)
+            settings = None
+        return fallback_member(reason, settings)
+
     connection = EditorConnection(
-        websocket, res.edits, str(session_id), activity, user=str(row.user_id)
+        websocket,
+        res.edits,
+        str(session_id),
+        activity,
+        user=str(row.user_id),
+        timings=timings,
+        meter=meter,
+        fallback_for=fallback_for,
     )
     if not row.status.is_live:
         # The token was good, so say why rather than refuse: a browser cannot read the reason
         # of a refused handshake, and the editor must not keep reconnecting.
         await connection.end(row.end_reason or row.status, row.status)
         return
-    guard = Guard(websocket, idle_seconds=None)
+    guard = Guard(websocket, idle_seconds=None, meter=meter)
     channel = session_channel(res.edits.prefix, str(session_id))
+    meter.opened()
     try:
         async with res.hub.subscribe(channel, accept=connection.wants) as queue:
             await run_until_either_ends(
                 _read_loop(guard, connection), connection.relay(queue), f"editor-{session_id}"
             )
     finally:
+        meter.closed()
         await activity.aclose()
+        await timings.aclose()
 
 
 async def _read_loop(guard: Guard, connection: EditorConnection) -> None:

@@ -22,6 +22,7 @@ from typing import NoReturn, TypeVar
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.realtime.frames import FrameError, frame
+from pool.services.metrics import SocketMeter
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class Guard:
     # that its session can idle out; the server's WebSocket pings still find dead peers).
     idle_seconds: float | None = IDLE_SECONDS
     max_frame_bytes: int = MAX_FRAME_BYTES
+    # The socket's frames and refusals, for the metrics (preview_frames_total, ...).
+    meter: SocketMeter | None = None
     bucket: FrameRateBucket = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +91,8 @@ class Guard:
             raise SocketClosed from None
         if message["type"] == "websocket.disconnect":
             raise SocketClosed
+        if self.meter is not None:
+            self.meter.frame()
         text = message.get("text")
         if text is None:
             data = message.get("bytes") or b""
@@ -105,6 +110,8 @@ class Guard:
 
     async def _refuse(self, code: int, reason: str, error: str) -> NoReturn:
         """Every refused frame is answered: an `error` frame saying why, then the close."""
+        if self.meter is not None:
+            self.meter.refused(error)
         log.warning("closing %s with %d: %s", describe(self.websocket), code, reason)
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
             await self.websocket.send_text(frame("error", code=error, message=reason))
@@ -164,6 +171,8 @@ async def incoming(
             message = parse(text)
         except FrameError as exc:
             refused += 1
+            if guard.meter is not None:
+                guard.meter.refused(exc.code)
             # The first few, then one line per hundred: a client that only sends garbage
             # (up to the rate cap) must not write hundreds of lines a second.
             if refused <= LOGGED_REFUSALS or refused % 100 == 0:

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import uuid
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -51,6 +52,7 @@ from app.realtime.guard import (
 )
 from app.realtime.hub import RESYNC, Delivery, Resync, offer
 from app.resources import Resources
+from pool.core import logs
 from pool.core.errors import PoolUnavailable
 from pool.edits.edit_log import (
     EditLog,
@@ -69,6 +71,9 @@ from pool.edits.envelopes import (
     PatchEnvelope,
     StatusEnvelope,
 )
+from sql import timelines
+from sql.errors import DataError
+from sql.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,7 @@ class AgentConnection:
         self.queue: asyncio.Queue[Delivery] | None = None
         self._reported: asyncio.Future[Any] | None = None  # the last `applied` report queued
         self._closing: asyncio.Future[None] | None = None
+        self._first_applied: set[str] = set()  # sessions whose first applied edit is recorded
 
     async def settle(self) -> None:
         """Await the close that a failed report started: it was begun from a done callback,
@@ -216,6 +222,8 @@ class AgentConnection:
             # per patch, so waiting here would cost a round trip and a wake-up per patch.
             self._reported = self.edits.report_applied_soon(self.session, message.seq, self.epoch)
             self._reported.add_done_callback(self._after_report)
+            if message.seq > 0 and self.session not in self._first_applied:
+                await self._record_first_applied(self.session, message.seq)
             return
         if self._reported is not None and not self._reported.done():
             # What the editors hear keeps the agent's order: its last `applied` first (and a
@@ -234,6 +242,22 @@ class AgentConnection:
             )
         elif isinstance(message, AgentBuildError | AgentLog | AgentRejected):
             await self.edits.publish(channel, _for_editors(message))
+
+    async def _record_first_applied(self, session: str, seq: int) -> None:
+        """The session's `first_edit_applied` stage: once per session on this socket (the
+        statement keeps the first of every socket's). A store outage costs the stage, never
+        the socket."""
+        self._first_applied.add(session)
+        try:
+            async with self.res.db.connection() as conn:
+                await timelines.record_stage(
+                    conn,
+                    uuid.UUID(session),
+                    Stage.FIRST_EDIT_APPLIED,
+                    {"machine": self.machine_id, "seq": seq},
+                )
+        except (DataError, ValueError) as exc:
+            log.warning("session %s: first applied edit not recorded: %s", session, exc)
 
     def _after_report(self, report: asyncio.Future[Any]) -> None:
         """A report Redis did not take is not retried here: the socket is closed instead
@@ -307,9 +331,12 @@ async def sandbox_socket(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_POLICY, reason="a valid machine token is required")
         return
     await websocket.accept()
+    logs.machine_id.set(machine_id)  # whatever this socket logs names its machine
     assert expected is not None  # token_matches refuses a machine without a token
     connection = AgentConnection(websocket, res, machine_id, expected)
-    guard = Guard(websocket, rate=500, burst=1000)
+    meter = res.metrics.socket_meter("sandbox")
+    guard = Guard(websocket, rate=500, burst=1000, meter=meter)
+    meter.opened()
     channel = machine_channel(res.edits.prefix, machine_id)
     try:
         async with res.hub.subscribe(channel, accept=connection.wants) as queue:
@@ -324,6 +351,7 @@ async def sandbox_socket(websocket: WebSocket) -> None:
                         queue, session_channel(res.edits.prefix, connection.session)
                     )
     finally:
+        meter.closed()
         await connection.settle()
         # However the socket ended (its relay may have raised): once its listener is gone.
         if connection.session is not None:

@@ -14,10 +14,11 @@ from app.errors import bad_request, forbidden, not_found
 from app.openapi import Answer, ApiRoute, Operation
 from app.pool_admin import (
     PoolAdminError,
+    UnknownPool,
     bounds_target,
     check_configured,
-    check_name,
     parse_bounds,
+    remove_pool,
     store_bounds,
 )
 from app.routes.common import authenticate, resources
@@ -33,7 +34,7 @@ from app.schemas import (
 from pool.services.pool_status import pool_report
 from pool.services.targets import tier_bounds
 from pool.store.inventory import PoolKey
-from sql.pool_targets import PoolTarget, get_target, list_targets, set_target
+from sql.pool_targets import list_targets
 
 
 async def _require_admin(request: Request) -> Principal:
@@ -95,38 +96,19 @@ def _as_bad_request() -> Iterator[None]:
 
 
 async def delete_pool(request: Request) -> Response:
-    """Remove a pool: every bound of every tier becomes 0, so the next resize destroys its ready
-    machines and its leased ones are destroyed as their sessions end. Works for a pool whose
-    region or template the configuration no longer names (the way to clean one up); 404 for a
-    pool nobody ever made."""
+    """Remove a pool (app.pool_admin.remove_pool: the CLI's `pool delete` does the same)."""
     principal = await _require_admin(request)
     res = resources(request)
     template, region = request.path_params["template"], request.path_params["region"]
-    with _as_bad_request():
-        check_name(template, region)  # not check_configured: a pool of a dropped region too
-    pool = PoolKey(template, region)
-    async with res.db.connection() as conn:
-        known = await get_target(conn, template, region) is not None
-        if not known and pool not in await res.inventory.pools():
-            raise not_found("pool")
-        await set_target(conn, _removed(template, region), principal.user_id)
-    await res.jobs.resize(template, region)
+    try:
+        await remove_pool(res.db, res.inventory, res.jobs, template, region, principal.user_id)
+    except UnknownPool:
+        raise not_found("pool") from None
+    except PoolAdminError as exc:
+        raise bad_request(exc.message, exc.code) from None
     return JSONResponse(
         {"template": template, "region": region, "min": 0, "max": 0, "removed": True},
         status_code=202,
-    )
-
-
-def _removed(template: str, region: str) -> PoolTarget:
-    return PoolTarget(
-        template,
-        region,
-        0,
-        0,
-        suspended_min=0,
-        suspended_max=0,
-        stopped_min=0,
-        stopped_max=0,
     )
 
 

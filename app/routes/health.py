@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.openapi import Answer, ApiRoute, Operation
+from app.resources import Resources
 from app.routes.common import resources
 from app.schemas import LivenessView, ReadinessView
 
@@ -25,7 +26,22 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    res = resources(request)
+    checks = await _run_checks(resources(request), with_worker=True)
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def check_stores(res: Resources) -> None:
+    """Postgres and Redis checked as /readyz checks them, for `preview_store_up` (run before
+    each scrape of /metrics)."""
+    await _run_checks(res, with_worker=False)
+
+
+async def _run_checks(res: Resources, *, with_worker: bool) -> dict[str, str]:
+    """Each check `ok` or `failing: ...`; the stores' verdicts also go to the metrics."""
     checks: dict[str, str] = {}
 
     async def postgres() -> None:
@@ -49,13 +65,12 @@ async def readyz(request: Request) -> Response:
         except Exception as exc:
             checks[name] = f"failing: {type(exc).__name__}: {exc}"[:200]
 
-    await asyncio.gather(run("postgres", postgres), run("redis", redis), run("worker", worker))
-    checks = {name: checks[name] for name in ("postgres", "redis", "worker")}
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    named = {"postgres": postgres, "redis": redis, "worker": worker}
+    names = ("postgres", "redis", "worker") if with_worker else ("postgres", "redis")
+    await asyncio.gather(*(run(name, named[name]) for name in names))
+    for store in ("postgres", "redis"):
+        res.metrics.store_up(store, checks[store] == "ok")
+    return {name: checks[name] for name in names}
 
 
 ROUTES = [

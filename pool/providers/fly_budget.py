@@ -53,7 +53,7 @@ class SharedRateLimiter:
         # The same rates; used alone when Redis cannot be reached.
         self._local = RateLimiter(time.monotonic, sleep, rates, default)
 
-    async def acquire(self, action: str, scope: str) -> None:
+    async def acquire(self, action: str, scope: str) -> float:
         rate = self._local.rate_for(action)
         interval_us = round(1_000_000 * SLACK / rate.per_second)
         try:
@@ -63,7 +63,8 @@ class SharedRateLimiter:
                 )
         except PoolUnavailable as exc:
             log.warning("Fly rate budget unreachable, pacing this process alone: %s", exc)
-            await self._local.acquire(action, scope)
-            return
+            return await self._local.acquire(action, scope)
         if int(wait_us) > 0:
             await self._sleep(int(wait_us) / 1_000_000)
+            return int(wait_us) / 1_000_000
+        return 0.0

@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -49,6 +49,29 @@ _CAPACITY_PHRASES = (
 )
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
+
+
+class ProviderMeter(Protocol):
+    """Hears each failed try of an API call and each wait for Fly's rate limits
+    (pool.services.metrics.Metrics is one)."""
+
+    def provider_error(self, provider: str, kind: str) -> None: ...
+
+    def rate_limit_wait(self, provider: str, seconds: float) -> None: ...
+
+
+def error_kind(status: int, failure: ProviderError | None = None) -> str:
+    """A failed try, for preview_provider_errors_total's `kind`: transport (no answer),
+    capacity, rate_limited (429), not_found (404), server (5xx, 408), client (other 4xx)."""
+    if isinstance(failure, CapacityExhausted):
+        return "capacity"
+    if status == 429:
+        return "rate_limited"
+    if status == 404:
+        return "not_found"
+    if status >= 500 or status == 408:
+        return "server"
+    return "client" if status else "transport"
 
 
 class FlyAPIError(ProviderError):
@@ -139,8 +162,10 @@ class FlyClient:
         sleep: Callable[[float], Awaitable[None]],
         rand: Callable[[], float],
         timeout: float,
+        meter: ProviderMeter | None = None,
     ) -> None:
         self.app_name = app_name
+        self._meter = meter
         self._limiter = limiter
         self._retry = retry
         self._sleep = sleep
@@ -184,12 +209,13 @@ class FlyClient:
         headers = {LEASE_HEADER: nonce} if nonce is not None else None
         attempt = 0
         while True:
-            await self._limiter.acquire(action, scope)
+            await self._acquire(action, scope)
             try:
                 response = await self._http.request(
                     method, path, params=params, json=json, headers=headers
                 )
             except httpx.RequestError as exc:
+                self._count_error(0)
                 if not (idempotent or isinstance(exc, _NEVER_SENT)):
                     raise OutcomeUnknown(f"{what}: {exc!r}") from exc
                 if attempt + 1 >= self._retry.attempts:
@@ -202,14 +228,27 @@ class FlyClient:
                 delay = max(
                     self.backoff(attempt), retry_after(response, self._retry.max_retry_after)
                 )
+                if response.status_code == 429 and self._meter is not None:
+                    self._meter.rate_limit_wait("fly", delay)
             await self._sleep(delay)
             attempt += 1
+
+    async def _acquire(self, action: str, scope: str) -> None:
+        """Wait for a rate-limit token (the wait is what the limiter slept)."""
+        waited = await self._limiter.acquire(action, scope)
+        if waited > 0 and self._meter is not None:
+            self._meter.rate_limit_wait("fly", waited)
+
+    def _count_error(self, status: int, failure: ProviderError | None = None) -> None:
+        if self._meter is not None:
+            self._meter.provider_error("fly", error_kind(status, failure))
 
     def _raise_unless_retryable(
         self, response: httpx.Response, what: str, idempotent: bool, attempt: int
     ) -> None:
         failure = error_from_response(response, what)
         status = response.status_code
+        self._count_error(status, failure)
         if isinstance(failure, CapacityExhausted) or not is_retryable(status):
             raise failure
         if not idempotent and status != 429:

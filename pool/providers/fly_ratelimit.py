@@ -40,9 +40,9 @@ _PRUNE_ABOVE = 1024
 class Limiter(Protocol):
     """Waits until a call of `action` on `scope` is within Fly's limits. RateLimiter keeps the
     buckets in this process; pool.providers.fly_budget.SharedRateLimiter keeps them in Redis, for
-    every process of the deployment."""
+    every process of the deployment. Returns the seconds it waited."""
 
-    async def acquire(self, action: str, scope: str) -> None: ...
+    async def acquire(self, action: str, scope: str) -> float: ...
 
 
 class ReservationBucket:
@@ -98,10 +98,11 @@ class RateLimiter:
             bucket = self._buckets[key] = ReservationBucket(self.rate_for(action), now)
         return bucket.reserve(now)
 
-    async def acquire(self, action: str, scope: str) -> None:
+    async def acquire(self, action: str, scope: str) -> float:
         delay = self.reserve(action, scope)
         if delay > 0:
             await self._sleep(delay)
+        return max(delay, 0.0)
 
     def _prune(self, now: float) -> None:
         for key in [key for key, bucket in self._buckets.items() if bucket.is_full(now)]:

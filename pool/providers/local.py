@@ -40,7 +40,7 @@ import httpx
 
 from pool.core.errors import MachineNotFound, ProviderError
 from pool.core.provider import Machine, MachineSpec, MachineState, new_machine_token
-from pool.providers import local_cgroup, local_isolation, local_process
+from pool.providers import local_cgroup, local_isolation, local_process, local_usage
 from pool.providers.local_records import LocalMachineFile, MachineStore
 from pool.providers.local_supervisor import LISTEN_FD, TOKEN_FD, Plan
 
@@ -119,6 +119,7 @@ class LocalProvider:
             else []
         )
         self._installed_templates: set[str] = set()
+        self._install_locks: dict[str, asyncio.Lock] = {}
         self._children: set[int] = set()
         # No keep-alive: a pooled connection to a machine that has since been stopped is only
         # a source of spurious errors. No trust_env: a proxy must not see loopback requests.
@@ -216,6 +217,17 @@ class LocalProvider:
                     f"machine {machine_id} is {machine.state}, not {state}, after {timeout}s"
                 )
             await asyncio.sleep(WAIT_POLL)
+
+    def usage(self) -> dict[str, local_usage.Usage]:
+        """CPU time and memory of every running machine (pool.providers.local_usage)."""
+        found = {}
+        for record in self._store.records():
+            if record.pid is None or not self._alive(record.pid):
+                continue
+            usage = local_usage.read_usage(self._isolation.cgroups, record.id, record.pgid)
+            if usage is not None:
+                found[record.id] = usage
+        return found
 
     async def aclose(self) -> None:
         # Machines are deliberately left running: they belong to the base directory, not to
@@ -316,9 +328,19 @@ class LocalProvider:
         )
 
     async def _ensure_template(self, template: str) -> None:
-        """Install the template's npm dependencies the first time it is used (idempotent)."""
+        """Install the template's npm dependencies the first time it is used (idempotent).
+        One install per template at a time: a pool's first creates all wait for it."""
         if self._orchestrator_ws_url is None or template in self._installed_templates:
             return
+        async with self._install_locks.setdefault(template, asyncio.Lock()):
+            if template in self._installed_templates:
+                return
+            started = time.monotonic()
+            logger.info("installing template %s (npm, once per lockfile) ...", template)
+            await self._install_template(template)
+            logger.info("template %s ready in %.1f s", template, time.monotonic() - started)
+
+    async def _install_template(self, template: str) -> None:
         env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(SOURCE_ROOT)}
         if "HOME" in os.environ:
             env["HOME"] = os.environ["HOME"]  # npm's cache

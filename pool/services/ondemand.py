@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pool.core.errors import ProviderError
 from pool.core.provider import Guest
 from pool.services.context import PoolServices
+from pool.services.fallbacks import BOOT_FAILED, record_start_failure
 from pool.services.lifecycle import end_and_release
 from pool.services.machines import destroy_machine
 from pool.services.refill import RefillSettings, create_and_wait
@@ -45,9 +46,10 @@ async def boot_for_session(
     pool = PoolKey(session.template, session.region)
 
     async def fail_boot() -> Booted:
-        await end_and_release(
-            services, session_id, reason="boot_failed", status=SessionStatus.FAILED
-        )
+        if await end_and_release(
+            services, session_id, reason=BOOT_FAILED, status=SessionStatus.FAILED
+        ):
+            await record_start_failure(services, session_id, BOOT_FAILED)
         services.metrics.incr("ondemand.failed")
         return Booted.FAILED
 

@@ -25,6 +25,7 @@ Run as a cron job every interval; every step is idempotent.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -144,9 +145,7 @@ async def _reconcile(
     entries = await _drop_stale_user_entries(db, services.broker, records)
 
     report = ReconcileReport(orphans, dropped, failed, entries, restored, tokens, released)
-    services.metrics.incr("reconcile.orphans_destroyed", orphans)
-    services.metrics.incr("reconcile.records_dropped", dropped)
-    services.metrics.incr("reconcile.records_restored", restored)
+    services.metrics.reconciled(dataclasses.asdict(report))
     if orphans or dropped or failed or restored or tokens or released:
         log.warning("reconcile found drift: %s", report)
     return report

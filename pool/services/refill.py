@@ -154,13 +154,14 @@ async def resize_pool(
         # The wait counts from the failure, not from the start of the run.
         await _note_creates(inventory, pool, backoff, outcome, settings, clock())
     counts = await inventory.counts(pool)
-    prefix = f"pool.{pool.template}.{pool.region}"
-    metrics.gauge(f"{prefix}.ready", counts.ready)
-    metrics.gauge(f"{prefix}.suspended", counts.suspended)
-    metrics.gauge(f"{prefix}.stopped", counts.stopped)
-    metrics.gauge(f"{prefix}.target", plan.target)
-    for tier in TIERS:
-        metrics.gauge(f"{prefix}.target.{tier.value}", plan.targets.get(tier))
+    metrics.pool_sizes(
+        pool.template,
+        pool.region,
+        ready={"hot": counts.ready, "suspended": counts.suspended, "stopped": counts.stopped},
+        targets={tier.value: plan.targets.get(tier) for tier in TIERS},
+        leased=counts.leased,
+        booting=counts.booting,
+    )
     return plan
 
 

@@ -19,6 +19,7 @@ import uuid
 from pool.core.errors import ProviderError
 from pool.core.states import PoolState, Tier
 from pool.services.context import PoolServices
+from pool.services.fallbacks import WAKE_FAILED, record_start_failure
 from pool.services.lifecycle import end_and_release
 from pool.services.tiers import bring_to
 from sql import sessions
@@ -62,9 +63,10 @@ async def wake_for_session(
         machine = await bring_to(services.provider, machine_id, Tier.HOT, timeout)
     except ProviderError as exc:
         log.warning("could not wake %s for %s: %s", machine_id, session_id, exc)
-        await end_and_release(
-            services, session_id, reason="wake_failed", status=SessionStatus.FAILED
-        )
+        if await end_and_release(
+            services, session_id, reason=WAKE_FAILED, status=SessionStatus.FAILED
+        ):
+            await record_start_failure(services, session_id, WAKE_FAILED)
         services.metrics.incr("wake.failed")
         return Woken.FAILED
     await services.inventory.set_token(machine_id, machine.metadata.get("token"))

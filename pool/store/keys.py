@@ -16,9 +16,17 @@
     stats:{t}:{r}                hash: hits (any tier), hits_suspended, hits_stopped, misses
     demand:{t}:{r}:{bucket}      counter of lease attempts per 10 s bucket (expires after 15 min)
     create-backoff:{t}:{r}       hash: failures, retry_at, error (a pool whose creates keep failing)
+    pool-history                 zset sample -> its time (s): every pool's counts, sampled for the
+                                 dashboard, trimmed to the last hour (pool.store.pool_history)
     lock:{name}                  a lock over all workers (a pool's resize, reconcile)
     store-id                     present while Redis keeps its data (pool.store.store_identity)
     fly-rate:{action}:{scope}    GCRA theoretical arrival time (µs) of the next Fly API call
+    alerts:proc:{process}        JSON: a process's counters and heartbeat for the alert evaluator
+                                 (expires), its id in the set alerts:procs
+    alerts:history               list of JSON figures the evaluator saw (its windows), oldest first
+    alerts:state                 hash alert instance -> JSON state (pending or firing)
+    alerts:outbox                list of JSON webhook messages not yet delivered, oldest first
+    alerts:recent                list of JSON resolved alerts, newest first (bounded)
     edits:{session}              stream of patches, entry id = "{seq}-0", bounded (MAXLEN ~)
     snap:{session}               hash path -> content: every file at the stream's head
     snapmeta:{session}           hash: head (seq), bytes, epoch, user; applied (seq the machine
@@ -28,6 +36,7 @@
     ch:session:{session}         pub/sub channel: patches, applied, status, logs of a session
     ch:machine:{machine}         pub/sub channel: assign and hydrate for a machine's agent
     ch:hub                       pub/sub channel nobody publishes on (keeps a gateway subscribed)
+    ch:flags                     pub/sub channel: the rollout flags changed (app/rollout/flag_cache)
 
 The Lua scripts (pool/store/lua/) take the keys they touch as KEYS, named here. A few keys are
 known only inside a script, named by what it reads there (a popped machine id, a field of the
@@ -95,6 +104,10 @@ class Keys:
     def create_backoff(self, pool: str) -> str:
         return f"{self.prefix}create-backoff:{pool}"
 
+    @property
+    def pool_history(self) -> str:
+        return f"{self.prefix}pool-history"
+
     # Users.
 
     def user_sessions(self, user_id: str) -> str:
@@ -138,6 +151,15 @@ class Keys:
     def fly_rate(self, action: str, scope: str) -> str:
         return f"{self.prefix}fly-rate:{action}:{scope}"
 
+    # The in-process alert evaluator (pool.services.alerts).
+
+    def alert_process(self, process_id: str) -> str:
+        return f"{self.prefix}alerts:proc:{process_id}"
+
+    def alerts(self, name: str) -> str:
+        """`procs`, `history`, `state`, `outbox` or `recent`."""
+        return f"{self.prefix}alerts:{name}"
+
     # Pub/sub channels.
 
     def session_channel(self, session_id: str) -> str:
@@ -149,3 +171,7 @@ class Keys:
     @property
     def hub_channel(self) -> str:
         return f"{self.prefix}ch:hub"
+
+    @property
+    def flags_channel(self) -> str:
+        return f"{self.prefix}ch:flags"

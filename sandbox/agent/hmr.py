@@ -31,6 +31,13 @@ from sandbox.agent.logs import strip_ansi
 CONNECT_TIMEOUT = 5.0
 # oxc / rolldown put the position in the message: "╭─[ src/App.jsx?t=5:5:3 ]".
 MESSAGE_POSITION = re.compile(r"\[\s*([^\s\[\]]+?):(\d+):(\d+)\s*\]")
+# A path the message names, for errors that carry no id (an SFC's <script> that Babel could not
+# parse while plugin-vue computed the hot update prints the file on a line of its own).
+MESSAGE_PATH = r"(?:^|\s)({root}/[^\s:?\"'()\[\]]+)"
+# plugin-vue copies the Vue compiler's position into Rollup's `loc` as it is, and Vue counts
+# columns from 1. Those errors name the file in `loc`; Babel's, for a <script> block, keep
+# Rollup's 0-based columns and name none.
+VUE_PLUGIN = "vite:vue"
 
 
 @dataclass(frozen=True)
@@ -116,20 +123,35 @@ def compile_error(err: dict[str, Any], root: Path) -> CompileFailed:
     loc = err.get("loc")
     file, line, column = err.get("id"), 0, 0
     if isinstance(loc, dict) and isinstance(loc.get("line"), int):
-        # Rollup's convention: 1-based lines, 0-based columns.
+        one_based = err.get("plugin") == VUE_PLUGIN and bool(loc.get("file"))
         file = loc.get("file") or file
         line = loc["line"]
-        column = loc["column"] + 1 if isinstance(loc.get("column"), int) else 0
+        column = _loc_column(loc, one_based=one_based)
     elif found := MESSAGE_POSITION.search(message):
         # oxc and rolldown print "[ src/App.jsx?t=5:5:3 ]", both 1-based.
         file = file or found.group(1)
         line, column = int(found.group(2)), int(found.group(3))
+    if not file:
+        file = _named_path(message, root)
     return CompileFailed(
         message=message,
         file=relative(file, root) if isinstance(file, str) else "",
         line=line,
         column=column,
     )
+
+
+def _loc_column(loc: dict[str, Any], *, one_based: bool) -> int:
+    """Rollup's `loc.column` counts from 0 (plugin-vue's Vue errors from 1); ours from 1."""
+    column = loc.get("column")
+    if not isinstance(column, int):
+        return 0
+    return column if one_based else column + 1
+
+
+def _named_path(message: str, root: Path) -> str:
+    found = re.search(MESSAGE_PATH.format(root=re.escape(root.as_posix())), message)
+    return found.group(1) if found else ""
 
 
 def relative(file: str, root: Path) -> str:

@@ -2,7 +2,8 @@
 // file; the sandbox agent copies it into the workspace). The agent reads Vite's stdout and
 // listens on Vite's HMR socket, so the plugin only has to:
 //   - inject a bridge into the page that forwards console output and uncaught errors over the
-//     HMR socket, and print each message as one marked JSON line on stdout;
+//     HMR socket, and print each message as one marked JSON line on stdout; the bridge also
+//     reports the page's first render to the preview origin (POST /__preview/render);
 //   - announce every file change the dev server has taken in (`preview:change`), so the agent can
 //     acknowledge patches that touch no module of the page yet;
 //   - keep the agent's own state directory out of the watcher and away from the browser;
@@ -45,6 +46,34 @@ if (hot) {
   window.addEventListener('unhandledrejection', (event) => {
     forward('error', ['Unhandled rejection:', event.reason])
   })
+}
+// The session's first render, reported once per page to the preview origin, which records
+// only the first report of the session (app/preview_render.py): once the app's root has
+// children, after the frame that shows them has been painted (a task queued from the
+// animation frame runs after that frame's paint).
+function reportFirstRender() {
+  const root = document.getElementById('root') || document.body
+  const report = () => requestAnimationFrame(() => setTimeout(() => {
+    const body = JSON.stringify({ sinceNavigationMs: Math.round(performance.now()) })
+    fetch('/__preview/render', {
+      method: 'POST',
+      body,
+      keepalive: true,
+      credentials: 'same-origin',
+      headers: { 'content-type': 'application/json' },
+    }).catch(() => {})
+  }, 0))
+  if (root.childElementCount > 0) return report()
+  const observer = new MutationObserver(() => {
+    if (root.childElementCount === 0) return
+    observer.disconnect()
+    report()
+  })
+  observer.observe(root, { childList: true })
+}
+if (!window.__previewRenderReported) {
+  window.__previewRenderReported = true
+  reportFirstRender()
 }
 `
 
@@ -99,10 +128,15 @@ export default function previewPlugin() {
       // loaded map of a module whose code no transform changed: the newline makes this count.
       return { code: code + '\n', map: { mappings: '' } }
     },
-    hotUpdate({ file, type }) {
-      if (this.environment.name === 'client') {
-        this.environment.hot.send('preview:change', { file, type })
-      }
+    // Before the framework's own hook: when that one throws (plugin-vue parses the SFC's
+    // <script> there), Vite skips the hooks after it, and the change is taken in all the same.
+    hotUpdate: {
+      order: 'pre',
+      handler({ file, type }) {
+        if (this.environment.name === 'client') {
+          this.environment.hot.send('preview:change', { file, type })
+        }
+      },
     },
   }
 }

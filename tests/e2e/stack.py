@@ -131,7 +131,9 @@ class Stack:
 
     # -- the pool ------------------------------------------------------------------------------
 
-    def pool(self, template: str = "react-web") -> dict[str, Any]:
+    def pool(self, template: str | None = None) -> dict[str, Any]:
+        """The pool row of `template` (the stack's default template unless named)."""
+        template = template or self.env["PREVIEW_DEFAULT_TEMPLATE"]
         answer = self.http.get(f"{self.base_url}/api/admin/pool", headers=self.headers)
         answer.raise_for_status()
         for row in answer.json()["pools"]:

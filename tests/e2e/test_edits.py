@@ -117,5 +117,14 @@ def test_no_credential_used_by_a_session_reaches_the_log(
         "session token": session.token,
         "refreshed token": refreshed.json()["token"],
         "user's access token": stack.admin_token,
+        "file's content": "Quiet logs",
     }.items():
         assert secret not in log, f"the {name} is in the log"
+    # Lines about this session say which session, machine and request they concern (dev's
+    # lines for people end with "[request=… session=… machine=…]").
+    lines = log.splitlines()
+    assert any(f"session={session.id}" in line for line in lines), "no line names the session"
+    assert any(f"machine={session.machine_id}" in line for line in lines), "none names its machine"
+    assert any("request=" in line and f"session={session.id}" in line for line in lines), (
+        "no line of a request about the session names the request"
+    )

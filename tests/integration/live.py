@@ -13,14 +13,18 @@ import uvicorn
 
 from app.server import create_app, websocket_options
 from app.settings import Settings
+from pool.services.metrics_endpoint import Listen
 from tests.conftest import free_port
 
 
 @contextmanager
-def live_server(settings: Settings, port: int | None = None) -> Iterator[str]:
+def live_server(
+    settings: Settings, port: int | None = None, *, metrics_listen: Listen | None = None
+) -> Iterator[str]:
+    """`metrics_listen`: serve GET /metrics there too, as `web` does."""
     port = port or free_port()
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, metrics_listen=metrics_listen),
         host="127.0.0.1",
         port=port,
         log_config=None,

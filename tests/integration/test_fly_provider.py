@@ -22,6 +22,7 @@ from pool.providers.fly import FlyMachineDefaults, FlyProvider, FlyRuntime, FlyT
 from pool.providers.fly_client import FlyAPIError, LeaseConflict, error_from_response
 from pool.providers.fly_models import ErrorBody, provider_state
 from pool.providers.fly_ratelimit import Rate, ReservationBucket
+from pool.services.metrics import NullMetrics
 from tests.fakes.fly_api import FakeFlyAPI
 from tests.fakes.fly_faults import FlyNetwork
 from tests.fakes.fly_state import Latencies
@@ -668,3 +669,30 @@ def test_state_mapping(fly_state: str, state: MachineState) -> None:
 
 def test_error_body_without_status_parses() -> None:
     assert ErrorBody.model_validate_json(b'{"error": "x"}').status is None
+
+
+async def test_api_errors_and_rate_limit_waits_reach_the_metrics(
+    network: FlyNetwork, clock: VirtualClock, fake: FakeFlyAPI
+) -> None:
+    metrics = NullMetrics()
+    fly = FlyProvider(
+        APP,
+        TOKEN,
+        IMAGE,
+        regions=("ams",),
+        runtime=FlyRuntime(
+            transport=network, clock=clock.now, sleep=clock.sleep, rand=lambda: 0.5, meter=metrics
+        ),
+    )
+    try:
+        machine = await fly.create(SPEC)
+        fake.inject("Machines_show", 429, retry_after=5)
+        fake.inject("Machines_show", 503, times=2)
+        await fly.get(machine.id)
+    finally:
+        await fly.aclose()
+    errors = metrics.provider_errors
+    assert errors.labels("fly", "rate_limited").value == 1
+    assert errors.labels("fly", "server").value == 2
+    # The 429's Retry-After (5 s on the virtual clock), at least.
+    assert metrics.provider_waits.labels("fly").value >= 5.0

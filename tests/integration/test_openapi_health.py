@@ -27,6 +27,25 @@ ROUTES = {
     ("/api/admin/pool", "get"),
     ("/api/admin/pool/{template}/{region}", "put"),
     ("/api/admin/pool/{template}/{region}", "delete"),
+    ("/api/admin/pool/history", "get"),
+    ("/api/admin/sessions", "get"),
+    ("/api/admin/sessions/{sessionId}/timeline", "get"),
+    ("/api/preview/sessions/{sessionId}/timeline", "get"),
+    ("/api/admin/stats", "get"),
+    ("/api/admin/alerts", "get"),
+    ("/api/admin/rollout/report", "get"),
+    ("/api/preview/appetize-sessions", "post"),
+    ("/api/preview/appetize-sessions/{sessionId}/events", "post"),
+    ("/api/preview/backend", "get"),
+    ("/api/admin/flags", "get"),
+    ("/api/admin/flags/global", "put"),
+    ("/api/admin/flags/audit", "get"),
+    ("/api/admin/flags/users/{user}", "put"),
+    ("/api/admin/flags/users/{user}", "delete"),
+    ("/api/admin/flags/projects/{project}", "put"),
+    ("/api/admin/flags/projects/{project}", "delete"),
+    ("/api/admin/flags/plans/{plan}", "put"),
+    ("/api/admin/flags/plans/{plan}", "delete"),
     ("/healthz", "get"),
     ("/readyz", "get"),
 }
@@ -124,8 +143,8 @@ def test_openapi_matches_the_served_routes(settings: Settings) -> None:
     for route in app.routes:
         if not isinstance(route, Route) or route.path == "/api/openapi.json":
             continue
-        if route.path.startswith("/ui/"):
-            continue  # static assets of the browser side, not the API
+        if route.path.startswith("/ui/") or route.path == "/admin":
+            continue  # static assets of the browser side and the dashboard page, not the API
         path = route.path.replace("{session_id}", "{sessionId}")
         for method in route.methods or ():
             if method != "HEAD":

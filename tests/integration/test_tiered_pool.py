@@ -330,7 +330,7 @@ async def test_leases_take_hot_then_suspended_then_stopped_then_boot_on_demand(
         "SELECT kind FROM session_events WHERE session_id = %s ORDER BY id",
         uuid.UUID(views[Tier.STOPPED][0]["id"]),
     )
-    assert [e[0] for e in events] == ["created", "machine_woken"]
+    assert [e[0] for e in events] == ["requested", "leased", "machine_ready"]
 
 
 async def test_an_uncommitted_lease_from_a_lower_tier_goes_back_to_that_tier(
@@ -374,6 +374,13 @@ async def test_a_machine_that_will_not_wake_fails_its_session_and_is_recycled(
     after = await deps.inventory.machine(machine_id)
     assert after is not None and after.state is PoolState.RECYCLING
     assert (await _queued(deps))[f"recycle:{machine_id}:{record.epoch + 1}"][0] == "recycle"
+    # The session never started: its editor falls back to Appetize (docs/rollout.md, "Fallback").
+    with psycopg.connect(settings.database_url or "") as conn:
+        fallbacks = conn.execute(
+            "SELECT reason, session_id FROM preview_fallbacks WHERE project_id = %s",
+            (user.project_id,),
+        ).fetchall()
+    assert fallbacks == [("wake_failed", uuid.UUID(view["id"]))]
 
 
 # -- recycle -------------------------------------------------------------------------------------

@@ -4,9 +4,6 @@ the client, the demo and the lockfile's runtime packages, and nothing else."""
 
 from __future__ import annotations
 
-import filecmp
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,33 +13,13 @@ from starlette.testclient import TestClient
 from app.server import create_app
 from app.settings import Settings, load_settings
 from app.ui_assets import UI_DIR, runtime_packages
+from tests.tsc_dist import assert_dist_is_fresh
 
 CLIENT = UI_DIR / "client"
 
 
 def test_dist_is_what_tsc_makes_of_src(tmp_path: Path) -> None:
-    tsc = UI_DIR / "node_modules" / "typescript" / "bin" / "tsc"
-    assert tsc.is_file(), "app/ui's npm packages are not installed (tests/run.sh installs them)"
-    out = tmp_path / "dist"
-    done = subprocess.run(
-        ["node", str(tsc), "-p", str(CLIENT), "--outDir", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    compared = filecmp.dircmp(out, CLIENT / "dist")
-    assert not compared.left_only and not compared.right_only, (
-        compared.left_only,
-        compared.right_only,
-    )
-    stale = [
-        name
-        for name in compared.common_files
-        if not filecmp.cmp(out / name, CLIENT / "dist" / name, shallow=False)
-    ]
-    assert not stale, f"rebuild dist (cd app/ui && npx tsc -p client): {stale}"
-    shutil.rmtree(out)
+    assert_dist_is_fresh("client", tmp_path)
 
 
 @pytest.fixture

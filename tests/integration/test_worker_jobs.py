@@ -371,3 +371,16 @@ async def test_reap_notices_a_store_reset_and_rebuilds_the_leased_records_at_onc
     await deps.redis.delete(record)
     await jobs.reap(ctx)
     assert await deps.redis.exists(record) == 0
+
+
+async def test_evaluate_alerts_judges_the_rules_and_keeps_its_evaluator(
+    deps: WorkerContext, ctx: dict[str, Any]
+) -> None:
+    deps.metrics.worker_tick()
+    first = await jobs.evaluate_alerts(ctx)
+    evaluator = ctx["alerts"]
+    second = await jobs.evaluate_alerts(ctx)
+    assert first["evaluated"] and second["evaluated"]
+    assert ctx["alerts"] is evaluator  # kept across ticks (it remembers a Redis outage)
+    assert len(await evaluator.store.history()) == 2
+    assert second["firing"] == []  # a healthy worker, both stores up

@@ -110,6 +110,37 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
             {"message": "boom", "loc": {"file": "/srv/workspace/src/a.ts", "line": 3, "column": 0}},
             ("src/a.ts", 3, 1),
         ),
+        # plugin-vue: the Vue compiler's 1-based column, as Vite sends it for `</h2>` at 9:26.
+        (
+            {
+                "message": "Invalid end tag.",
+                "id": "/srv/workspace/src/App.vue",
+                "plugin": "vite:vue",
+                "loc": {"file": "/srv/workspace/src/App.vue", "line": 9, "column": 26},
+            },
+            ("src/App.vue", 9, 26),
+        ),
+        # Babel's error for a <script> block (0-based column), from a module request ...
+        (
+            {
+                "message": "[vue/compiler-sfc] Unexpected token (5:6)\n\n"
+                "/srv/workspace/src/App.vue",
+                "id": "/srv/workspace/src/App.vue?t=1",
+                "plugin": "vite:vue",
+                "loc": {"line": 5, "column": 6, "index": 55},
+            },
+            ("src/App.vue", 5, 7),
+        ),
+        # ... and from plugin-vue's hot-update hook: no id, the file only in the message.
+        (
+            {
+                "message": "[vue/compiler-sfc] Unexpected token (5:6)\n\n/srv/workspace/src/App.vue"
+                "\n5  |  const = 5",
+                "loc": {"line": 5, "column": 6, "index": 55},
+            },
+            ("src/App.vue", 5, 7),
+        ),
+        ({"message": "failed in /srv/workspace-other/a.js", "loc": {"line": 2}}, ("", 2, 0)),
         ({"message": "\x1b[31mred\x1b[0m"}, ("", 0, 0)),
         ({"message": "x", "id": "/elsewhere/lib.js"}, ("/elsewhere/lib.js", 0, 0)),
     ],

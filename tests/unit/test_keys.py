@@ -22,6 +22,7 @@ def _every_key() -> dict[str, str]:
         "stats": KEYS.stats(POOL),
         "demand": KEYS.demand(POOL, 7),
         "create_backoff": KEYS.create_backoff(POOL),
+        "pool_history": KEYS.pool_history,
         "user_sessions": KEYS.user_sessions("x"),
         "creation_rate": KEYS.creation_rate("x"),
         "edit_bytes": KEYS.edit_bytes("x"),
@@ -34,6 +35,7 @@ def _every_key() -> dict[str, str]:
         "session_channel": KEYS.session_channel("x"),
         "machine_channel": KEYS.machine_channel("x"),
         "hub_channel": KEYS.hub_channel,
+        "flags_channel": KEYS.flags_channel,
     }
 
 

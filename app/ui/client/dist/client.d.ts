@@ -2,7 +2,7 @@
 import { PreviewConnection, type ConnectionOptions } from "./connection.js";
 import { PreviewApiError } from "./errors.js";
 export { PreviewApiError };
-import type { CreateSessionOptions, Device, Session, ShareLink, TokenGrant } from "./types.js";
+import type { AppetizeSession, AppetizeStage, BackendAnswer, CreateSessionOptions, Device, Session, ShareLink, TokenGrant } from "./types.js";
 export type AccessTokenProvider = () => string | Promise<string>;
 export interface PreviewClientOptions {
     /** The service's base URL, e.g. `https://preview.example.com`. */
@@ -36,6 +36,18 @@ export declare class PreviewClient {
     request<T>(method: string, path: string, options?: RequestOptions): Promise<T>;
     /** The device catalogue (no auth needed). */
     devices(): Promise<Device[]>;
+    /** Which preview system this editor uses for the project (`appetize` when it falls back). */
+    backend(projectId: string, signal?: AbortSignal): Promise<BackendAnswer>;
+    /** Opens an Appetize-arm session: the panel shows the project's Appetize embed. */
+    createAppetizeSession(projectId: string, reason: string): Promise<AppetizeSession>;
+    /** Reports one stage of an Appetize-arm session (stamped by the server when it arrives). */
+    reportAppetizeStage(sessionId: string, stage: AppetizeStage, detail?: {
+        latencyMs?: number;
+        message?: string;
+        event?: string;
+    }, options?: {
+        keepalive?: boolean;
+    }): Promise<void>;
     /** Leases a preview machine: status "active" (201) or "booting" (202). */
     createSession(options: CreateSessionOptions): Promise<Session>;
     getSession(id: string, signal?: AbortSignal): Promise<Session>;

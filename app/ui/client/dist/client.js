@@ -1,6 +1,7 @@
 /** The HTTP client of the preview orchestrator's API. */
 import { PreviewConnection } from "./connection.js";
 import { PreviewApiError } from "./errors.js";
+import { fallbackOf } from "./appetize.js";
 export { PreviewApiError };
 function sleep(ms, signal) {
     return new Promise((resolve, reject) => {
@@ -100,7 +101,7 @@ export class PreviewClient {
         }
         if (!response.ok) {
             const body = (payload ?? {});
-            throw new PreviewApiError(response.status, typeof body.error === "string" ? body.error : `http_${response.status}`, typeof body.message === "string" ? body.message : response.statusText || `HTTP ${response.status}`, parseRetryAfter(response.headers.get("Retry-After")));
+            throw new PreviewApiError(response.status, typeof body.error === "string" ? body.error : `http_${response.status}`, typeof body.message === "string" ? body.message : response.statusText || `HTTP ${response.status}`, parseRetryAfter(response.headers.get("Retry-After")), fallbackOf(body.fallback));
         }
         return payload;
     }
@@ -108,6 +109,23 @@ export class PreviewClient {
     async devices() {
         const body = await this.request("GET", "/api/preview/devices", { auth: false });
         return body.devices;
+    }
+    /** Which preview system this editor uses for the project (`appetize` when it falls back). */
+    backend(projectId, signal) {
+        const query = new URLSearchParams({ projectId });
+        return this.request("GET", `/api/preview/backend?${query}`, signal ? { signal } : {});
+    }
+    /** Opens an Appetize-arm session: the panel shows the project's Appetize embed. */
+    createAppetizeSession(projectId, reason) {
+        return this.request("POST", "/api/preview/appetize-sessions", { body: { projectId, reason } });
+    }
+    /** Reports one stage of an Appetize-arm session (stamped by the server when it arrives). */
+    async reportAppetizeStage(sessionId, stage, detail, options = {}) {
+        const body = detail ? { stage, detail } : { stage };
+        await this.request("POST", `/api/preview/appetize-sessions/${encodeURIComponent(sessionId)}/events`, {
+            body,
+            ...(options.keepalive ? { keepalive: true } : {}),
+        });
     }
     /** Leases a preview machine: status "active" (201) or "booting" (202). */
     createSession(options) {

@@ -10,6 +10,7 @@
  */
 import { Emitter } from "./emitter.js";
 import { PreviewApiError } from "./errors.js";
+import { fallbackOf } from "./appetize.js";
 const MIN_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 10_000;
 const TOKEN_MARGIN_MS = 60_000;
@@ -428,7 +429,7 @@ export class PreviewConnection extends Emitter {
                     this.#raw({ type: "ping" });
                 return;
             case "ended":
-                this.#end(str(f.reason) ?? "ended", str(f.status) ?? "ended");
+                this.#end(str(f.reason) ?? "ended", str(f.status) ?? "ended", fallbackOf(f.fallback));
                 return;
             default:
                 return; // pong and anything newer
@@ -766,12 +767,12 @@ export class PreviewConnection extends Emitter {
             return;
         void this.end({ keepalive: true }).catch(() => undefined);
     };
-    #end(reason, status) {
+    #end(reason, status, fallback) {
         if (this.#ended)
             return;
         this.#ended = true;
         this.#teardown();
-        this.emit("ended", { reason, status });
+        this.emit("ended", fallback ? { reason, status, fallback } : { reason, status });
     }
     #teardown() {
         clearTimeout(this.#reconnectTimer);

@@ -6,3 +6,5 @@ export type { ConnectionOptions } from "./connection.js";
 export { Emitter } from "./emitter.js";
 export type { Listener } from "./emitter.js";
 export type * from "./types.js";
+export { AppetizeEmbed, appetizeEmbedUrl, stageOfMessage, DEFAULT_APPETIZE_EMBED_URL } from "./appetize.js";
+export type { AppetizeEmbedOptions, AppetizeStageDetail } from "./appetize.js";

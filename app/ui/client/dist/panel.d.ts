@@ -2,9 +2,10 @@
  * <preview-panel>: a framework-free Web Component that shows a live preview session in
  * device frames. Importing this module defines the element.
  */
+import { type AppetizeStageDetail } from "./appetize.js";
 import { PreviewClient, type AccessTokenProvider } from "./client.js";
 import type { PreviewConnection } from "./connection.js";
-import type { BuildErrorEvent, CloseEvent, ConnectionState, Device, EndedEvent, ErrorEvent, FileChange, IdleWarningEvent, LogEvent, OpenEvent, PatchEvent, SeqEvent, Session, SnapshotEvent, TokenEvent, WelcomeEvent } from "./types.js";
+import type { AppetizeStage, BuildErrorEvent, CloseEvent, ConnectionState, Device, EndedEvent, ErrorEvent, FileChange, IdleWarningEvent, LogEvent, OpenEvent, PatchEvent, SeqEvent, Session, SnapshotEvent, TokenEvent, WelcomeEvent } from "./types.js";
 export type PanelState = "initializing" | "booting" | "ready" | "updating" | "error" | "offline" | "ended";
 export interface PanelStatusDetail {
     state: PanelState;
@@ -38,6 +39,17 @@ export interface PreviewPanelEventMap {
         device: Device;
         landscape: boolean;
     }>;
+    /** The panel shows the Appetize embed instead (its arm session's id; null if unreported). */
+    "preview-appetize": CustomEvent<{
+        reason: string;
+        url: string;
+        sessionId: string | null;
+    }>;
+    /** A stage of the Appetize arm, as reported. */
+    "preview-appetize-stage": CustomEvent<{
+        stage: AppetizeStage;
+        detail: AppetizeStageDetail;
+    }>;
 }
 /** Used when the catalogue cannot be loaded. */
 export declare const DEFAULT_DEVICES: Device[];
@@ -65,6 +77,21 @@ export declare class PreviewPanel extends BaseElement {
     /** Fallback mode: the `fallback` slot is shown instead of the preview. */
     get fallback(): boolean;
     set fallback(value: boolean | string | null | undefined);
+    /** The Appetize embed's base URL (default: the server's, PREVIEW_APPETIZE_EMBED_URL). */
+    get appetizeEmbedUrl(): string | null;
+    set appetizeEmbedUrl(value: string | null | undefined);
+    /** The Appetize embed shown instead of the new system's preview, or null. */
+    get appetize(): {
+        reason: string;
+        url: string;
+        sessionId: string | null;
+        iframe: HTMLIFrameElement;
+    } | null;
+    /**
+     * On Appetize, the editor rebuilt, uploaded and reloaded the app after an edit: `latencyMs` is
+     * how long that took, as the editor measured it (the A/B report's edit-to-visible).
+     */
+    reportEditVisible(latencyMs: number): void;
     /** Several devices at once (the toggle, or the `devices` attribute). */
     get sideBySide(): boolean;
     set sideBySide(value: boolean);

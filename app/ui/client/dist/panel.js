@@ -2,6 +2,7 @@
  * <preview-panel>: a framework-free Web Component that shows a live preview session in
  * device frames. Importing this module defines the element.
  */
+import { AppetizeEmbed } from "./appetize.js";
 import { PreviewClient } from "./client.js";
 import { PreviewApiError } from "./errors.js";
 import { PANEL_MARKUP, PANEL_STYLE } from "./panel-style.js";
@@ -106,6 +107,8 @@ export class PreviewPanel extends BaseElement {
     #reloadWhenApplied = false;
     #primaryLoaded = false;
     #autoFallback = false;
+    #appetize = null;
+    #appetizeOpening = null;
     #idleTimer;
     #idleDeadline = 0;
     #startScheduled = false;
@@ -189,6 +192,25 @@ export class PreviewPanel extends BaseElement {
     set fallback(value) {
         this.#autoFallback = false;
         this.toggleAttribute("fallback", value === "" || (Boolean(value) && value !== "false"));
+    }
+    /** The Appetize embed's base URL (default: the server's, PREVIEW_APPETIZE_EMBED_URL). */
+    get appetizeEmbedUrl() {
+        return this.getAttribute("appetize-embed-url");
+    }
+    set appetizeEmbedUrl(value) {
+        this.#setAttr("appetize-embed-url", value);
+    }
+    /** The Appetize embed shown instead of the new system's preview, or null. */
+    get appetize() {
+        const a = this.#appetize;
+        return a ? { reason: a.reason, url: a.url, sessionId: a.sessionId, iframe: a.iframe } : null;
+    }
+    /**
+     * On Appetize, the editor rebuilt, uploaded and reloaded the app after an edit: `latencyMs` is
+     * how long that took, as the editor measured it (the A/B report's edit-to-visible).
+     */
+    reportEditVisible(latencyMs) {
+        this.#appetize?.editVisible(latencyMs);
     }
     /** Several devices at once (the toggle, or the `devices` attribute). */
     get sideBySide() {
@@ -288,7 +310,7 @@ export class PreviewPanel extends BaseElement {
                 return;
             this.#resizeObserver?.disconnect();
             this.#resizeObserver = null;
-            if (this.#connection || this.#starting)
+            if (this.#connection || this.#starting || this.#appetize)
                 void this.end({ keepalive: true }).catch(() => undefined);
         });
     }
@@ -351,6 +373,16 @@ export class PreviewPanel extends BaseElement {
     async end(options = {}) {
         this.#userEnded = true;
         this.#abort?.abort();
+        await this.#appetizeOpening;
+        const appetize = this.#appetize;
+        if (appetize) {
+            this.#appetize = null;
+            await appetize.end(options);
+            appetize.remove();
+            if (!this.#ended)
+                this.#onEnded({ reason: "deleted", status: "ended" });
+            this.#updateState();
+        }
         const connection = this.#connection;
         if (connection && !connection.ended) {
             await connection.end(options).catch(() => undefined);
@@ -467,6 +499,15 @@ export class PreviewPanel extends BaseElement {
         const abort = new AbortController();
         this.#abort = abort;
         const client = this.#ensureClient();
+        // Which system this editor uses (flags, rollout, kill switch, a recent fallback). A project
+        // with no Appetize build has nothing else to show: it stays on the new system.
+        const decided = await client.backend(projectId, abort.signal).catch(() => null);
+        if (abort.signal.aborted)
+            return null;
+        if (decided?.backend === "appetize" && decided.appetize) {
+            await this.#showAppetize(projectId, decided.reason, decided.appetize);
+            return null;
+        }
         let session;
         try {
             session = await this.#createSession(client, projectId, abort.signal);
@@ -522,6 +563,9 @@ export class PreviewPanel extends BaseElement {
                         connection.close();
                         const failed = detail.code === "session_failed";
                         this.#onEnded({ reason: failed ? "boot_timeout" : "ended", status: failed ? "failed" : "ended" });
+                        // A boot or wake that failed was recorded as a fallback: the backend now says so.
+                        if (failed)
+                            void this.#fallBackIfTold(client, projectId);
                     }
                     else {
                         this.#failStart(err);
@@ -564,6 +608,7 @@ export class PreviewPanel extends BaseElement {
             }
             catch (err) {
                 const retryable = err instanceof PreviewApiError &&
+                    !err.fallback?.appetize &&
                     (err.status === 503 || (err.status === 429 && err.code === "rate_limited") || err.status === 0);
                 if (!retryable || attempt >= 4 || signal.aborted)
                     throw err;
@@ -592,6 +637,12 @@ export class PreviewPanel extends BaseElement {
             frame.loaded = false;
             frame.iframe.removeAttribute("src");
         }
+        if (this.#appetize) {
+            void this.#appetize.end();
+            this.#appetize.remove();
+            this.#appetize = null;
+        }
+        this.removeAttribute("backend");
         if (this.#autoFallback) {
             this.#autoFallback = false;
             this.removeAttribute("fallback");
@@ -603,6 +654,12 @@ export class PreviewPanel extends BaseElement {
         this.#updateState();
     }
     #failStart(err) {
+        const settings = err instanceof PreviewApiError ? err.fallback?.appetize : null;
+        if (settings && this.projectId) {
+            // The session could not start and the answer says to show Appetize: not an error to show.
+            void this.#showAppetize(this.projectId, "fallback", settings);
+            return;
+        }
         const detail = errorDetail(err);
         this.#startError = detail;
         this.#statusDetail = detail.message;
@@ -613,6 +670,40 @@ export class PreviewPanel extends BaseElement {
         }
         this.#renderFallback();
         this.#updateState();
+    }
+    async #fallBackIfTold(client, projectId) {
+        const decided = await client.backend(projectId).catch(() => null);
+        if (decided?.backend === "appetize" && decided.appetize && this.projectId === projectId) {
+            await this.#showAppetize(projectId, decided.reason, decided.appetize);
+        }
+    }
+    /** Shows the project's Appetize embed in the fallback part and reports its arm's stages. */
+    #showAppetize(projectId, reason, settings) {
+        if (this.#appetize || this.#appetizeOpening)
+            return this.#appetizeOpening ?? Promise.resolve();
+        if (!this.fallback) {
+            this.#autoFallback = true;
+            this.toggleAttribute("fallback", true);
+        }
+        this.setAttribute("backend", "appetize");
+        const opening = AppetizeEmbed.open({
+            container: this.#el(".fallback"),
+            client: this.#ensureClient(),
+            projectId,
+            reason,
+            settings,
+            embedBase: this.appetizeEmbedUrl,
+            onStage: (stage, detail) => this.#emit("preview-appetize-stage", { stage, detail }),
+        }).then((embed) => {
+            this.#appetize = embed;
+            this.#renderFallback();
+            this.#updateState();
+            this.#emit("preview-appetize", { reason, url: embed.url, sessionId: embed.sessionId });
+        });
+        this.#appetizeOpening = opening.finally(() => {
+            this.#appetizeOpening = null;
+        });
+        return this.#appetizeOpening;
     }
     #detach() {
         for (const off of this.#unsubscribe.splice(0))
@@ -683,6 +774,9 @@ export class PreviewPanel extends BaseElement {
         this.#renderEnded();
         this.#updateState();
         this.#emit("preview-ended", e);
+        // The session never started (its boot or wake failed): the socket said to show Appetize.
+        if (e.fallback?.appetize && this.projectId)
+            void this.#showAppetize(this.projectId, "fallback", e.fallback.appetize);
     }
     // ---- iframes ------------------------------------------------------------------------
     #frameUrl(first) {
@@ -1091,6 +1185,8 @@ export class PreviewPanel extends BaseElement {
     }
     // ---- state ----------------------------------------------------------------------------
     #computeState() {
+        if (this.#appetize)
+            return "ready";
         if (this.#ended)
             return "ended";
         if (this.#startError)

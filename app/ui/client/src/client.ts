@@ -2,9 +2,13 @@
 
 import { PreviewConnection, type ConnectionOptions } from "./connection.js";
 import { PreviewApiError } from "./errors.js";
+import { fallbackOf } from "./appetize.js";
 
 export { PreviewApiError };
 import type {
+  AppetizeSession,
+  AppetizeStage,
+  BackendAnswer,
   CreateSessionOptions,
   Device,
   Session,
@@ -131,12 +135,13 @@ export class PreviewClient {
       }
     }
     if (!response.ok) {
-      const body = (payload ?? {}) as { error?: unknown; message?: unknown };
+      const body = (payload ?? {}) as { error?: unknown; message?: unknown; fallback?: unknown };
       throw new PreviewApiError(
         response.status,
         typeof body.error === "string" ? body.error : `http_${response.status}`,
         typeof body.message === "string" ? body.message : response.statusText || `HTTP ${response.status}`,
         parseRetryAfter(response.headers.get("Retry-After")),
+        fallbackOf(body.fallback),
       );
     }
     return payload as T;
@@ -146,6 +151,31 @@ export class PreviewClient {
   async devices(): Promise<Device[]> {
     const body = await this.request<{ devices: Device[] }>("GET", "/api/preview/devices", { auth: false });
     return body.devices;
+  }
+
+  /** Which preview system this editor uses for the project (`appetize` when it falls back). */
+  backend(projectId: string, signal?: AbortSignal): Promise<BackendAnswer> {
+    const query = new URLSearchParams({ projectId });
+    return this.request<BackendAnswer>("GET", `/api/preview/backend?${query}`, signal ? { signal } : {});
+  }
+
+  /** Opens an Appetize-arm session: the panel shows the project's Appetize embed. */
+  createAppetizeSession(projectId: string, reason: string): Promise<AppetizeSession> {
+    return this.request<AppetizeSession>("POST", "/api/preview/appetize-sessions", { body: { projectId, reason } });
+  }
+
+  /** Reports one stage of an Appetize-arm session (stamped by the server when it arrives). */
+  async reportAppetizeStage(
+    sessionId: string,
+    stage: AppetizeStage,
+    detail?: { latencyMs?: number; message?: string; event?: string },
+    options: { keepalive?: boolean } = {},
+  ): Promise<void> {
+    const body = detail ? { stage, detail } : { stage };
+    await this.request("POST", `/api/preview/appetize-sessions/${encodeURIComponent(sessionId)}/events`, {
+      body,
+      ...(options.keepalive ? { keepalive: true } : {}),
+    });
   }
 
   /** Leases a preview machine: status "active" (201) or "booting" (202). */

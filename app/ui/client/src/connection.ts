@@ -12,11 +12,13 @@
 import { Emitter } from "./emitter.js";
 import type { PreviewClient } from "./client.js";
 import { PreviewApiError } from "./errors.js";
+import { fallbackOf } from "./appetize.js";
 import type {
   ConnectionEventMap,
   ConnectionState,
   FileChange,
   MachineState,
+  PreviewFallback,
   Session,
   TokenGrant,
 } from "./types.js";
@@ -458,7 +460,7 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
         if (pageVisible()) this.#raw({ type: "ping" });
         return;
       case "ended":
-        this.#end(str(f.reason) ?? "ended", str(f.status) ?? "ended");
+        this.#end(str(f.reason) ?? "ended", str(f.status) ?? "ended", fallbackOf(f.fallback));
         return;
       default:
         return; // pong and anything newer
@@ -772,11 +774,11 @@ export class PreviewConnection extends Emitter<ConnectionEventMap> {
     void this.end({ keepalive: true }).catch(() => undefined);
   };
 
-  #end(reason: string, status: string): void {
+  #end(reason: string, status: string, fallback?: PreviewFallback): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#teardown();
-    this.emit("ended", { reason, status });
+    this.emit("ended", fallback ? { reason, status, fallback } : { reason, status });
   }
 
   #teardown(): void {

@@ -129,6 +129,7 @@ select {
 .cookie-frames { position: absolute; width: 0; height: 0; overflow: hidden; }
 .cookie-frames iframe { width: 0; height: 0; border: 0; }
 .fallback { flex: 1 1 auto; padding: 16px; overflow: auto; background: #f8fafc; }
+.fallback .appetize { display: block; width: 100%; height: 100%; min-height: 480px; border: 0; margin: 0 0 12px; background: #fff; }
 .fallback-error { margin: 0 0 12px; padding: 10px 12px; border-radius: 6px; background: #fef2f2; color: #991b1b; }
 
 .console {

@@ -3,11 +3,14 @@
  * device frames. Importing this module defines the element.
  */
 
+import { AppetizeEmbed, type AppetizeStageDetail } from "./appetize.js";
 import { PreviewClient, type AccessTokenProvider } from "./client.js";
 import { PreviewApiError } from "./errors.js";
 import type { PreviewConnection } from "./connection.js";
 import { PANEL_MARKUP, PANEL_STYLE } from "./panel-style.js";
 import type {
+  AppetizeSettings,
+  AppetizeStage,
   BuildErrorEvent,
   CloseEvent,
   ConnectionState,
@@ -54,6 +57,10 @@ export interface PreviewPanelEventMap {
   "preview-snapshot": CustomEvent<SnapshotEvent>;
   "preview-token": CustomEvent<TokenEvent>;
   "preview-device": CustomEvent<{ device: Device; landscape: boolean }>;
+  /** The panel shows the Appetize embed instead (its arm session's id; null if unreported). */
+  "preview-appetize": CustomEvent<{ reason: string; url: string; sessionId: string | null }>;
+  /** A stage of the Appetize arm, as reported. */
+  "preview-appetize-stage": CustomEvent<{ stage: AppetizeStage; detail: AppetizeStageDetail }>;
 }
 
 /** Used when the catalogue cannot be loaded. */
@@ -197,6 +204,8 @@ export class PreviewPanel extends BaseElement {
   #reloadWhenApplied = false;
   #primaryLoaded = false;
   #autoFallback = false;
+  #appetize: AppetizeEmbed | null = null;
+  #appetizeOpening: Promise<void> | null = null;
   #idleTimer: ReturnType<typeof setInterval> | undefined;
   #idleDeadline = 0;
   #startScheduled = false;
@@ -280,6 +289,25 @@ export class PreviewPanel extends BaseElement {
   set fallback(value: boolean | string | null | undefined) {
     this.#autoFallback = false;
     this.toggleAttribute("fallback", value === "" || (Boolean(value) && value !== "false"));
+  }
+  /** The Appetize embed's base URL (default: the server's, PREVIEW_APPETIZE_EMBED_URL). */
+  get appetizeEmbedUrl(): string | null {
+    return this.getAttribute("appetize-embed-url");
+  }
+  set appetizeEmbedUrl(value: string | null | undefined) {
+    this.#setAttr("appetize-embed-url", value);
+  }
+  /** The Appetize embed shown instead of the new system's preview, or null. */
+  get appetize(): { reason: string; url: string; sessionId: string | null; iframe: HTMLIFrameElement } | null {
+    const a = this.#appetize;
+    return a ? { reason: a.reason, url: a.url, sessionId: a.sessionId, iframe: a.iframe } : null;
+  }
+  /**
+   * On Appetize, the editor rebuilt, uploaded and reloaded the app after an edit: `latencyMs` is
+   * how long that took, as the editor measured it (the A/B report's edit-to-visible).
+   */
+  reportEditVisible(latencyMs: number): void {
+    this.#appetize?.editVisible(latencyMs);
   }
   /** Several devices at once (the toggle, or the `devices` attribute). */
   get sideBySide(): boolean {
@@ -373,7 +401,7 @@ export class PreviewPanel extends BaseElement {
       if (this.isConnected) return;
       this.#resizeObserver?.disconnect();
       this.#resizeObserver = null;
-      if (this.#connection || this.#starting) void this.end({ keepalive: true }).catch(() => undefined);
+      if (this.#connection || this.#starting || this.#appetize) void this.end({ keepalive: true }).catch(() => undefined);
     });
   }
 
@@ -430,6 +458,15 @@ export class PreviewPanel extends BaseElement {
   async end(options: { keepalive?: boolean } = {}): Promise<void> {
     this.#userEnded = true;
     this.#abort?.abort();
+    await this.#appetizeOpening;
+    const appetize = this.#appetize;
+    if (appetize) {
+      this.#appetize = null;
+      await appetize.end(options);
+      appetize.remove();
+      if (!this.#ended) this.#onEnded({ reason: "deleted", status: "ended" });
+      this.#updateState();
+    }
     const connection = this.#connection;
     if (connection && !connection.ended) {
       await connection.end(options).catch(() => undefined);
@@ -567,6 +604,14 @@ export class PreviewPanel extends BaseElement {
     const abort = new AbortController();
     this.#abort = abort;
     const client = this.#ensureClient();
+    // Which system this editor uses (flags, rollout, kill switch, a recent fallback). A project
+    // with no Appetize build has nothing else to show: it stays on the new system.
+    const decided = await client.backend(projectId, abort.signal).catch(() => null);
+    if (abort.signal.aborted) return null;
+    if (decided?.backend === "appetize" && decided.appetize) {
+      await this.#showAppetize(projectId, decided.reason, decided.appetize);
+      return null;
+    }
     let session: Session;
     try {
       session = await this.#createSession(client, projectId, abort.signal);
@@ -615,6 +660,8 @@ export class PreviewPanel extends BaseElement {
             connection.close();
             const failed = detail.code === "session_failed";
             this.#onEnded({ reason: failed ? "boot_timeout" : "ended", status: failed ? "failed" : "ended" });
+            // A boot or wake that failed was recorded as a fallback: the backend now says so.
+            if (failed) void this.#fallBackIfTold(client, projectId);
           } else {
             this.#failStart(err);
           }
@@ -657,6 +704,7 @@ export class PreviewPanel extends BaseElement {
       } catch (err) {
         const retryable =
           err instanceof PreviewApiError &&
+          !err.fallback?.appetize &&
           (err.status === 503 || (err.status === 429 && err.code === "rate_limited") || err.status === 0);
         if (!retryable || attempt >= 4 || signal.aborted) throw err;
         const seconds = Math.min(15, err.retryAfter ?? attempt);
@@ -684,6 +732,12 @@ export class PreviewPanel extends BaseElement {
       frame.loaded = false;
       frame.iframe.removeAttribute("src");
     }
+    if (this.#appetize) {
+      void this.#appetize.end();
+      this.#appetize.remove();
+      this.#appetize = null;
+    }
+    this.removeAttribute("backend");
     if (this.#autoFallback) {
       this.#autoFallback = false;
       this.removeAttribute("fallback");
@@ -696,6 +750,12 @@ export class PreviewPanel extends BaseElement {
   }
 
   #failStart(err: unknown): void {
+    const settings = err instanceof PreviewApiError ? err.fallback?.appetize : null;
+    if (settings && this.projectId) {
+      // The session could not start and the answer says to show Appetize: not an error to show.
+      void this.#showAppetize(this.projectId, "fallback", settings);
+      return;
+    }
     const detail = errorDetail(err);
     this.#startError = detail;
     this.#statusDetail = detail.message;
@@ -706,6 +766,41 @@ export class PreviewPanel extends BaseElement {
     }
     this.#renderFallback();
     this.#updateState();
+  }
+
+  async #fallBackIfTold(client: PreviewClient, projectId: string): Promise<void> {
+    const decided = await client.backend(projectId).catch(() => null);
+    if (decided?.backend === "appetize" && decided.appetize && this.projectId === projectId) {
+      await this.#showAppetize(projectId, decided.reason, decided.appetize);
+    }
+  }
+
+  /** Shows the project's Appetize embed in the fallback part and reports its arm's stages. */
+  #showAppetize(projectId: string, reason: string, settings: AppetizeSettings): Promise<void> {
+    if (this.#appetize || this.#appetizeOpening) return this.#appetizeOpening ?? Promise.resolve();
+    if (!this.fallback) {
+      this.#autoFallback = true;
+      this.toggleAttribute("fallback", true);
+    }
+    this.setAttribute("backend", "appetize");
+    const opening = AppetizeEmbed.open({
+      container: this.#el(".fallback"),
+      client: this.#ensureClient(),
+      projectId,
+      reason,
+      settings,
+      embedBase: this.appetizeEmbedUrl,
+      onStage: (stage, detail) => this.#emit("preview-appetize-stage", { stage, detail }),
+    }).then((embed) => {
+      this.#appetize = embed;
+      this.#renderFallback();
+      this.#updateState();
+      this.#emit("preview-appetize", { reason, url: embed.url, sessionId: embed.sessionId });
+    });
+    this.#appetizeOpening = opening.finally(() => {
+      this.#appetizeOpening = null;
+    });
+    return this.#appetizeOpening;
   }
 
   #detach(): void {
@@ -790,6 +885,8 @@ export class PreviewPanel extends BaseElement {
     this.#renderEnded();
     this.#updateState();
     this.#emit("preview-ended", e);
+    // The session never started (its boot or wake failed): the socket said to show Appetize.
+    if (e.fallback?.appetize && this.projectId) void this.#showAppetize(this.projectId, "fallback", e.fallback.appetize);
   }
 
   // ---- iframes ------------------------------------------------------------------------
@@ -1197,6 +1294,7 @@ export class PreviewPanel extends BaseElement {
   // ---- state ----------------------------------------------------------------------------
 
   #computeState(): PanelState {
+    if (this.#appetize) return "ready";
     if (this.#ended) return "ended";
     if (this.#startError) return "error";
     const c = this.#connection;

@@ -107,7 +107,38 @@ export interface IdleWarningEvent {
 export interface EndedEvent {
   reason: EndReason;
   status: SessionStatus | (string & {});
+  /** Set when the session never started (a boot or wake failed): show Appetize instead. */
+  fallback?: PreviewFallback;
 }
+/** A project's Appetize settings, as migrated from the editor's Appetize previews. */
+export interface AppetizeSettings {
+  publicKey: string;
+  platform: string | null;
+  device: string | null;
+  osVersion: string | null;
+  scale: string | null;
+}
+/** `GET /api/preview/backend`: which preview system this editor uses, and why. */
+export interface BackendAnswer {
+  backend: "fly" | "local" | "appetize";
+  reason: "flag" | "percentage" | "kill_switch" | "fallback" | "platform" | "default";
+  detail: string;
+  appetize: AppetizeSettings | null;
+}
+/** The `fallback` member of a start failure's answer or of an `ended` frame. */
+export interface PreviewFallback {
+  backend: "appetize";
+  /** pool_exhausted, boot_failed, wake_failed or repeated_failures. */
+  reason: string;
+  appetize: AppetizeSettings | null;
+}
+/** `POST /api/preview/appetize-sessions`. */
+export interface AppetizeSession {
+  id: string;
+  appetize: AppetizeSettings;
+  embedUrl: string;
+}
+export type AppetizeStage = "requested" | "embed_loaded" | "first_frame" | "edit_visible" | "error" | "ended";
 export interface ErrorEvent {
   code: string;
   message: string;

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from app.auth import JwksCache, TokenVerifier
 from app.realtime.hub import Hub
+from app.realtime.machine_stats import MachineReports
 from app.rollout.decision import FlagSet
 from app.rollout.flag_cache import FlagCache, flag_set
 from app.settings import Settings
@@ -42,6 +43,7 @@ class Resources:
     edits: EditLog
     hub: Hub
     flags: FlagCache
+    machine_reports: MachineReports
 
 
 @asynccontextmanager
@@ -112,6 +114,10 @@ async def open_resources(
             ),
             hub=hub,
             flags=flags,
+            # Local machines are sampled by the worker (app.realtime.machine_stats).
+            machine_reports=MachineReports(
+                metrics, usage_from_agents=settings.preview_provider != "local"
+            ),
         )
     finally:
         await flags.stop()

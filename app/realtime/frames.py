@@ -155,8 +155,36 @@ class AgentRejected(_Frame):
     message: str = Field(max_length=2000)
 
 
+# Bounds of the `stats` figures: far above any real machine's (a billion restarts; 64 CPUs busy
+# for five years; a pebibyte), well inside what a float holds exactly enough.
+MAX_RESTARTS = 1_000_000_000
+MAX_CPU_SECONDS = 1e10
+MAX_MEMORY_BYTES = 1 << 50
+
+
+class AgentStats(_Frame):
+    """The machine's own report (sandbox.agent.stats): totals since the agent started.
+    CPU and memory come together or not at all (the agent could not read them)."""
+
+    type: Literal["stats"]
+    devserverRestarts: int = Field(ge=0, le=MAX_RESTARTS)
+    cpuSeconds: float | None = Field(default=None, ge=0, le=MAX_CPU_SECONDS, allow_inf_nan=False)
+    memoryBytes: int | None = Field(default=None, ge=0, le=MAX_MEMORY_BYTES)
+
+    def model_post_init(self, context: Any) -> None:
+        if (self.cpuSeconds is None) != (self.memoryBytes is None):
+            raise ValueError("cpuSeconds and memoryBytes come together")
+
+
 AgentFrame = Annotated[
-    AgentHello | AgentApplied | AgentStatus | AgentBuildError | AgentLog | AgentRejected | Ping,
+    AgentHello
+    | AgentApplied
+    | AgentStatus
+    | AgentBuildError
+    | AgentLog
+    | AgentRejected
+    | AgentStats
+    | Ping,
     Field(discriminator="type"),
 ]
 

@@ -38,6 +38,7 @@ from app.realtime.frames import (
     AgentHello,
     AgentLog,
     AgentRejected,
+    AgentStats,
     AgentStatus,
     frame,
     parse_agent_frame,
@@ -215,6 +216,10 @@ class AgentConnection:
         self.sent = patch.seq
 
     async def on_frame(self, message: Any) -> None:
+        if isinstance(message, AgentStats):
+            # The machine's own figures: metrics only, whatever session it serves.
+            self.res.machine_reports.record(self.machine_id, message)
+            return
         if isinstance(message, AgentApplied):
             if self.session is None:
                 return  # a warm machine's reports concern no session yet
@@ -337,6 +342,7 @@ async def sandbox_socket(websocket: WebSocket) -> None:
     meter = res.metrics.socket_meter("sandbox")
     guard = Guard(websocket, rate=500, burst=1000, meter=meter)
     meter.opened()
+    res.machine_reports.opened(machine_id)
     channel = machine_channel(res.edits.prefix, machine_id)
     try:
         async with res.hub.subscribe(channel, accept=connection.wants) as queue:
@@ -352,6 +358,7 @@ async def sandbox_socket(websocket: WebSocket) -> None:
                     )
     finally:
         meter.closed()
+        res.machine_reports.closed(machine_id)
         await connection.settle()
         # However the socket ended (its relay may have raised): once its listener is gone.
         if connection.session is not None:

@@ -10,5 +10,6 @@ Modules: `main` (entry point), `agent` (orchestrator frames and the tasks), `lin
 orchestrator socket), `protocol` (frames), `files` + `paths` (safe writes), `state` (resume
 point), `devserver` (Vite supervision), `monitor` (status, build errors, confirmations), `hmr`
 (Vite's HMR socket), `acks` + `pacing` (when a write counts as applied, when the next may go),
-`probe` (requests a browser would make), `front` (/healthz and the proxy to Vite), `logs`.
+`probe` (requests a browser would make), `front` (/healthz and the proxy to Vite), `logs`,
+`stats` + `usage` (the machine's own report: dev-server restarts, CPU and memory).
 """

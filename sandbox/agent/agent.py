@@ -5,6 +5,7 @@ Concurrency. Everything runs on one event loop, in tasks owned by `Agent.run` (a
     link       the orchestrator socket; hands frames to `handle_frame` one at a time, in order
     devserver  Vite's supervisor (sandbox.agent.devserver)
     logs       turns Vite's output into rate-limited `log` frames
+    stats      the machine's own report: restarts, CPU and memory (sandbox.agent.stats)
     listener, prober, acks
                the DevServerMonitor's view of Vite (sandbox.agent.monitor)
 
@@ -42,6 +43,7 @@ from sandbox.agent.protocol import (
     frame,
 )
 from sandbox.agent.state import AgentState, StateFile
+from sandbox.agent.stats import StatsReporter
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class Agent:
             workspace.root, config.machine_id, self._link.send, self._logs, config.ack_timeout
         )
         devserver = self._monitor.devserver
+        self._stats = StatsReporter(self._link.send, devserver)
         listener = None if config.listen_fd is None else socket.socket(fileno=config.listen_fd)
         self._front = Front(
             config.host, config.port, self._monitor.health, lambda: devserver.port, listener
@@ -103,6 +106,7 @@ class Agent:
                     self._monitor.run_listener(),
                     self._monitor.run_prober(),
                     self._monitor.run_acks(),
+                    self._stats.run(),
                 )
                 tasks = [group.create_task(job) for job in work]
                 await stop.wait()

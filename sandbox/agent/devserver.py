@@ -63,6 +63,10 @@ class DevServer:
         self._node = node or shutil.which("node")
         self.port: int | None = None
         self._process: asyncio.subprocess.Process | None = None
+        # Starts after the first since the agent started (one per spawn after a backoff);
+        # `restarted` is set at each, for sandbox.agent.stats.
+        self.restarts = 0
+        self.restarted = asyncio.Event()
 
     def command(self, port: int) -> list[str]:
         vite = self._root / "node_modules" / "vite" / "bin" / "vite.js"
@@ -89,6 +93,8 @@ class DevServer:
             delay = backoff_delay(failures - 1, base=0.5, cap=10.0) if failures else 0.0
             await self._hooks.exited(code, delay)
             await asyncio.sleep(delay)
+            self.restarts += 1
+            self.restarted.set()
 
     async def _run_once(self) -> int | None:
         port = _free_port()

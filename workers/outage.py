@@ -175,8 +175,11 @@ async def _wait_for(
             return None
 
 
-def skipping(job: Job, *, outages: OutageLog) -> Job:
-    """A cron `job` that skips its tick while a store is down."""
+def skipping(
+    job: Job, *, outages: OutageLog, reads: tuple[Store, ...] = (Store.POSTGRES, Store.REDIS)
+) -> Job:
+    """A cron `job` that skips its tick while a store is down. `reads`: the stores a tick
+    that went through has shown to answer (a Redis-only sampler says nothing of Postgres)."""
 
     @functools.wraps(job)
     async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
@@ -188,10 +191,10 @@ def skipping(job: Job, *, outages: OutageLog) -> Job:
                 raise
             outages.down(store, exc)
             return {"skipped": f"{store.value} is unavailable"}
-        # Every cron job reads both stores (the ledger and the pool): a tick that went through
-        # means both answered.
-        outages.up(Store.POSTGRES)
-        outages.up(Store.REDIS)
+        # A tick that went through means the stores it reads answered; one that reads no
+        # Postgres must not end a Postgres outage (the log would flap, up and down every tick).
+        for store in reads:
+            outages.up(store)
         return result
 
     return run

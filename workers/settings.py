@@ -22,7 +22,7 @@ from workers import jobs
 from workers.config import WorkerConfig
 from workers.context import WorkerContext
 from workers.job_metrics import timed
-from workers.outage import Job, OutageLog, RetryPolicy, outlasting, skipping
+from workers.outage import Job, OutageLog, RetryPolicy, Store, outlasting, skipping
 
 HEALTH_CHECK_INTERVAL_SECONDS = 5
 # How often local machines' CPU and memory are read (preview_machine_* metrics).
@@ -59,8 +59,8 @@ def build_worker(
         # Half the timeout waiting for a store, so arq's timeout never kills a waiting job.
         return timed(outlasting(job, budget=timeout / 2, outages=outages, policy=retry))
 
-    def ticked(job: Job) -> Job:
-        return timed(skipping(job, outages=outages), tick=True)
+    def ticked(job: Job, reads: tuple[Store, ...] = (Store.POSTGRES, Store.REDIS)) -> Job:
+        return timed(skipping(job, outages=outages, reads=reads), tick=True)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["deps"] = await WorkerContext.open(config, ctx["redis"])
@@ -127,14 +127,14 @@ def build_worker(
             timeout=capped(120),
         ),
         cron(
-            ticked(jobs.sample_machines),
+            ticked(jobs.sample_machines, reads=()),  # the provider only: no store
             second=_every(MACHINE_SAMPLE_SECONDS),
             unique=True,
             keep_result=0,
             timeout=capped(30),
         ),
         cron(
-            ticked(jobs.sample_pools),
+            ticked(jobs.sample_pools, reads=(Store.REDIS,)),
             second=_every(POOL_SAMPLE_SECONDS),
             unique=True,
             run_at_startup=True,

@@ -57,6 +57,7 @@ from pool.core.exposition import parse_exposition
 from pool.services.metrics import Metrics
 from pool.store.alert_store import AlertStore, ProcessFigures, ResolvedAlert
 from pool.store.inventory import Inventory
+from sql.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,9 @@ class AlertEvaluator:
             async with asyncio.timeout(STORE_CHECK_SECONDS):
                 async with self._db.connection(timeout=STORE_CHECK_SECONDS * 0.75) as conn:
                     await conn.execute("SELECT 1")
-        except (psycopg.Error, TimeoutError, OSError):
+        except (psycopg.Error, DatabaseUnavailable, TimeoutError, OSError):
+            # DatabaseUnavailable: the pool gave no connection in time (sql.database wraps
+            # psycopg_pool's PoolTimeout); that is Postgres down, not a failed tick.
             return False
         return True
 

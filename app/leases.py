@@ -11,6 +11,12 @@
     5. only for a suspended or stopped machine: queue its wake and answer 202 `booting`; the
        session becomes active once the machine is up (pool.services.wake)
 
+With `restore`, the project's last files (pool.services.project_files) are read once the
+lease is taken and become the session's edit log between the commit and the promotion, so its
+machine is never assigned without them; a hot machine is then sent them and the answer waits
+until it applied them (or PREVIEW_RESTORE_TIMEOUT_SECONDS), and a booting session becomes
+active only after its machine applied them (the wake and the on-demand boot wait the same way).
+
 Failure between 2 and 4 never leaks a machine: a failed commit hands the machine straight back
 (nobody saw it), and a crash leaves a pending lease the reaper reclaims after its TTL.
 
@@ -50,7 +56,15 @@ from app.rollout.fallback import (
 from app.schemas import CreateSessionBody
 from pool.core import logs
 from pool.core.errors import PoolError
+from pool.edits.edit_log import OverBudget
+from pool.edits.restored_log import Seeded, start_log_from
 from pool.services.lifecycle import release_session_machine
+from pool.services.project_files import (
+    FileKeeper,
+    Restorable,
+    files_to_restore,
+    hydrate_before_ready,
+)
 from pool.store.leasing import (
     BootReserved,
     LeaseBroker,
@@ -82,9 +96,19 @@ class _Abandoned(Exception):
 
 
 @dataclass(frozen=True)
+class Restored:
+    """The project's last files the session started from."""
+
+    files: Restorable
+    seq: int
+    hydrated: bool = False
+
+
+@dataclass(frozen=True)
 class Created:
     session: SessionRow
     booting: bool
+    restored: Restored | None = None
 
 
 async def _still_here() -> bool:
@@ -153,18 +177,28 @@ async def create_session(
     )
     match outcome:
         case Leased() if outcome.needs_wake:
-            row = await _commit_lease(res, new, limits, outcome, client_gone)
-            created = Created(row, booting=True)
+            row, restored = await _commit_lease(
+                res, new, limits, outcome, client_gone, body.restore
+            )
+            created = Created(row, booting=True, restored=restored)
             res.metrics.lease(template, region, f"hit_{outcome.tier.value}")
             await _or_abandon(
                 res, new, res.jobs.wake_machine(new.id, outcome.machine_id, outcome.epoch)
             )
             await _nudge_resize(res, template, region)
         case Leased():
-            created = Created(await _commit_lease(res, new, limits, outcome, client_gone), False)
+            row, restored = await _commit_lease(
+                res, new, limits, outcome, client_gone, body.restore
+            )
+            if restored is not None:
+                restored = await _or_abandon(
+                    res, new, _hydrate(res, new, outcome.machine_id, restored)
+                )
+            created = Created(row, booting=False, restored=restored)
             res.metrics.lease(template, region, "hit")
         case BootReserved():
-            created = Created(await _commit_boot(res, new, limits, client_gone), booting=True)
+            row, restored = await _commit_boot(res, new, limits, client_gone, body.restore)
+            created = Created(row, booting=True, restored=restored)
             res.metrics.lease(template, region, "miss")
         case PoolEmpty():
             res.metrics.lease(template, region, "exhausted")
@@ -200,6 +234,54 @@ async def create_session(
     return created
 
 
+async def _kept_files(res: Resources, project_id: uuid.UUID) -> Restorable | None:
+    """The project's last files to start from, or None (none kept, expired or unusable)."""
+    return await files_to_restore(
+        res.keeper.store,
+        res.metrics,
+        project_id,
+        max_age_seconds=res.settings.snapshot_retention_seconds,
+        limits=res.edits.limits,
+    )
+
+
+async def _start_from(res: Resources, new: NewSession, kept: Restorable | None) -> Restored | None:
+    """Make `kept` the new session's edit log (before its machine is assigned). A log they
+    cannot start (the user's budget is spent) leaves the session on its template's files."""
+    if kept is None:
+        return None
+    seeded = await start_log_from(
+        res.redis,
+        str(new.id),
+        kept.values,
+        user=str(new.user_id),
+        limits=res.edits.limits,
+        prefix=res.edits.prefix,
+    )
+    if not isinstance(seeded, Seeded):
+        outcome = "restore_over_budget" if isinstance(seeded, OverBudget) else "restore_refused"
+        log.warning("session %s: the project's files were not restored: %s", new.id, seeded)
+        res.metrics.project_files(outcome)
+        return None
+    res.metrics.project_files("restored")
+    return Restored(kept, seeded.seq)
+
+
+async def _hydrate(
+    res: Resources, new: NewSession, machine_id: str, restored: Restored
+) -> Restored:
+    """A hot machine: send it the restored files and answer once it applied them."""
+    hydrated = await hydrate_before_ready(
+        res.edits,
+        res.metrics,
+        str(new.id),
+        machine_id,
+        restored.seq,
+        timeout=res.settings.preview_restore_timeout_seconds,
+    )
+    return Restored(restored.files, restored.seq, hydrated)
+
+
 def with_saved_config(body: CreateSessionBody, saved: PreviewConfig | None) -> CreateSessionBody:
     """The request with what it left out taken from the project's preview configuration. The
     device and its platform go together: a request naming either keeps its own choice whole."""
@@ -230,10 +312,18 @@ def _requested(res: Resources, body: CreateSessionBody) -> tuple[str, str, Devic
 
 
 async def _commit_lease(
-    res: Resources, new: NewSession, limits: PlanLimits, leased: Leased, client_gone: ClientGone
-) -> SessionRow:
+    res: Resources,
+    new: NewSession,
+    limits: PlanLimits,
+    leased: Leased,
+    client_gone: ClientGone,
+    restore: bool,
+) -> tuple[SessionRow, Restored | None]:
     logs.machine_id.set(leased.machine_id)
     try:
+        # Read with the lease in hand (a refused lease costs no read of up to 8 MiB); a store
+        # failure here gives the machine back like one of the commit.
+        kept = await _kept_files(res, new.project_id) if restore else None
         async with res.db.connection() as conn:
             if await client_gone():
                 raise _Abandoned
@@ -264,19 +354,25 @@ async def _commit_lease(
     except _Abandoned:
         await res.broker.release(leased.machine_id, leased.epoch, return_to_ready=True)
         raise client_closed() from None
+    restored = await _or_abandon(res, new, _start_from(res, new, kept))
     if not await _or_abandon(res, new, res.broker.promote(leased.machine_id, leased.epoch, new.id)):
         async with res.db.connection() as conn:
             await sessions.end_session(
                 conn, new.id, reason="lease_lost", status=SessionStatus.FAILED
             )
         raise unavailable("lease_expired", "the lease expired before it was recorded")
-    return row
+    return row, restored
 
 
 async def _commit_boot(
-    res: Resources, new: NewSession, limits: PlanLimits, client_gone: ClientGone
-) -> SessionRow:
+    res: Resources,
+    new: NewSession,
+    limits: PlanLimits,
+    client_gone: ClientGone,
+    restore: bool,
+) -> tuple[SessionRow, Restored | None]:
     try:
+        kept = await _kept_files(res, new.project_id) if restore else None
         async with res.db.connection() as conn:
             if await client_gone():
                 raise _Abandoned
@@ -300,9 +396,10 @@ async def _commit_boot(
     except _Abandoned:
         await res.broker.forget_session(new.template, new.region, new.id, new.user_id)
         raise client_closed() from None
+    restored = await _or_abandon(res, new, _start_from(res, new, kept))
     await _or_abandon(res, new, res.jobs.boot_session(new.id))
     await _nudge_resize(res, new.template, new.region)
-    return row
+    return row, restored
 
 
 async def _or_abandon(res: Resources, new: NewSession, step: Awaitable[T]) -> T:
@@ -326,7 +423,7 @@ async def _abandon(res: Resources, new: NewSession) -> None:
                 conn, new.id, reason="abandoned", status=SessionStatus.FAILED
             )
         if ended is not None:
-            await release_session_machine(res.broker, ended, res.jobs.recycle)
+            await release_session_machine(res.broker, ended, res.jobs.recycle, keeper=res.keeper)
             log.warning("ended session %s: its client will not hear of it", new.id)
     except (DataError, PoolError, OSError) as exc:
         log.error("could not end abandoned session %s: %s", new.id, exc)
@@ -334,7 +431,9 @@ async def _abandon(res: Resources, new: NewSession) -> None:
 
 async def end_session(res: Resources, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     """End the user's live session; False when there is none (already ended, or not theirs)."""
-    return await end_live_session(res.db, res.broker, res.jobs, session_id, user_id=user_id)
+    return await end_live_session(
+        res.db, res.broker, res.jobs, session_id, keeper=res.keeper, user_id=user_id
+    )
 
 
 async def end_live_session(
@@ -343,16 +442,18 @@ async def end_live_session(
     jobs: JobQueue,
     session_id: uuid.UUID,
     *,
+    keeper: FileKeeper,
     user_id: uuid.UUID | None = None,
     reason: str = "deleted",
 ) -> bool:
-    """End a live session (with `user_id`, only that user's) and release what it held: the
-    API's DELETE and the CLI's `sessions end`. False when there is none (already ended)."""
+    """End a live session (with `user_id`, only that user's), release what it held and keep its
+    files for its project: the API's DELETE and the CLI's `sessions end`. False when there is
+    none (already ended)."""
     async with db.connection() as conn:
         ended = await sessions.end_session(conn, session_id, reason=reason, user_id=user_id)
     if ended is None:
         return False
-    await release_session_machine(broker, ended, jobs.recycle)
+    await release_session_machine(broker, ended, jobs.recycle, keeper=keeper)
     return True
 
 

@@ -19,6 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from app.settings import Settings
+from pool.services.metrics import NullMetrics
+from pool.services.project_files import FileKeeper, PostgresProjectFiles
 from pool.store.leasing import LeaseBroker
 from pool.store.queue import JobQueue
 from sql.database import open_pool
@@ -128,8 +130,15 @@ async def end_session(settings: Settings, session: str) -> dict[str, Any]:
     async with _stores(settings) as stores:
         async with stores.db.connection() as conn:
             await _known(conn, session_id)
+        # The CLI serves no metrics: a failure to keep the files is in its log only.
+        keeper = FileKeeper(PostgresProjectFiles(stores.db), NullMetrics())
         ended = await end_live_session(
-            stores.db, stores.broker, stores.jobs, session_id, reason=OPERATOR_END_REASON
+            stores.db,
+            stores.broker,
+            stores.jobs,
+            session_id,
+            keeper=keeper,
+            reason=OPERATOR_END_REASON,
         )
         async with stores.db.connection() as conn:
             row = await _known(conn, session_id)

@@ -21,6 +21,18 @@ in a hidden iframe after refreshing its token, so module fetches and the HMR soc
 working past the first token's expiry, and the app keeps its state.
 `POST /__preview/render` is the page's report of its first render (app.preview_render).
 
+Phones (Expo Go) keep no cookie, and fetch every URL of the Expo manifest (bundles, assets,
+the HMR socket, /symbolicate, /logs) from the host the manifest names, which is the host the
+manifest was asked on (the machine's front rewrites it). So a first load that presents
+`?token=` with an `expo-platform: ios|android` header (Expo Go, opening the `exp://` link of a
+QR code) is answered 307 to the session's device host, `{session}--{credential}.{domain}`, the
+same path without the token: the credential (app.session_tokens) is in the host's first label,
+stateless, and valid for PREVIEW_DEVICE_HOST_TTL_SECONDS while the session is active. Requests
+on a device host need no cookie and no token; a bad, expired or other session's credential is
+refused like a bad token (403). One label, so the wildcard DNS name and certificate of
+PREVIEW_DOMAIN cover it. This relies on Expo Go's HTTP stacks (OkHttp, NSURLSession)
+following a 307 and keeping its headers, their default (no phone runs in the tests).
+
 With the local provider this process reverse-proxies HTTP and the dev server's HMR WebSocket to
 the machine (what of the request goes there: app.preview_request). With Fly it answers with a
 `fly-replay` header naming the machine, and Fly's proxy delivers the request to the machine
@@ -39,7 +51,7 @@ import logging
 import re
 import time
 import uuid
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import websockets
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,7 +73,9 @@ from app.session_tokens import (
     Grant,
     InvalidSessionToken,
     TokenScope,
+    mint_device_credential,
     mint_session_token,
+    verify_device_credential,
     verify_session_token,
 )
 from sql import sessions
@@ -81,11 +95,23 @@ CACHE_SECONDS = 2.0
 RECOVER_SECONDS = 10.0
 RECOVER_POLL_SECONDS = 0.5
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# What Expo Go sends with every manifest request; a browser never does.
+_EXPO_GO_PLATFORMS = frozenset({"ios", "android"})
+_REFUSED = "a valid preview token is required"
 
 
 def preview_host_pattern(domain: str | None) -> re.Pattern[str]:
+    """A session's host, `{session}.{suffix}`, or its device host, `{session}--{credential}.
+    {suffix}`. Whatever follows `--` counts as a credential and is checked, so a malformed one
+    is refused, not handed to the API."""
     suffix = re.escape(domain) if domain else r"preview\.localhost"
-    return re.compile(rf"^(?P<session>{_UUID})\.{suffix}(?::\d+)?$")
+    return re.compile(rf"^(?P<session>{_UUID})(?:--(?P<credential>[^.]*))?\.{suffix}(?::\d+)?$")
+
+
+def device_host(host: str, credential: str) -> str:
+    """The device host of a session's `host` (`{session}.{domain}[:port]`, as matched)."""
+    session, _, rest = host.partition(".")
+    return f"{session}--{credential}.{rest}"
 
 
 class PreviewRouter:
@@ -108,7 +134,16 @@ class PreviewRouter:
             return
         # Starlette puts itself in the scope before its middleware stack runs.
         res: Resources = scope["app"].state.resources
-        await self._serve(res, uuid.UUID(match["session"]), scope, receive, send)
+        session_id = uuid.UUID(match["session"])
+        if match["credential"] is None:
+            await self._serve(res, session_id, scope, receive, send)
+            return
+        try:
+            verify_device_credential(res.token_secret, match["credential"], session_id, time.time())
+        except InvalidSessionToken:
+            await _refuse(scope, send, 403, _REFUSED)
+            return
+        await self._forward(res, session_id, scope, receive, send)
 
     async def _serve(
         self, res: Resources, session_id: uuid.UUID, scope: Scope, receive: Receive, send: Send
@@ -129,18 +164,25 @@ class PreviewRouter:
                 res.token_secret, token or "", session_id, time.time(), scopes
             )
         except InvalidSessionToken:
-            await _refuse(scope, send, 403 if token else 401, "a valid preview token is required")
+            await _refuse(scope, send, 403 if token else 401, _REFUSED)
             return
         if query_token is not None:
-            cookie = _cookie_token(res, session_id, grant)
             if scope["path"] == TOKEN_PATH:
-                await _set_cookie(send, cookie)
+                await _set_cookie(send, _cookie_token(res, session_id, grant))
+            elif header(scope, b"expo-platform") in _EXPO_GO_PLATFORMS:
+                await _redirect_to_device_host(res, session_id, scope, send)
             else:
-                await _redirect_with_cookie(scope, send, cookie)
+                await _redirect_with_cookie(scope, send, _cookie_token(res, session_id, grant))
             return
         if scope["path"] == TOKEN_PATH:
             await _refuse(scope, send, 400, f"{TOKEN_PATH} takes ?token=")
             return
+        await self._forward(res, session_id, scope, receive, send)
+
+    async def _forward(
+        self, res: Resources, session_id: uuid.UUID, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """An authorised request (cookie, or device host) to the session's machine."""
         if scope["type"] == "http" and scope["path"] == RENDER_PATH:
             # The page's report of its first render: answered here, never by the machine.
             await record_first_render(res, session_id, scope, receive, send)
@@ -243,8 +285,11 @@ async def _proxy_http(
     if query := scope.get("query_string", b""):
         target += b"?" + query
     headers = upstream_headers(scope, COOKIE)
+    # The machine gets the Host the client asked for, as on Fly (whose replay keeps it):
+    # Expo's manifest names it, and a phone fetches everything else from there.
+    host = header(scope, b"host")
     try:
-        await relay(address, scope["method"], target.decode("latin-1"), headers, body, send)
+        await relay(address, scope["method"], target.decode("latin-1"), headers, body, send, host)
     except UpstreamError:
         await _refuse(scope, send, 502, "the preview machine did not answer")
     except BodyTooLarge:
@@ -261,7 +306,10 @@ async def _proxy_websocket(scope: Scope, receive: Receive, send: Send, address: 
         return
     path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
     query = scope.get("query_string", b"").decode("latin-1")
-    url = "ws" + address.removeprefix("http") + path + (f"?{query}" if query else "")
+    # To the machine's address, with the client's Host (as _proxy_http).
+    machine = urlsplit(address)
+    host = header(scope, b"host") or machine.netloc
+    url = f"ws://{host}{path}" + (f"?{query}" if query else "")
     protocols = list(scope.get("subprotocols", []))
     # `Origin` among them: Vite checks it (with its HMR token) only when there is one.
     headers = [
@@ -270,6 +318,8 @@ async def _proxy_websocket(scope: Scope, receive: Receive, send: Send, address: 
     try:
         upstream = await websockets.connect(
             url,
+            host=machine.hostname,
+            port=machine.port,
             subprotocols=protocols or None,
             additional_headers=headers,
             user_agent_header=None,
@@ -324,6 +374,24 @@ def _cookie_token(res: Resources, session_id: uuid.UUID, grant: Grant) -> str:
     if grant.scope is TokenScope.SHARE:
         expires = int(time.time()) + res.settings.preview_session_token_ttl_seconds
     return mint_session_token(res.token_secret, session_id, expires, TokenScope.PREVIEW)
+
+
+async def _redirect_to_device_host(
+    res: Resources, session_id: uuid.UUID, scope: Scope, send: Send
+) -> None:
+    """Expo Go's first load: the same request on the session's device host, without `?token=`
+    and without a cookie (it would keep none). Same port as asked; the scheme is the
+    previews' own (behind Fly's proxy the request's scheme is unknown here)."""
+    expires = int(time.time()) + res.settings.preview_device_host_ttl_seconds
+    credential = mint_device_credential(res.token_secret, session_id, expires)
+    host = device_host(header(scope, b"host") or "", credential).lower()
+    location = f"{res.settings.preview_scheme}://{host}{redirect_target(scope, 'token')}"
+    headers = [
+        (b"location", location.encode("ascii")),
+        (b"content-length", b"0"),
+        (b"cache-control", b"no-store"),
+    ]
+    await _respond(scope, send, 307, headers, b"")
 
 
 def _set_cookie_header(token: str) -> tuple[bytes, bytes]:

@@ -5,9 +5,11 @@ Headers. Hop-by-hop ones stay on this hop, our cookie never leaves it, and the p
 (`X-Forwarded-For/Proto/Host`) are stated by this hop from what uvicorn resolved: uvicorn
 honours a client's `X-Forwarded-*` only from PREVIEW_TRUSTED_PROXIES, so whatever a browser
 sends under those names (or as `Forwarded`, `X-Real-IP`, `Fly-*`) is dropped, not passed on
-as if a proxy had said it. `Origin` goes through: Vite checks it on its HMR socket (a socket
-without one counts as a non-browser client and skips Vite's token check), and the router
-refuses a socket whose Origin is not the preview's own before it reaches the machine.
+as if a proxy had said it. `Host` is the one the browser sent (the relay states it itself), as
+Fly's replay keeps it: Expo's manifest is built from it. `Origin` goes through: Vite checks it
+on its HMR socket (a socket without one counts as a non-browser client and skips Vite's token
+check), and the router refuses a socket whose Origin is not the preview's own before it
+reaches the machine.
 
 Body. Streamed to the machine as it arrives, never held whole, and bounded by
 PREVIEW_PROXY_MAX_BODY_BYTES: a declared length over the bound is refused before the machine

@@ -106,8 +106,10 @@ async def relay(
     headers: list[tuple[bytes, bytes]],
     body: bytes | BodyStream,
     send: Send,
+    authority: str | None = None,
 ) -> None:
     """Send the request to `address` (`http://host:port`) and the answer to `send`.
+    `authority` is the `Host` the machine gets (default: the address's own).
 
     Raises UpstreamError if nothing was sent to the browser yet; a machine that fails after
     the response started only cuts the body short. What `body.chunks()` raises (the browser
@@ -115,6 +117,7 @@ async def relay(
     nothing sent to the browser.
     """
     url = urlsplit(address)
+    host = authority or url.netloc
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             reader, writer = await asyncio.open_connection(url.hostname, url.port, limit=BUFFER)
@@ -124,9 +127,9 @@ async def relay(
         if isinstance(body, bytes) or body.length == 0:
             # Every module fetch: the request in one write, as before bodies were streamed.
             whole = body if isinstance(body, bytes) else b""
-            writer.write(request_head(method, target, url.netloc, headers, len(whole)) + whole)
+            writer.write(request_head(method, target, host, headers, len(whole)) + whole)
         else:
-            writer.write(request_head(method, target, url.netloc, headers, body.length))
+            writer.write(request_head(method, target, host, headers, body.length))
             await _send_body(writer, body)
         await _relay_response(reader, send, head_only=method == "HEAD")
     finally:

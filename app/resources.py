@@ -20,6 +20,7 @@ from app.settings import Settings
 from pool.edits.edit_log import EditLog, EditLogLimits
 from pool.edits.script_batcher import ScriptBatcher
 from pool.services.metrics import Metrics, make_metrics
+from pool.services.project_files import FileKeeper, PostgresProjectFiles
 from pool.store.inventory import Inventory
 from pool.store.keys import DEFAULT_PREFIX, Keys
 from pool.store.leasing import LeaseBroker
@@ -44,6 +45,12 @@ class Resources:
     hub: Hub
     flags: FlagCache
     machine_reports: MachineReports
+
+    @property
+    def keeper(self) -> FileKeeper:
+        """Where ended sessions' files are kept for their projects (as the worker's
+        PoolServices.keeper)."""
+        return FileKeeper(PostgresProjectFiles(self.db), self.metrics, self.edits.limits)
 
 
 @asynccontextmanager

@@ -130,6 +130,14 @@ class CreateSessionBody(_Body):
     template: TemplateName | None = None
     region: RegionName | None = None
     options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_options_schema)
+    # Start from the project's last files (what its last session held when it ended, kept for
+    # PREVIEW_SNAPSHOT_RETENTION_HOURS), so the editor need not send them again. Off by
+    # default: an editor that sends its files itself is not surprised by others.
+    restore: bool = Field(
+        default=False,
+        description="start from the project's last files (the answer's `restored` says if "
+        "there were any)",
+    )
 
     @field_validator("options")
     @classmethod
@@ -236,6 +244,26 @@ class SessionView(BaseModel):
     last_activity: datetime
 
 
+class RestoredView(BaseModel):
+    """The files a new session started from: the project's last session's, at its end."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    from_session: uuid.UUID
+    ended_at: datetime
+    # The seq of the new session's log that holds them (its first patch is the next one).
+    seq: int
+    # The machine applied them before this answer (201); false while it boots (202: the
+    # session becomes active only once they are applied) or if it took too long.
+    hydrated: bool
+
+
+class CreatedSessionView(SessionView):
+    """A new session; `restored` is null unless it started from the project's last files."""
+
+    restored: RestoredView | None = None
+
+
 class TokenView(BaseModel):
     """A fresh session token (POST /api/preview/sessions/{id}/token)."""
 
@@ -252,6 +280,17 @@ class ShareView(BaseModel):
 
     url: str
     expires_at: datetime
+    expo_go_url: str | None = Field(
+        default=None,
+        description="`expo` sessions: the link as Expo Go opens it (exp:// or exps://, the same "
+        "token; for a QR code to scan with Expo Go); null for other templates",
+    )
+    appetize_url: str | None = Field(
+        default=None,
+        description="`expo` sessions on ios or android, when the operator uploaded Expo Go to "
+        "Appetize for that platform: an Appetize embed that launches Expo Go on the session "
+        "(`launchUrl`); null otherwise",
+    )
 
 
 class _View(BaseModel):

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     preview_session_token_ttl_seconds: int = Field(default=3600, ge=10, le=86400)
     # Links to open a preview on another device (QR code, new tab): preview access only.
     preview_share_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    # A phone's device host (docs/templates.md, "Expo Go and Appetize"): how long the host a
+    # share link is exchanged for keeps working (never past the session's end).
+    preview_device_host_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=7 * 86400)
     # Editors hear `idleWarning` this long before an idle end (at most half the idle timeout).
     preview_idle_warning_seconds: int = Field(default=60, ge=1, le=3600)
     # An editor socket's frames restart the session's idle clock; Postgres hears of it at most
@@ -103,6 +106,11 @@ class Settings(BaseSettings):
     preview_edit_user_budget_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1024 * 1024, le=1 << 34
     )
+    # Reopening a project (docs/architecture.md): how long after a session ends its files are
+    # kept for the project's next session (`"restore": true`), and how long a session started
+    # from them waits for its machine to apply them before it is reported ready regardless.
+    preview_snapshot_retention_hours: float = Field(default=168.0, gt=0, le=24 * 366)
+    preview_restore_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     # Rollout flags (docs/rollout.md): the longest a web process answers from flags it cached
     # (a change reaches every process at once over Redis pub/sub; this bounds it when pub/sub
     # fails), and how long a recorded fallback keeps that editor on Appetize.
@@ -114,6 +122,15 @@ class Settings(BaseSettings):
     preview_fallback_failures: int = Field(default=3, ge=1, le=100)
     preview_appetize_embed_url: str = Field(
         default="https://appetize.io/embed/", pattern=r"^https?://[^\s?#]+/$", max_length=200
+    )
+    # Expo Go builds the operator uploaded to Appetize (their public keys, one per platform):
+    # an expo session's share answer then carries an Appetize embed that launches Expo Go on
+    # the session (`appetizeUrl`). Unset: no such embed.
+    preview_appetize_expo_go_ios_key: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,100}$"
+    )
+    preview_appetize_expo_go_android_key: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,100}$"
     )
     # Only `dev` sets this: it enables the demo login route.
     preview_dev_mode: bool = False
@@ -132,6 +149,11 @@ class Settings(BaseSettings):
     preview_local_pids_max: int = Field(default=512, ge=32, le=65536)
     # Outbound destinations a Fly preview machine may reach (host:port, comma-separated).
     preview_egress_allow: str = ""
+    # A registry mirror Fly preview machines install dependencies from (docs/templates.md,
+    # "Dependencies"); its host must be in PREVIEW_EGRESS_ALLOW. Unset: only the image's cache.
+    preview_npm_registry: str | None = Field(
+        default=None, pattern=r"^https?://[^\s?#]+/$", max_length=300
+    )
     # PREVIEW_PROVIDER=fly: the app that holds the preview machines, a token for the Machines
     # API, the preview image, and the regions to try in order (capacity errors fall back).
     fly_api_token: SecretStr | None = None
@@ -182,6 +204,12 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or network") from None
         return ",".join(entries)
+
+    @property
+    def preview_scheme(self) -> str:
+        """The previews' scheme: https under PREVIEW_DOMAIN (its wildcard certificate), else
+        the public URL's (development)."""
+        return "https" if self.preview_domain else urlsplit(self.preview_public_url).scheme
 
     @property
     def trusted_proxies(self) -> list[str]:
@@ -235,14 +263,21 @@ class Settings(BaseSettings):
         """The environment every Fly preview machine gets besides its template and token
         (sandbox/agent/main.py and sandbox/egress.sh read it). No secret of the orchestrator
         goes here."""
-        return {
+        env = {
             "PREVIEW_ORCHESTRATOR_URL": self.sandbox_ws_url,
             "PREVIEW_EGRESS_ALLOW": self.egress_allow,
         }
+        if self.preview_npm_registry:
+            env["PREVIEW_NPM_REGISTRY"] = self.preview_npm_registry
+        return env
 
     @property
     def jwks_url(self) -> str | None:
         return f"{self.supabase_url}/auth/v1/.well-known/jwks.json" if self.supabase_url else None
+
+    @property
+    def snapshot_retention_seconds(self) -> float:
+        return self.preview_snapshot_retention_hours * 3600
 
     def require_service_config(self) -> None:
         """What `web` and `worker` need that `dev` provides for itself."""

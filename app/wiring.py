@@ -67,6 +67,8 @@ def worker_config(settings: Settings, metrics: Metrics | None = None) -> WorkerC
         job_timeout_seconds=settings.preview_job_timeout_seconds,
         idle_warning_seconds=settings.preview_idle_warning_seconds,
         db_acquire_timeout_seconds=settings.preview_db_acquire_timeout_seconds,
+        snapshot_retention_seconds=settings.snapshot_retention_seconds,
+        restore_timeout_seconds=settings.preview_restore_timeout_seconds,
         statsd=(
             settings.preview_statsd_host,
             settings.preview_statsd_port,

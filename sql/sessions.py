@@ -87,6 +87,7 @@ class NewSession:
 @dataclass(frozen=True)
 class EndedSession:
     id: uuid.UUID
+    project_id: uuid.UUID
     user_id: uuid.UUID
     machine_id: str | None
     epoch: int | None
@@ -99,6 +100,9 @@ class EndedSession:
 _SESSION_COLUMNS = """id, project_id, user_id, container_id AS machine_id, status, created_at,
     last_activity, config, template, region, device_type, lease_epoch, expires_at,
     idle_timeout_seconds, ended_at, end_reason, device"""
+
+# What an EndedSession is read from, in its fields' order (`_ended_session`).
+_ENDED_COLUMNS = "id, project_id, user_id, container_id, lease_epoch, template, region"
 
 
 def _live() -> list[str]:
@@ -411,26 +415,16 @@ async def end_session(
     sources = _leaving([s for s in SessionStatus if s.is_live], status)
     async with translated_errors(), conn.transaction():
         cursor = await conn.execute(
-            """UPDATE preview_sessions
-               SET status = %s, ended_at = now(), end_reason = %s
-               WHERE id = %s AND status = ANY(%s) AND (%s::uuid IS NULL OR user_id = %s)
-               RETURNING id, user_id, container_id AS machine_id, lease_epoch, template,
-                   region""",
+            f"""UPDATE preview_sessions
+                SET status = %s, ended_at = now(), end_reason = %s
+                WHERE id = %s AND status = ANY(%s) AND (%s::uuid IS NULL OR user_id = %s)
+                RETURNING {_ENDED_COLUMNS}""",
             (status.value, reason, session_id, sources, user_id, user_id),
         )
         row = await cursor.fetchone()
         if row is None:
             return None
-        ended = EndedSession(
-            id=row[0],
-            user_id=row[1],
-            machine_id=row[2],
-            epoch=row[3],
-            template=row[4],
-            region=row[5],
-            reason=reason,
-            status=status,
-        )
+        ended = _ended_session(row, reason, status)
         await conn.execute(
             """UPDATE machine_leases SET released_at = now(), release_reason = %s
                WHERE session_id = %s AND released_at IS NULL""",
@@ -491,17 +485,23 @@ async def live_session_ids(conn: Connection, user_id: uuid.UUID) -> set[uuid.UUI
         return {r[0] for r in await cursor.fetchall()}
 
 
-async def recently_ended(
-    conn: Connection, within_seconds: int
-) -> list[tuple[uuid.UUID, str, SessionStatus]]:
-    """(id, end reason, status) of the sessions that ended in the last `within_seconds`."""
+async def recently_ended(conn: Connection, within_seconds: int) -> list[EndedSession]:
+    """The sessions that ended in the last `within_seconds` (`reason`: the end's, else the
+    status; `machine_id` and `epoch` as the row last held them)."""
     async with translated_errors():
         cursor = await conn.execute(
-            "SELECT id, coalesce(end_reason, status), status FROM preview_sessions "
-            "WHERE ended_at > now() - make_interval(secs => %s)",
+            f"""SELECT {_ENDED_COLUMNS}, coalesce(end_reason, status), status
+                FROM preview_sessions WHERE ended_at > now() - make_interval(secs => %s)""",
             (within_seconds,),
         )
-        return [(r[0], r[1], SessionStatus(r[2])) for r in await cursor.fetchall()]
+        return [_ended_session(r, r[7], SessionStatus(r[8])) for r in await cursor.fetchall()]
+
+
+def _ended_session(row: Sequence[Any], reason: str, status: SessionStatus) -> EndedSession:
+    session_id, project_id, user_id, machine_id, epoch, template, region = row[:7]
+    return EndedSession(
+        session_id, project_id, user_id, machine_id, epoch, template, region, reason, status
+    )
 
 
 async def _add_stage(

@@ -48,3 +48,7 @@ class WorkerConfig:
     alert_webhook_url: str | None = None
     # A job waits this long for a Postgres connection before it counts the store as down.
     db_acquire_timeout_seconds: float = 3.0
+    # Projects' last files older than this are deleted (reconcile's tick); a session started
+    # from them waits at most restore_timeout_seconds for its machine to apply them.
+    snapshot_retention_seconds: float = 168 * 3600.0
+    restore_timeout_seconds: float = 15.0

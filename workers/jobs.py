@@ -117,6 +117,7 @@ async def boot_session(ctx: Ctx, session_id: str) -> str:
         uuid.UUID(session_id),
         deps.config.refill,
         guests={pool: guest_of_target(t) for pool, t in (await _targets(deps)).items()},
+        restore_timeout=deps.config.restore_timeout_seconds,
     )
     return booted.value
 
@@ -131,6 +132,7 @@ async def wake_machine(ctx: Ctx, session_id: str, machine_id: str, epoch: int) -
         machine_id,
         epoch,
         timeout=deps.config.refill.boot_timeout,
+        restore_timeout=deps.config.restore_timeout_seconds,
     )
     return woken.value
 
@@ -187,7 +189,12 @@ async def reconcile(ctx: Ctx, *, orphan_grace_seconds: float | None = None) -> d
         stuck_seconds=config.job_timeout_seconds,
         agent_lost_seconds=config.agent_lost_seconds,
     )
-    return report.__dict__
+    # Housekeeping on the same tick: projects' last files past their retention (they are
+    # never read once expired; this frees the space).
+    pruned = await deps.services.keeper.store.prune(
+        max_age_seconds=config.snapshot_retention_seconds
+    )
+    return {**report.__dict__, "project_files_pruned": pruned}
 
 
 async def sample_machines(ctx: Ctx) -> int:

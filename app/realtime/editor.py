@@ -131,8 +131,16 @@ class EditorConnection:
         patches = await self.edits.since(self.session_id, self.known)
         if patches is None:
             snapshot = await self.edits.snapshot(self.session_id)
+            # `binary` only when there is one: a text-only session's frame is as it always was.
+            binary = {"binary": snapshot.binary} if snapshot.binary else {}
             await self.send(
-                frame("snapshot", seq=snapshot.seq, files=snapshot.files, deleted=snapshot.deleted)
+                frame(
+                    "snapshot",
+                    seq=snapshot.seq,
+                    files=snapshot.files,
+                    deleted=snapshot.deleted,
+                    **binary,
+                )
             )
             self.known = snapshot.seq
             return
@@ -201,7 +209,7 @@ class EditorConnection:
                 epoch=patch.epoch,
             )
             return
-        changes = [Change(c.path, c.content) for c in patch.changes]
+        changes = [Change(c.path, c.content, binary=c.encoding == "base64") for c in patch.changes]
         if self.timings is not None:
             # Before the append: the agent's `applied` may come back before the ack is sent.
             self.timings.started(patch.seq, received)

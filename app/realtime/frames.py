@@ -4,6 +4,10 @@ Paths are checked here before anything is appended: relative, at most 256 bytes 
 `..` segment, no backslash or NUL, no empty or `.` segments. The agent checks again on the
 machine (it trusts nothing), and also refuses symlink escapes, which only it can see.
 
+A change's content is text, or, with `encoding: "base64"`, a binary file (an image, a font) as
+standard base64 (RFC 4648: padding required, no whitespace, canonical); its size cap counts the
+decoded bytes. The agent decodes and checks it again.
+
 JSON is read more strictly than Python's `json` reads it: `"v": true` is not version 1 (a bool
 is an int to Python, and `1.0 == 1`), and a string with a lone surrogate (`"\ud800"`, legal
 JSON syntax but no Unicode text) is refused as malformed, since it cannot be stored as UTF-8.
@@ -11,6 +15,8 @@ JSON syntax but no Unicode text) is refused as malformed, since it cannot be sto
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -23,6 +29,8 @@ PROTOCOL_VERSION = 1
 MAX_FILE_BYTES = 512 * 1024
 MAX_CHANGES = 2000
 MAX_PATH_BYTES = 256
+# The longest base64 text of a file within MAX_FILE_BYTES: refused before decoding anything.
+MAX_BASE64_CHARS = 4 * -(-MAX_FILE_BYTES // 3)
 # A `\uD800`-`\uDFFF` escape: the only way a lone surrogate gets into a str from a socket's
 # (valid UTF-8) text. Pairs are legal (Python's json.dumps writes emoji so), so a hit is only a
 # reason to look closer.
@@ -59,6 +67,7 @@ class FileChange(BaseModel):
     path: str
     content: str | None = None
     delete: Literal[True] | None = None
+    encoding: Literal["base64"] | None = None  # absent: content is the file's text
 
     @field_validator("path")
     @classmethod
@@ -73,21 +82,39 @@ class FileChange(BaseModel):
             raise ValueError("delete is true or absent")
         return value
 
-    @field_validator("content")
-    @classmethod
-    def _size(cls, value: str | None) -> str | None:
-        if (
-            value is not None
-            and len(value.encode("utf-8", errors="surrogatepass")) > MAX_FILE_BYTES
-        ):
-            raise ValueError(f"a file is at most {MAX_FILE_BYTES} bytes")
-        if value is not None and "\x00" in value:
-            raise ValueError("file content must not contain NUL")
-        return value
-
     def model_post_init(self, context: Any) -> None:
         if (self.content is None) == (self.delete is None):
             raise ValueError("a change has either content or delete: true")
+        if self.content is None:
+            if self.encoding is not None:
+                raise ValueError("a deletion has no encoding")
+        elif self.encoding == "base64":
+            _check_base64(self.content)
+        else:
+            _check_text(self.content)
+
+
+def _check_text(content: str) -> None:
+    if len(content.encode("utf-8", errors="surrogatepass")) > MAX_FILE_BYTES:
+        raise ValueError(f"a file is at most {MAX_FILE_BYTES} bytes")
+    # NUL marks a deletion in the snapshot (pool.edits.edit_log.TOMBSTONE); a binary file
+    # holding NUL comes as base64.
+    if "\x00" in content:
+        raise ValueError("text content must not contain NUL (send binary files as base64)")
+
+
+def _check_base64(content: str) -> None:
+    if len(content) > MAX_BASE64_CHARS:
+        raise ValueError(f"a file is at most {MAX_FILE_BYTES} bytes (decoded)")
+    try:
+        data = base64.b64decode(content, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("content is not base64 (RFC 4648, padded, no whitespace)") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"a file is at most {MAX_FILE_BYTES} bytes (decoded)")
+    # Only one text per file: "QR==" decodes like "QQ==", but a resend must digest the same.
+    if base64.b64encode(data).decode("ascii") != content:
+        raise ValueError("content is not canonical base64 (unused bits must be zero)")
 
 
 # An edit log's epoch (pool.edits.edit_log.new_epoch): what the editor or agent last heard.

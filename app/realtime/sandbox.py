@@ -189,6 +189,7 @@ class AgentConnection:
     async def hydrate(self, snapshot: HydrateEnvelope) -> None:
         """The session's whole file set (the hydrate job's), sent on as `hydrate`."""
         epoch = self.epoch if snapshot.epoch is None else snapshot.epoch
+        binary = {"binary": snapshot.binary} if snapshot.binary else {}
         await self.send(
             frame(
                 "hydrate",
@@ -197,6 +198,7 @@ class AgentConnection:
                 seq=snapshot.seq,
                 files=snapshot.files,
                 deleted=snapshot.deleted,
+                **binary,
             )
         )
         self.epoch = epoch

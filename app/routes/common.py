@@ -35,11 +35,12 @@ async def authenticate(conn: HTTPConnection) -> Principal:
 def preview_origin(res: Resources, session_id: object) -> str:
     """The session's own origin: https://{id}.{PREVIEW_DOMAIN} in production, otherwise
     http://{id}.preview.localhost:{port} (Chromium resolves *.localhost to loopback)."""
+    scheme = res.settings.preview_scheme
     if res.settings.preview_domain:
-        return f"https://{session_id}.{res.settings.preview_domain}"
+        return f"{scheme}://{session_id}.{res.settings.preview_domain}"
     public = urlsplit(res.settings.preview_public_url)
     port = f":{public.port}" if public.port else ""
-    return f"{public.scheme}://{session_id}.preview.localhost{port}"
+    return f"{scheme}://{session_id}.preview.localhost{port}"
 
 
 def token_expiry(res: Resources, row: SessionRow, ttl_seconds: int) -> int:

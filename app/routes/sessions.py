@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app import leases
+from app import expo_go, leases
 from app.devices import catalogue
 from app.errors import ApiError, not_found
 from app.openapi import Answer, ApiRoute, Operation
@@ -20,9 +20,11 @@ from app.routes.common import (
     token_expiry,
 )
 from app.schemas import (
+    CreatedSessionView,
     CreateSessionBody,
     DeviceCatalogueView,
     ListSessionsQuery,
+    RestoredView,
     SessionListView,
     SessionPath,
     SessionView,
@@ -49,9 +51,23 @@ async def create_session(request: Request) -> Response:
         CreateSessionBody, await read_json(request, res.settings.preview_max_body_bytes)
     )
     created = await leases.create_session(res, principal, body, client_gone=request.is_disconnected)
-    view = session_view(res, created.session)
+    view = CreatedSessionView(
+        **session_view(res, created.session).model_dump(),
+        restored=_restored_view(created.restored),
+    )
     return JSONResponse(
         view.model_dump(mode="json", by_alias=True), status_code=202 if created.booting else 201
+    )
+
+
+def _restored_view(restored: leases.Restored | None) -> RestoredView | None:
+    if restored is None:
+        return None
+    return RestoredView(
+        from_session=restored.files.session_id,
+        ended_at=restored.files.ended_at,
+        seq=restored.seq,
+        hydrated=restored.hydrated,
     )
 
 
@@ -150,14 +166,21 @@ async def refresh_token(request: Request) -> Response:
 
 async def share_session(request: Request) -> Response:
     """A short-lived link that opens the preview on another device (a QR code to a phone, a
-    new tab). Its token grants the preview origin only, never the editor socket."""
+    new tab). Its token grants the preview origin only, never the editor socket. An `expo`
+    session's link also comes as Expo Go opens it, and as an Appetize embed launching it."""
     row = await _live_session(request)
     res = resources(request)
     expires = token_expiry(res, row, res.settings.preview_share_ttl_seconds)
     token = mint_session_token(res.token_secret, row.id, expires, TokenScope.SHARE)
+    url = f"{preview_origin(res, row.id)}/?token={token}"
+    expo_url = expo_go.expo_go_url(url) if row.template == expo_go.EXPO_TEMPLATE else None
     view = ShareView(
-        url=f"{preview_origin(res, row.id)}/?token={token}",
+        url=url,
         expires_at=datetime.fromtimestamp(expires, UTC),
+        expo_go_url=expo_url,
+        appetize_url=expo_go.appetize_url(res.settings, row.device_type, expo_url)
+        if expo_url
+        else None,
     )
     return JSONResponse(view.model_dump(mode="json", by_alias=True))
 
@@ -178,8 +201,8 @@ ROUTES = [
             create_session,
             "Lease a preview machine for a new session",
             {
-                201: Answer("leased from the warm pool", SessionView),
-                202: Answer("booting: on demand, or waking a stopped machine", SessionView),
+                201: Answer("leased from the warm pool", CreatedSessionView),
+                202: Answer("booting: on demand, or waking a stopped machine", CreatedSessionView),
             },
             errors=(403, 429, 503),
             body=CreateSessionBody,

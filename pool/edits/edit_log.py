@@ -5,6 +5,11 @@ Appending is one Lua script: the sequence check, the stream entry (id "{seq}-0",
 refuses a duplicate id), the snapshot update and the publish to the session channel all happen
 together or not at all. A resend of an appended patch (same seq, same digest) is recognised and
 acknowledged again, so editors can resend after a lost socket without a second append.
+
+The snapshot hash holds one opaque string per path: a text file's content, TOMBSTONE for a
+deleted file, or BINARY_MARK followed by a binary file's base64 (no text holds NUL, which the
+gateway refuses, so neither can be mistaken for a file's text). Its sizes count these strings as
+stored: a binary file weighs its base64 text, 4/3 of its bytes, against the caps.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -57,10 +62,13 @@ class EditLogLimits:
 class Change:
     path: str
     content: str | None  # None: delete
+    binary: bool = False  # content is the file's bytes in base64
 
     def as_json(self) -> dict[str, Any]:
         if self.content is None:
             return {"path": self.path, "delete": True}
+        if self.binary:
+            return {"path": self.path, "content": self.content, "encoding": "base64"}
         return {"path": self.path, "content": self.content}
 
 
@@ -116,17 +124,21 @@ class Patch:
     changes: list[dict[str, Any]]
 
 
+# How append_patch.lua stores a deletion and a binary file in the snapshot hash.
 TOMBSTONE = "\x00"
+BINARY_MARK = "\x00base64:"
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The session's files at `seq`: the template's, overlaid with `files`, minus `deleted`."""
+    """The session's files at `seq`: the template's, overlaid with `files`, minus `deleted`.
+    The `files` named in `binary` hold base64 (the wire's `encoding: "base64"`)."""
 
     seq: int
     files: dict[str, str]
     deleted: list[str]
     epoch: str = ""
+    binary: list[str] = field(default_factory=list)
 
 
 # The session's epoch, started if the log has none (new, or lost with Redis).
@@ -342,9 +354,7 @@ class EditLog:
             pipe.hmget(self.keys.snapshot_meta(session_id), ["head", "epoch"])
             pipe.hgetall(self.keys.snapshot(session_id))
             (head, epoch), stored = await pipe.execute()
-        files = {path: content for path, content in stored.items() if content != TOMBSTONE}
-        deleted = sorted(path for path, content in stored.items() if content == TOMBSTONE)
-        return Snapshot(int(head or 0), files, deleted, str(epoch or ""))
+        return snapshot_of(int(head or 0), stored, str(epoch or ""))
 
     async def report_applied(self, session_id: str, seq: int, epoch: str) -> AppliedOutcome:
         """Keep the highest seq the machine acknowledged (never backwards, never past the
@@ -433,6 +443,7 @@ class EditLog:
 # its sockets, atomically. KEYS: snapmeta:{session}, edits:{session}, snap:{session}.
 # ARGV: prefix, session, reason, status, mark_seconds, envelope_json, ch:session:{session}.
 # The prefix: the user's budget (editbytes:{user}) is named by a field of the log.
+# Returns {head, the snapshot hash as HGETALL gives it} as they were before the end.
 _ANNOUNCE_END = """
 local meta, stream, snap = KEYS[1], KEYS[2], KEYS[3]
 local p, session = ARGV[1], ARGV[2]
@@ -440,27 +451,40 @@ local user = redis.call('HGET', meta, 'user')
 if user then
   redis.call('HDEL', p .. 'editbytes:' .. user, session)
 end
+local head = redis.call('HGET', meta, 'head') or '0'
+local files = redis.call('HGETALL', snap)
 redis.call('DEL', stream, snap)
 redis.call('HSET', meta, 'ended', ARGV[3], 'ended_status', ARGV[4])
 redis.call('EXPIRE', meta, tonumber(ARGV[5]))
 redis.call('PUBLISH', ARGV[7], ARGV[6])
-return 1
+return {head, files}
 """
+
+
+@dataclass(frozen=True)
+class EndedLog:
+    """What a session's log held when its end was announced: the snapshot hash's values
+    verbatim (contents, tombstones, whatever a binary file is stored as), at `seq`. Empty when
+    the session never had files, or its end was announced before."""
+
+    seq: int
+    values: dict[str, str]
 
 
 async def announce_end(
     redis: Redis, session_id: str, reason: str, status: str, *, prefix: str = DEFAULT_PREFIX
-) -> None:
+) -> EndedLog:
     """Mark the session ended for the gateway and tell its sockets, in one script: from here on
     append_patch.lua refuses every patch of it (nothing is acked for a session that is not
     live), and every editor socket hears `ended` and closes. Its stream and snapshot are deleted
     at once (nothing reads them after the end) and its bytes leave the user's budget; the small
     `ended` mark stays for ENDED_MARK_SECONDS. Called right after Postgres recorded the end, by
-    every path that ends a session (pool.services.lifecycle)."""
+    every path that ends a session (pool.services.lifecycle), which keeps the files this returns
+    (taken in the same script, so they are exactly what was acked)."""
     envelope = encode_envelope(EndedEnvelope(reason=reason, status=status))
     keys = Keys(prefix)
     async with translated_redis_errors():
-        await redis.register_script(_ANNOUNCE_END)(
+        head, flat = await redis.register_script(_ANNOUNCE_END)(
             keys=[
                 keys.snapshot_meta(session_id),
                 keys.edits(session_id),
@@ -476,6 +500,7 @@ async def announce_end(
                 keys.session_channel(session_id),
             ],
         )
+    return EndedLog(int(head), dict(zip(flat[::2], flat[1::2], strict=True)))
 
 
 async def end_unannounced(redis: Redis, session_id: str, *, prefix: str = DEFAULT_PREFIX) -> bool:
@@ -499,6 +524,23 @@ async def announce_idle_warning(
         await redis.publish(Keys(prefix).session_channel(session_id), envelope)
 
 
+def snapshot_of(seq: int, stored: dict[str, str], epoch: str = "") -> Snapshot:
+    """The snapshot hash's values (as append_patch.lua stores them) as files, deletions and
+    which files are binary."""
+    files: dict[str, str] = {}
+    deleted: list[str] = []
+    binary: list[str] = []
+    for path, value in stored.items():
+        if value == TOMBSTONE:
+            deleted.append(path)
+        elif value.startswith(BINARY_MARK):
+            files[path] = value.removeprefix(BINARY_MARK)
+            binary.append(path)
+        else:
+            files[path] = value
+    return Snapshot(seq, files, sorted(deleted), epoch, sorted(binary))
+
+
 async def push_snapshot(edits: EditLog, session_id: str, machine_id: str) -> int:
     """Publish the session's full file set to the machine's channel, where the gateway instance
     holding the machine's agent socket relays it as `hydrate`. Returns the snapshot's seq."""
@@ -512,6 +554,7 @@ async def push_snapshot(edits: EditLog, session_id: str, machine_id: str) -> int
             seq=snapshot.seq,
             files=snapshot.files,
             deleted=tuple(snapshot.deleted),
+            binary=tuple(snapshot.binary),
         ),
     )
     return snapshot.seq

@@ -33,7 +33,8 @@ class PatchEnvelope:
     kind: Literal["patch"] = "patch"
     epoch: str | None = None  # None: the current epoch of the listener's log
     seq: int
-    # As the editor sent them ({path, content} or {path, delete: true}): relayed untouched.
+    # As the editor sent them ({path, content[, encoding]} or {path, delete: true}): relayed
+    # untouched.
     changes: tuple[dict[str, Any], ...]
     origin: str = ""  # the editor socket that sent it, which hears its own `ack` instead
 
@@ -105,6 +106,7 @@ class HydrateEnvelope:
     seq: int
     files: dict[str, str]
     deleted: tuple[str, ...] = ()
+    binary: tuple[str, ...] = ()  # the `files` whose values are base64
 
 
 Envelope = (

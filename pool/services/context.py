@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pool.core.provider import MachineProvider
 from pool.services.metrics import Metrics
+from pool.services.project_files import FileKeeper, PostgresProjectFiles
 from pool.store.inventory import Inventory
 from pool.store.leasing import LeaseBroker
 
@@ -28,3 +29,9 @@ class PoolServices:
     provider: MachineProvider
     enqueue_recycle: EnqueueRecycle
     metrics: Metrics
+
+    @property
+    def keeper(self) -> FileKeeper:
+        """Where an ended session's files are kept for its project (the one place that picks
+        the store)."""
+        return FileKeeper(PostgresProjectFiles(self.db), self.metrics)

@@ -27,6 +27,7 @@ from pool.core.states import PoolState, Tier
 from pool.edits.edit_log import announce_end
 from pool.services.context import EnqueueRecycle, PoolServices
 from pool.services.machines import destroy_machine
+from pool.services.project_files import FileKeeper
 from pool.services.refill import RefillSettings, tier_input
 from pool.services.tiers import bring_to
 from pool.store.inventory import Inventory, PoolKey
@@ -53,21 +54,28 @@ class Recycled(enum.Enum):
 
 
 async def release_session_machine(
-    broker: LeaseBroker, ended: EndedSession, enqueue_recycle: EnqueueRecycle
+    broker: LeaseBroker,
+    ended: EndedSession,
+    enqueue_recycle: EnqueueRecycle,
+    *,
+    keeper: FileKeeper,
 ) -> None:
     """Tell the session's editors it ended (pool.edits.edit_log.announce_end: from then on none of
-    its
-    patches is acked), then release what it held: its machine (to be recycled) or its boot
-    slot."""
-    await announce_end(
+    its patches is acked), release what it held: its machine (to be recycled) or its boot slot,
+    then keep its files for its project (pool.services.project_files: never raises, so the end
+    goes through whatever becomes of them)."""
+    files = await announce_end(
         broker.redis, str(ended.id), ended.reason, ended.status.value, prefix=broker.prefix
     )
-    if ended.machine_id is None or ended.epoch is None:
-        await broker.forget_session(ended.template, ended.region, ended.id, ended.user_id)
-        return
-    if await broker.release(ended.machine_id, ended.epoch):
-        # release bumped the epoch; the recycle job expects the machine there.
-        await enqueue_recycle(ended.machine_id, ended.epoch + 1)
+    try:
+        if ended.machine_id is None or ended.epoch is None:
+            await broker.forget_session(ended.template, ended.region, ended.id, ended.user_id)
+        elif await broker.release(ended.machine_id, ended.epoch):
+            # release bumped the epoch; the recycle job expects the machine there.
+            await enqueue_recycle(ended.machine_id, ended.epoch + 1)
+    finally:
+        # The files left Redis with the announce: kept now, even if the release failed.
+        await keeper.keep_ended(ended, files)
 
 
 async def end_and_release(
@@ -79,7 +87,9 @@ async def end_and_release(
         ended = await sessions.end_session(conn, session_id, reason=reason, status=status)
     if ended is None:
         return False
-    await release_session_machine(services.broker, ended, services.enqueue_recycle)
+    await release_session_machine(
+        services.broker, ended, services.enqueue_recycle, keeper=services.keeper
+    )
     return True
 
 

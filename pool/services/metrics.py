@@ -147,6 +147,11 @@ class Metrics:
         self.store_up_gauge = registry.gauge(
             "preview_store_up", "Whether the store answered at the last check", ("store",)
         )
+        self.project_files_total = registry.counter(
+            "preview_project_files_total",
+            "Project files kept at a session's end and restored into a new session, by outcome",
+            ("outcome",),
+        )
 
     def close(self) -> None:
         """Close the statsd socket (the registry needs nothing)."""
@@ -258,6 +263,11 @@ class Metrics:
         """`store`: redis or postgres."""
         self.gauge(f"store.{store}.up", int(up))
         self.store_up_gauge.labels(store).set(int(up))
+
+    def project_files(self, outcome: str) -> None:
+        """A project's files kept or restored, or why not (pool.services.project_files)."""
+        self.incr(f"project_files.{outcome}")
+        self.project_files_total.labels(outcome).inc()
 
     def machines(self, samples: Iterable[MachineSample], *, complete: bool = False) -> None:
         """Machines' resource use. `complete`: these are all the machines there are, so the

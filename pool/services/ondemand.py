@@ -1,5 +1,7 @@
 """On-demand boots: the pool was empty, the session was answered 202 'booting', and this makes
-a machine for it. If the session ended meanwhile, the fresh (unused) machine joins the pool."""
+a machine for it. If the session ended meanwhile, the fresh (unused) machine joins the pool. A
+session started from its project's last files becomes active once the new machine applied them
+(pool.services.project_files)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pool.services.context import PoolServices
 from pool.services.fallbacks import BOOT_FAILED, record_start_failure
 from pool.services.lifecycle import end_and_release
 from pool.services.machines import destroy_machine
+from pool.services.project_files import RESTORE_TIMEOUT_SECONDS, hydrate_if_restored
 from pool.services.refill import RefillSettings, create_and_wait
 from pool.store.inventory import PoolKey
 from sql import sessions
@@ -37,6 +40,8 @@ async def boot_for_session(
     session_id: uuid.UUID,
     settings: RefillSettings,
     guests: Mapping[PoolKey, Guest | None] | None = None,
+    *,
+    restore_timeout: float = RESTORE_TIMEOUT_SECONDS,
 ) -> Booted:
     inventory, provider = services.inventory, services.provider
     async with services.db.connection() as conn:
@@ -70,6 +75,15 @@ async def boot_for_session(
         # machine goes, and the session, if it still waits, fails.
         await destroy_machine(inventory, provider, machine.id)
         return await fail_boot()
+    # The claim assigned the machine: the gateway hydrates it as its agent hears of it.
+    await hydrate_if_restored(
+        services.broker.redis,
+        services.metrics,
+        str(session_id),
+        machine.id,
+        timeout=restore_timeout,
+        prefix=services.broker.prefix,
+    )
     async with services.db.connection() as conn:
         attached = await sessions.attach_machine(conn, session_id, machine.id, epoch)
     if attached is None:

@@ -139,7 +139,7 @@ async def _reconcile(
 
     failed += await _fail_unbacked_leases(services, records)
     released = await _release_ended_leases(services, records)
-    released += await _announce_missed_ends(db, services.broker)
+    released += await _announce_missed_ends(services)
     async with db.connection() as conn:
         await sessions.repair_live_counts(conn)
     entries = await _drop_stale_user_entries(db, services.broker, records)
@@ -312,6 +312,7 @@ async def _release_ended_leases(services: PoolServices, records: dict[str, Machi
         )
         ended = EndedSession(
             id=row.id,
+            project_id=row.project_id,
             user_id=row.user_id,
             machine_id=record.id,
             epoch=record.epoch,
@@ -320,7 +321,9 @@ async def _release_ended_leases(services: PoolServices, records: dict[str, Machi
             reason=row.end_reason or row.status,
             status=row.status,
         )
-        await release_session_machine(services.broker, ended, services.enqueue_recycle)
+        await release_session_machine(
+            services.broker, ended, services.enqueue_recycle, keeper=services.keeper
+        )
         released += 1
     return released
 
@@ -329,17 +332,27 @@ async def _release_ended_leases(services: PoolServices, records: dict[str, Machi
 MISSED_END_WINDOW_SECONDS = 600
 
 
-async def _announce_missed_ends(db: AsyncConnectionPool, broker: LeaseBroker) -> int:
+async def _announce_missed_ends(services: PoolServices) -> int:
     """Sessions Postgres ended recently whose edit log in Redis does not know it (the end's
     announce failed, and no leased record was left to release): announce it now, so their
-    editors hear `ended` and no patch of theirs is acked any more."""
-    async with db.connection() as conn:
+    editors hear `ended` and no patch of theirs is acked any more, and keep their files."""
+    broker = services.broker
+    async with services.db.connection() as conn:
         ended = await sessions.recently_ended(conn, MISSED_END_WINDOW_SECONDS)
     told = 0
-    for session_id, reason, status in ended:
-        if await end_unannounced(broker.redis, str(session_id), prefix=broker.prefix):
-            log.warning("session %s ended (%s) unannounced: announcing it", session_id, reason)
-            await announce_end(broker.redis, str(session_id), reason, status, prefix=broker.prefix)
+    for session in ended:
+        if await end_unannounced(broker.redis, str(session.id), prefix=broker.prefix):
+            log.warning(
+                "session %s ended (%s) unannounced: announcing it", session.id, session.reason
+            )
+            files = await announce_end(
+                broker.redis,
+                str(session.id),
+                session.reason,
+                session.status.value,
+                prefix=broker.prefix,
+            )
+            await services.keeper.keep_ended(session, files)
             told += 1
     return told
 

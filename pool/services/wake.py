@@ -3,7 +3,8 @@
 The lease path took the machine (pending, fenced by its epoch), committed the session as
 `booting` together with its ledger row, promoted the lease and answered 202. This starts the
 machine (a resume from the snapshot, or a boot from the image) and waits until it is healthy,
-then makes the session active. If the API died after its commit but before the promotion, the
+then makes the session active (a session started from its project's last files once the
+machine applied them, pool.services.project_files). If the API died after its commit but before the
 committed row is proof enough and the lease is promoted here. A session ended meanwhile has
 already released the machine; a machine that will not wake fails its session, and the machine
 goes to be recycled (reset or destroyed).
@@ -21,6 +22,7 @@ from pool.core.states import PoolState, Tier
 from pool.services.context import PoolServices
 from pool.services.fallbacks import WAKE_FAILED, record_start_failure
 from pool.services.lifecycle import end_and_release
+from pool.services.project_files import RESTORE_TIMEOUT_SECONDS, hydrate_if_restored
 from pool.services.tiers import bring_to
 from sql import sessions
 from sql.states import SessionStatus
@@ -38,7 +40,13 @@ class Woken(enum.Enum):
 
 
 async def wake_for_session(
-    services: PoolServices, session_id: uuid.UUID, machine_id: str, epoch: int, *, timeout: float
+    services: PoolServices,
+    session_id: uuid.UUID,
+    machine_id: str,
+    epoch: int,
+    *,
+    timeout: float,
+    restore_timeout: float = RESTORE_TIMEOUT_SECONDS,
 ) -> Woken:
     record = await services.inventory.machine(machine_id)
     if record is None or record.epoch != epoch or record.session_id != str(session_id):
@@ -70,6 +78,14 @@ async def wake_for_session(
         services.metrics.incr("wake.failed")
         return Woken.FAILED
     await services.inventory.set_token(machine_id, machine.metadata.get("token"))
+    await hydrate_if_restored(
+        services.broker.redis,
+        services.metrics,
+        str(session_id),
+        machine_id,
+        timeout=restore_timeout,
+        prefix=services.broker.prefix,
+    )
     async with services.db.connection() as conn:
         activated = await sessions.activate_session(conn, session_id, machine_id, epoch)
     if activated is None:

@@ -11,5 +11,6 @@ orchestrator socket), `protocol` (frames), `files` + `paths` (safe writes), `sta
 point), `devserver` (Vite supervision), `monitor` (status, build errors, confirmations), `hmr`
 (Vite's HMR socket), `acks` + `pacing` (when a write counts as applied, when the next may go),
 `probe` (requests a browser would make), `front` (/healthz and the proxy to Vite), `logs`,
-`stats` + `usage` (the machine's own report: dev-server restarts, CPU and memory).
+`stats` + `usage` (the machine's own report: dev-server restarts, CPU and memory),
+`installer`, `deps` and `npm` (package.json's dependencies installed in the machine).
 """

@@ -14,6 +14,9 @@ watcher would miss a write of a file it just reported (see pacing), write, persi
 seq. So no two patches ever interleave, and a restarted agent resumes from the persisted seq;
 confirmations (`applied`) are the monitor's, in seq order. No task shares state with another
 except through these two objects, and none blocks: the file writes are small and local.
+A write that changes package.json's dependencies first waits for their install, which restarts
+the dev server around the write (sandbox.agent.installer): the frames after it wait too, since
+they may import what it adds; the other tasks do not.
 
 Shutdown is a sequence: stop taking browser requests (the front), then cancel the rest; the
 dev server's supervisor stops Vite (SIGTERM, then SIGKILL) as it unwinds.
@@ -25,11 +28,13 @@ import asyncio
 import logging
 import math
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from sandbox.agent import toolchain
 from sandbox.agent.errors import PatchRejected
 from sandbox.agent.files import Workspace, overlay, parse_changes, parse_deleted, parse_files
 from sandbox.agent.front import Front
+from sandbox.agent.installer import DependencyInstaller, InstallConfig, manifest_in
 from sandbox.agent.link import OrchestratorLink
 from sandbox.agent.logs import LogPump
 from sandbox.agent.monitor import DevServerMonitor
@@ -60,6 +65,7 @@ class AgentConfig:
     ack_timeout: float = 2.0
     # An inherited listening socket to serve on instead of binding host:port.
     listen_fd: int | None = None
+    dependencies: InstallConfig = field(default_factory=InstallConfig)
 
 
 class Agent:
@@ -77,14 +83,28 @@ class Agent:
             on_connect=self._restate,
         )
         self._logs = LogPump(self._link.send)
+        chain = toolchain.for_template(workspace.template_dir)
         self._monitor = DevServerMonitor(
-            workspace.root, config.machine_id, self._link.send, self._logs, config.ack_timeout
+            workspace.root,
+            config.machine_id,
+            self._link.send,
+            self._logs,
+            config.ack_timeout,
+            chain,
+        )
+        self._deps = DependencyInstaller(
+            workspace.root, workspace.template_dir, self._monitor, self._logs, config.dependencies
         )
         devserver = self._monitor.devserver
         self._stats = StatsReporter(self._link.send, devserver)
         listener = None if config.listen_fd is None else socket.socket(fileno=config.listen_fd)
         self._front = Front(
-            config.host, config.port, self._monitor.health, lambda: devserver.port, listener
+            config.host,
+            config.port,
+            self._monitor.health,
+            lambda: devserver.port,
+            listener,
+            expo_manifests=chain is toolchain.METRO,
         )
         self._last_resync = -math.inf
 
@@ -155,8 +175,9 @@ class Agent:
             return
         try:
             changes = parse_changes(patch.changes)
+            staged = await self._deps.stage(manifest_in(changes))
             await self._monitor.pace([change.path for change in changes])
-            changed = self._workspace.apply(changes)
+            changed = await self._deps.commit(staged, lambda: self._workspace.apply(changes))
         except PatchRejected as exc:
             # Refused patches consume their seq, or the stream would stall on them forever.
             self._save(replace(self._state, applied_seq=patch.seq))
@@ -174,11 +195,12 @@ class Agent:
         try:
             writes = overlay(
                 self._workspace.template_writes(),
-                parse_files(snapshot.files),
+                parse_files(snapshot.files, snapshot.binary),
                 parse_deleted(snapshot.deleted),
             )
+            staged = await self._deps.stage(manifest_in(writes, whole=True))
             await self._monitor.pace([write.path for write in writes])
-            changed = self._workspace.replace_all(writes)
+            changed = await self._deps.commit(staged, lambda: self._workspace.replace_all(writes))
         except PatchRejected as exc:
             await self._reject(snapshot.seq, exc)
             return

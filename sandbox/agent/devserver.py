@@ -1,4 +1,5 @@
-"""Supervising the dev server (Vite) on an internal loopback port.
+"""Supervising the dev server (Vite, or Metro for Expo: sandbox.agent.toolchain) on an internal
+loopback port.
 
 `DevServer.run` is one long task: spawn Vite, read its output, wait until `GET /` answers,
 report it listening, wait for it to exit, report that, back off, spawn again. Backoff grows
@@ -14,6 +15,10 @@ than /dev/null, because Vite shuts down when its stdin ends.
 
 Vite picks its own port only if told to; the agent picks a free one and passes
 `--strictPort`, so a lost race shows up as an exit and a retry on another port.
+
+`restart` is a planned stop and start (the dependency installer swaps node_modules in between,
+while no dev server reads it): no backoff, and no `exited` report, since nothing crashed. A lock
+around the spawn keeps a process from starting while the swap runs.
 """
 
 from __future__ import annotations
@@ -28,13 +33,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sandbox.agent.backoff import backoff_delay
-from sandbox.agent.errors import TemplateMissing
 from sandbox.agent.logs import strip_ansi
 from sandbox.agent.probe import HOST, http_get
+from sandbox.agent.toolchain import VITE, Toolchain
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READY_TIMEOUT = 60.0
 READY_POLL = 0.1
@@ -57,8 +64,15 @@ class DevServerHooks:
 
 
 class DevServer:
-    def __init__(self, root: Path, hooks: DevServerHooks, node: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        hooks: DevServerHooks,
+        node: str | None = None,
+        toolchain: Toolchain = VITE,
+    ) -> None:
         self._root = root
+        self.toolchain = toolchain
         self._hooks = hooks
         self._node = node or shutil.which("node")
         self.port: int | None = None
@@ -67,27 +81,26 @@ class DevServer:
         # `restarted` is set at each, for sandbox.agent.stats.
         self.restarts = 0
         self.restarted = asyncio.Event()
+        # Cleared while `restart` holds the dev server stopped; the spawn happens under the lock.
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._spawn_lock = asyncio.Lock()
+        self._planned_stops = 0
 
     def command(self, port: int) -> list[str]:
-        vite = self._root / "node_modules" / "vite" / "bin" / "vite.js"
-        if self._node is None:
-            raise TemplateMissing("node is not installed")
-        if not vite.is_file():
-            raise TemplateMissing(f"{vite} is missing: is the template installed?")
-        return [
-            self._node, f"--import={ORPHAN_WATCHDOG}", str(vite),
-            "--port", str(port), "--strictPort", "--host", HOST,
-            "--clearScreen", "false",
-            # Loads vite.config.js with Node itself: the default bundles it to a temporary
-            # file inside node_modules, which is the shared (and in the image read-only) install.
-            "--configLoader", "native",
-        ]  # fmt: skip
+        return self.toolchain.argv(self._node, self._root, port, f"--import={ORPHAN_WATCHDOG}")
 
     async def run(self) -> None:
         failures = 0
         while True:
+            await self._resume.wait()
+            planned = self._planned_stops
             started = time.monotonic()
             code = await self._run_once()
+            if self._planned_stops != planned:
+                self.restarts += 1
+                self.restarted.set()
+                continue
             lived = time.monotonic() - started
             failures = 0 if lived >= STABLE_SECONDS else failures + 1
             delay = backoff_delay(failures - 1, base=0.5, cap=10.0) if failures else 0.0
@@ -104,15 +117,19 @@ class DevServer:
             "NODE_ENV": "development",
             "NO_COLOR": "1",
             "FORCE_COLOR": "0",
+            **self.toolchain.env,
         }
-        self._process = process = await asyncio.create_subprocess_exec(
-            *self.command(port),
-            cwd=self._root,
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        async with self._spawn_lock:
+            if not self._resume.is_set():
+                return None  # a restart began since `run` looked: it starts us once it is done
+            self._process = process = await asyncio.create_subprocess_exec(
+                *self.command(port),
+                cwd=self._root,
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
         try:
             async with asyncio.TaskGroup() as group:
                 reader = group.create_task(self._read_output(process))
@@ -130,6 +147,20 @@ class DevServer:
             self._process = None
             await _stop(process)
         return process.returncode
+
+    async def restart(self, while_stopped: Callable[[], T]) -> T:
+        """Stop the dev server, call `while_stopped` (nothing of it runs meanwhile), start it
+        again at once; returns what `while_stopped` returned, or raises what it raised."""
+        async with self._spawn_lock:
+            self._planned_stops += 1
+            self._resume.clear()
+            process = self._process
+        try:
+            if process is not None:
+                await _stop(process)
+            return while_stopped()
+        finally:
+            self._resume.set()
 
     async def _wait_ready(self, process: asyncio.subprocess.Process, port: int) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT

@@ -3,7 +3,9 @@
     AgentError
      ├── FrameError        a frame from the orchestrator is malformed; it is logged and dropped
      ├── PatchRejected     a hydrate or patch refused before anything was written (code, message)
-     └── TemplateMissing   the template, or its installed node_modules, is not on disk
+     ├── TemplateMissing   the template, or its installed node_modules, is not on disk
+     └── DependencyFailed  package.json's dependencies could not be installed (sandbox.agent.deps):
+                           reported as a `buildError` on package.json; the patch is still written
 
 OSError from the filesystem is not wrapped: a failed write after validation is an environment
 fault (disk full), reported as the machine's status rather than as a refusal of the patch.
@@ -31,3 +33,13 @@ class PatchRejected(AgentError):
 
 class TemplateMissing(AgentError):
     pass
+
+
+class DependencyFailed(AgentError):
+    """What a `buildError` on package.json says: why, and where (1-based; 0 when unknown)."""
+
+    def __init__(self, message: str, line: int = 0, column: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column

@@ -3,6 +3,7 @@
     workspace/
       index.html, package.json, vite.config.js, src/...   project files (hydrate replaces them)
       node_modules -> {templates}/{template}/node_modules  shared, pre-installed, never written
+                                                          (or a private install: installer)
       .vite/                                              Vite's cache, private to this machine
       .preview-agent/state.json, tmp/                     the agent's own state
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from sandbox.agent.errors import PatchRejected, TemplateMissing
 from sandbox.agent.paths import (
     AGENT_DIR,
+    BASE64,
     MAX_FILES,
     MAX_TOTAL_BYTES,
     NODE_MODULES,
@@ -34,6 +36,7 @@ from sandbox.agent.paths import (
     RejectCode,
     check_no_nesting,
     check_path,
+    decode_content,
     encode_content,
 )
 
@@ -70,24 +73,38 @@ def parse_changes(raw: object) -> list[Change]:
             changes.append(Delete(path))
         elif set(item) == {"path", "content"}:
             changes.append(Write(path, encode_content(path, item["content"])))
+        elif set(item) == {"path", "content", "encoding"} and item["encoding"] == BASE64:
+            changes.append(Write(path, decode_content(path, item["content"])))
         else:
             raise PatchRejected(
                 RejectCode.INVALID_CHANGE,
-                f"{path!r}: expected {{path, content}} or {{path, delete}}",
+                f"{path!r}: expected {{path, content[, encoding: base64]}} or {{path, delete}}",
             )
     _check_total(change.data for change in changes if isinstance(change, Write))
     check_no_nesting([change.path for change in changes if isinstance(change, Write)])
     return changes
 
 
-def parse_files(raw: object) -> list[Write]:
-    """A hydrate's `files` ({path: content}), validated like a patch, with the snapshot caps."""
+def parse_files(raw: object, binary: object = ()) -> list[Write]:
+    """A hydrate's `files` ({path: content}), validated like a patch, with the snapshot caps;
+    the paths in `binary` hold base64."""
     if not isinstance(raw, dict):
         raise PatchRejected(RejectCode.INVALID_CHANGE, "files must be an object")
     if len(raw) > MAX_FILES:
         raise PatchRejected(RejectCode.TOO_MANY_FILES, f"more than {MAX_FILES} files")
+    if (
+        not isinstance(binary, list | tuple)
+        or len(binary) > len(raw)
+        or not all(isinstance(path, str) and path in raw for path in binary)
+    ):
+        raise PatchRejected(RejectCode.INVALID_CHANGE, "binary must list paths of files")
+    encoded = set(binary)
     writes = [
-        Write(check_path(path), encode_content(path, content)) for path, content in raw.items()
+        Write(
+            check_path(path),
+            decode_content(path, content) if path in encoded else encode_content(path, content),
+        )
+        for path, content in raw.items()
     ]
     _check_total(write.data for write in writes)
     check_no_nesting([write.path for write in writes])
@@ -124,8 +141,12 @@ class Workspace:
         self.tmp_dir = self.agent_dir / "tmp"
         self.template_dir: Path | None = None
 
-    def prepare(self, template_dir: Path, *, copy_project: bool) -> None:
-        """Link the shared node_modules and, for a fresh workspace, copy the template's files."""
+    def prepare(
+        self, template_dir: Path, *, copy_project: bool, keep_modules: bool = False
+    ) -> None:
+        """Link the shared node_modules and, for a fresh workspace, copy the template's files.
+        `keep_modules`: the workspace's own node_modules (a dependency install that is still
+        current, sandbox.agent.installer) stays instead."""
         modules = template_dir / NODE_MODULES
         if not (template_dir / "package.json").is_file() or not modules.is_dir():
             raise TemplateMissing(
@@ -145,7 +166,8 @@ class Workspace:
                     shutil.copytree(entry, self.root / entry.name, dirs_exist_ok=True)
                 else:
                     shutil.copyfile(entry, self.root / entry.name)
-        self._link_node_modules(modules.resolve())
+        if not (keep_modules and (self.root / NODE_MODULES).is_dir()):
+            self._link_node_modules(modules.resolve())
 
     def template_writes(self) -> list[Write]:
         """The template's project files as writes (what a fresh workspace starts with)."""

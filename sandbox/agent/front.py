@@ -29,6 +29,7 @@ import logging
 import socket
 from collections.abc import Callable
 
+from sandbox.agent import expo_manifest
 from sandbox.agent.errors import AgentError
 from sandbox.agent.probe import HOST
 
@@ -54,6 +55,8 @@ class Front:
         health: Health,
         upstream: Upstream,
         sock: socket.socket | None = None,
+        *,
+        expo_manifests: bool = False,
     ) -> None:
         self._host, self._port = host, port
         # Bound by whoever started the agent: a local machine's sandbox has no network of
@@ -61,6 +64,8 @@ class Front:
         self._sock = sock
         self._health = health
         self._upstream = upstream
+        # Metro templates: Expo Go's manifest requests are answered rewritten (expo_manifest).
+        self._expo_manifests = expo_manifests
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -113,6 +118,13 @@ class Front:
         port = self._upstream()
         if port is None:
             await _respond(writer, 503, b"preview is starting\n", "text/plain", retry=True)
+            return
+        if self._expo_manifests and expo_manifest.is_manifest_request(request_line, headers):
+            try:
+                await expo_manifest.relay(writer, _one_shot(request_line, headers), headers, port)
+            except (OSError, TimeoutError, ValueError) as exc:
+                logger.warning("Expo manifest not served: %s", exc)
+                await _respond(writer, 502, b"the Expo manifest is unavailable\n", "text/plain")
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(HOST, port, limit=BUFFER)

@@ -79,12 +79,19 @@ HmrEvent = Connected | FileChanged | ModulesUpdated | PageReloaded | CompileFail
 OnEvent = Callable[[HmrEvent], Awaitable[None]]
 
 
-def parse_message(text: str | bytes, root: Path) -> HmrEvent | None:
+def json_object(text: str | bytes) -> dict[str, Any] | None:
+    """A socket message as a JSON object, or None for anything else (dev servers' messages
+    are never trusted to be well-formed)."""
     try:
         raw = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(raw, dict):
+    return raw if isinstance(raw, dict) else None
+
+
+def parse_message(text: str | bytes, root: Path) -> HmrEvent | None:
+    raw = json_object(text)
+    if raw is None:
         return None
     kind = raw.get("type")
     if kind == "connected":

@@ -2,7 +2,10 @@
 
 Every option can also come from the environment (PREVIEW_MACHINE_ID, PREVIEW_ORCHESTRATOR_URL,
 PREVIEW_PORT, PREVIEW_HOST, PREVIEW_WORKSPACE, PREVIEW_TEMPLATE, PREVIEW_TEMPLATES_DIR), which
-is how the machine image is configured.
+is how the machine image is configured. Dependency installs (sandbox.agent.installer) read
+PREVIEW_NPM_REGISTRY (a registry mirror), PREVIEW_NPM_CACHE (npm's cache; default: in the
+workspace's agent directory), PREVIEW_DEPS_TIMEOUT (seconds) and PREVIEW_DEPS_MAX_MB (how much
+an install may add to node_modules).
 
 The machine token is never an argument: a command line is visible to every user of the host
 (`ps`). It comes from PREVIEW_MACHINE_TOKEN (the image) or from a file descriptor
@@ -20,11 +23,14 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from sandbox.agent.agent import Agent, AgentConfig
+from sandbox.agent.deps import InstallLimits
 from sandbox.agent.errors import AgentError
 from sandbox.agent.files import Workspace
+from sandbox.agent.installer import InstallConfig, private_install_is_current
 from sandbox.agent.paths import AGENT_DIR
 from sandbox.agent.state import StateFile
 
@@ -52,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--listen-fd", type=int, help="serve on this inherited listening socket")
     parser.add_argument("--ack-timeout", type=float, default=2.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        args.dependencies = install_config(os.environ)
+    except ValueError as exc:
+        parser.error(str(exc))
     args.token = env("PREVIEW_MACHINE_TOKEN")
     if args.token_fd is not None:
         try:
@@ -68,6 +78,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def install_config(env: Mapping[str, str]) -> InstallConfig:
+    limits = InstallLimits()
+    timeout = _positive(env, "PREVIEW_DEPS_TIMEOUT", limits.timeout)
+    max_mb = _positive(env, "PREVIEW_DEPS_MAX_MB", limits.max_growth / 2**20)
+    cache = env.get("PREVIEW_NPM_CACHE")
+    return InstallConfig(
+        limits=InstallLimits(timeout=timeout, max_growth=int(max_mb * 2**20)),
+        cache=Path(cache) if cache else None,
+        registry=env.get("PREVIEW_NPM_REGISTRY") or None,
+    )
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if not 0 <= value < 10**6:
+        raise ValueError(f"{name} must be between 0 and 1000000, not {raw!r}")
+    return value
+
+
 def _read_token(fd: int) -> str:
     with os.fdopen(fd, "rb") as source:
         return source.read(4096).decode().strip()
@@ -79,7 +114,10 @@ async def serve(args: argparse.Namespace) -> None:
     # A workspace without a state file is fresh (or its first preparation was interrupted):
     # copy the template. One with a state file holds the project as last patched: keep it.
     fresh = not state_file.exists()
-    workspace.prepare(args.templates_dir / args.template, copy_project=fresh)
+    template_dir = args.templates_dir / args.template
+    # A restarted agent keeps the dependencies it installed for this session's package.json.
+    keep = not fresh and private_install_is_current(workspace.root, template_dir)
+    workspace.prepare(template_dir, copy_project=fresh, keep_modules=keep)
     if fresh:
         state_file.save(state_file.load())
     config = AgentConfig(
@@ -90,6 +128,7 @@ async def serve(args: argparse.Namespace) -> None:
         port=args.port,
         ack_timeout=args.ack_timeout,
         listen_fd=args.listen_fd,
+        dependencies=args.dependencies,
     )
     agent = Agent(config, workspace, state_file)
     # Startup's objects (modules, the template's file list) out of every later full collection,

@@ -31,8 +31,9 @@ from sandbox.agent.acks import Ack, AckTracker
 from sandbox.agent.devserver import DevServer, DevServerHooks
 from sandbox.agent.logs import CONSOLE_MARK, LogPump
 from sandbox.agent.pacing import WritePacer
-from sandbox.agent.probe import CrawlResult, crawl, warm
+from sandbox.agent.probe import CrawlResult, crawl
 from sandbox.agent.protocol import Status, frame
+from sandbox.agent.toolchain import VITE, Toolchain
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +49,22 @@ Send = Callable[[dict[str, Any]], Awaitable[object]]
 
 class DevServerMonitor:
     def __init__(
-        self, root: Path, machine_id: str, send: Send, logs: LogPump, ack_timeout: float
+        self,
+        root: Path,
+        machine_id: str,
+        send: Send,
+        logs: LogPump,
+        ack_timeout: float,
+        toolchain: Toolchain = VITE,
     ) -> None:
         self._root = root
         self._machine_id = machine_id
         self._send = send
         self._logs = logs
         self.devserver = DevServer(
-            root, DevServerHooks(self._listening_on, self._exited, self._output)
+            root,
+            DevServerHooks(self._listening_on, self._exited, self._output),
+            toolchain=toolchain,
         )
         self.status, self._detail = Status.BOOTING, "starting the dev server"
         self._build_error: hmr.CompileFailed | None = None
@@ -126,6 +135,15 @@ class DevServerMonitor:
         if (self.status, self._detail) == failure:
             await self.set_status(*before)
 
+    async def report_build_error(self, error: hmr.CompileFailed) -> None:
+        """A build error found outside the dev server (a dependency install that failed):
+        reported, restated and cleared like the dev server's own."""
+        await self._on_compile_error(error)
+
+    def recheck(self) -> None:
+        """Load the page again, and let what it finds set the status."""
+        self._request_probe(full=True)
+
     async def restate(self) -> None:
         """Tell a (re)connected orchestrator where things stand."""
         await self._send(frame("status", state=self.status.value, detail=self._detail))
@@ -184,7 +202,7 @@ class DevServerMonitor:
             await self._listening.wait()
             port = self.devserver.port
             if port is not None:
-                await hmr.listen(port, self._root, self._on_hmr)
+                await self.devserver.toolchain.listen(port, self._root, self._on_hmr)
                 self._hmr_connected = False
                 if self.devserver.port == port and not self.stopping:
                     # Same process, socket gone: Vite is restarting (its config changed).
@@ -250,7 +268,7 @@ class DevServerMonitor:
                 continue
             try:
                 if full:
-                    result = await warm(port, timeout=PROBE_TIMEOUT)
+                    result = await self.devserver.toolchain.warm(port, self._root, PROBE_TIMEOUT)
                 else:
                     result = await crawl(port, urls, timeout=PROBE_TIMEOUT)
             except (OSError, TimeoutError) as exc:
@@ -261,7 +279,9 @@ class DevServerMonitor:
     async def _probed(self, result: CrawlResult) -> None:
         if self.devserver.port is None or self._hydrate_seq is not None:
             return  # a snapshot is still landing: its own probe decides
-        if result.ok:
+        if result.build_error is not None:
+            await self._on_compile_error(result.build_error)
+        elif result.ok:
             self._build_error = None
             await self.set_status(Status.READY, "")
         elif self.status is not Status.ERROR:

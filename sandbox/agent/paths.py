@@ -7,6 +7,8 @@ docs/protocol.md.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 
 from sandbox.agent.errors import PatchRejected
@@ -15,13 +17,18 @@ MAX_PATH_BYTES = 256
 MAX_FILE_BYTES = 512 * 1024
 MAX_FILES = 2000
 MAX_TOTAL_BYTES = 8 * 1024 * 1024
+# A binary file's content is base64 (RFC 4648, padded, no whitespace); the caps count its bytes.
+BASE64 = "base64"
+MAX_BASE64_CHARS = 4 * -(-MAX_FILE_BYTES // 3)
 
-# Top-level names the agent owns: the shared dependencies (a symlink), Vite's cache and the
-# agent's own state. A project file can never live there.
+# Top-level names the agent owns: the shared dependencies (a symlink), the dev server's cache
+# and state, and the agent's own state. A project file can never live there.
 NODE_MODULES = "node_modules"
 VITE_CACHE = ".vite"
 AGENT_DIR = ".preview-agent"
-RESERVED_NAMES = frozenset({NODE_MODULES, VITE_CACHE, AGENT_DIR})
+# Expo CLI's own state (devices, settings) in the `expo` template's project root.
+EXPO_STATE = ".expo"
+RESERVED_NAMES = frozenset({NODE_MODULES, VITE_CACHE, AGENT_DIR, EXPO_STATE})
 
 
 class RejectCode(enum.StrEnum):
@@ -62,14 +69,37 @@ def check_path(path: object) -> str:
 
 def encode_content(path: str, content: object) -> bytes:
     """The bytes to write for a file's content, within the size cap."""
-    if not isinstance(content, str):
-        raise PatchRejected(RejectCode.INVALID_CHANGE, f"content of {path!r} is not a string")
     try:
-        data = content.encode("utf-8")
+        data = _content_string(path, content).encode("utf-8")
     except UnicodeEncodeError:
         raise PatchRejected(
             RejectCode.INVALID_CHANGE, f"content of {path!r} is not valid UTF-8"
         ) from None
+    return _within_cap(path, data)
+
+
+def decode_content(path: str, content: object) -> bytes:
+    """The bytes of a binary file's base64 content, within the size cap."""
+    text = _content_string(path, content)
+    if len(text) > MAX_BASE64_CHARS:
+        # Refused before decoding: a hostile frame costs no more than its length.
+        raise PatchRejected(RejectCode.TOO_LARGE, f"{path!r} is over {MAX_FILE_BYTES} bytes")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise PatchRejected(
+            RejectCode.INVALID_CHANGE, f"content of {path!r} is not padded base64"
+        ) from None
+    return _within_cap(path, data)
+
+
+def _content_string(path: str, content: object) -> str:
+    if not isinstance(content, str):
+        raise PatchRejected(RejectCode.INVALID_CHANGE, f"content of {path!r} is not a string")
+    return content
+
+
+def _within_cap(path: str, data: bytes) -> bytes:
     if len(data) > MAX_FILE_BYTES:
         raise PatchRejected(
             RejectCode.TOO_LARGE, f"{path!r} is {len(data)} bytes, over {MAX_FILE_BYTES}"

@@ -19,6 +19,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sandbox.agent.hmr import CompileFailed
+
 HOST = "127.0.0.1"
 MAX_BODY = 32 * 1024 * 1024
 MAX_MODULES = 400
@@ -34,12 +36,16 @@ MODULE_SCRIPT = re.compile(r"""<script\b[^>]*\btype=["']module["'][^>]*\bsrc=["'
 class Response:
     status: int
     body: bytes
+    # Lower-case names; a repeated header keeps its last value.
+    headers: dict[bytes, bytes] = field(default_factory=dict)
 
 
 @dataclass
 class CrawlResult:
     fetched: int = 0
     failed: list[str] = field(default_factory=list)
+    # What the dev server said about a failed compile in its answer (Metro's JSON), if it did.
+    build_error: CompileFailed | None = None
 
     @property
     def ok(self) -> bool:
@@ -79,7 +85,7 @@ def parse_response(raw: bytes) -> Response:
     }
     if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
         body = _dechunk(body)
-    return Response(int(parts[1]), body)
+    return Response(int(parts[1]), body, headers)
 
 
 def _dechunk(body: bytes) -> bytes:
@@ -107,15 +113,23 @@ def fresh_only(url: str) -> bool:
     return "t=" in url.partition("?")[2] and "/.vite/" not in url
 
 
-async def warm(port: int, *, timeout: float) -> CrawlResult:
-    """Load `/` and everything its module scripts import, as a first page visit would."""
-    result = CrawlResult()
+async def load_page(port: int, result: CrawlResult, *, timeout: float) -> str | None:
+    """The HTML of `/` as a browser asks for it, counted in `result`; None if it failed."""
     page = await http_get(port, "/", timeout=timeout, accept="text/html")
     result.fetched += 1
     if page.status != 200:
         result.failed.append("/")
+        return None
+    return page.body.decode("utf-8", "replace")
+
+
+async def warm(port: int, *, timeout: float) -> CrawlResult:
+    """Load `/` and everything its module scripts import, as a first page visit would."""
+    result = CrawlResult()
+    html = await load_page(port, result, timeout=timeout)
+    if html is None:
         return result
-    roots = entry_scripts(page.body.decode("utf-8", "replace"))
+    roots = entry_scripts(html)
     return await crawl(port, roots, timeout=timeout, follow=lambda url: True, result=result)
 
 

@@ -35,13 +35,15 @@ class Assign:
 @dataclass(frozen=True)
 class Hydrate:
     """The session's files at `seq`: the template's files, overlaid with `files`, without the
-    paths in `deleted` (template files the editor deleted)."""
+    paths in `deleted` (template files the editor deleted). The `files` named in `binary` are
+    base64."""
 
     session: str
     seq: int
     files: object
     deleted: object = ()
     epoch: str | None = None
+    binary: object = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def parse_server_frame(text: str | bytes) -> ServerFrame:
             files=raw.get("files"),
             deleted=raw.get("deleted", ()),
             epoch=_epoch(raw),
+            binary=raw.get("binary", ()),
         )
     if kind == "assign":
         return Assign(session=_text(raw, "session"), epoch=_epoch(raw))

@@ -9,6 +9,8 @@ import math
 import os
 import platform
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,41 @@ def system_ticks() -> tuple[int, int]:
         return 0, 0
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     return sum(values) - idle, sum(values)
+
+
+class HostBusy:
+    """The whole host's CPU use (all cores, /proc/stat) in short samples, from a thread: what
+    a per-process meter misses, such as a neighbour's short-lived processes. `during` says how
+    busy the host was over a span, so a slow measurement can be matched with a busy host."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float, float]] = []  # (start, end monotonic s, busy 0-1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="host-busy", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ends the sampling (once the last span to judge is over); safe to call again."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        last, at = system_ticks(), time.monotonic()
+        while not self._stop.wait(self.interval):
+            ticks, now = system_ticks(), time.monotonic()
+            if ticks[1] > last[1]:
+                busy = (ticks[0] - last[0]) / (ticks[1] - last[1])
+                self.samples.append((at, now, busy))
+            last, at = ticks, now
+
+    def during(self, start: float, end: float) -> float:
+        """The busiest sample overlapping [start, end] (monotonic s), 0-1; NaN if none yet."""
+        overlapping = [busy for s, e, busy in list(self.samples) if s < end and e > start]
+        return max(overlapping, default=math.nan)
 
 
 @contextlib.contextmanager

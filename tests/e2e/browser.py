@@ -76,6 +76,15 @@ def wait_console(page: Page, log: PageLog, text: str, timeout: float = 15.0) -> 
         page.wait_for_timeout(25)
 
 
+def wait_socket(page: Page, log: PageLog, path: str, timeout: float = 30.0) -> None:
+    """Until the page opened a WebSocket to `path` (Metro's HMR client says nothing on the
+    console when it connects, unlike Vite's)."""
+    deadline = time.monotonic() + timeout
+    while not any(urlsplit(url).path == path for url in log.sockets):
+        assert time.monotonic() < deadline, f"no socket to {path}: {log.sockets}"
+        page.wait_for_timeout(20)
+
+
 def open_preview(page: Page, log: PageLog, session: Session, title: str) -> None:
     """Load the session's previewUrl; wait until it shows `title` and Vite's HMR client is
     connected (an edit sent before that could land between the load and the socket)."""

@@ -159,12 +159,14 @@ class Stack:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def lease(self) -> Session:
-        """A session for the demo project: from the warm pool (201), or booted (202, polled)."""
+    def lease(self, **extra: Any) -> Session:
+        """A session for the demo project: from the warm pool (201), or booted (202, polled).
+        `extra`: more fields of the request (`restore=True`)."""
         answer = self.http.post(
             f"{self.base_url}/api/preview/sessions",
-            json={"projectId": self.project_id},
+            json={"projectId": self.project_id, **extra},
             headers=self.headers,
+            timeout=LEASE_TIMEOUT,
         )
         assert answer.status_code in (201, 202), answer.text
         body = answer.json()
@@ -185,6 +187,15 @@ class Stack:
             machine_id=body["machineId"],
             raw=body,
         )
+
+    def share(self, session: Session) -> dict[str, Any]:
+        """The session's share link (POST .../share): what the panel's QR dialog shows."""
+        answer = self.http.post(
+            f"{self.base_url}/api/preview/sessions/{session.id}/share", headers=self.headers
+        )
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
 
     def end(self, session: Session) -> None:
         answer = self.http.delete(

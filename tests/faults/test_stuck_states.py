@@ -35,6 +35,8 @@ from app.settings import Settings
 from pool.core.provider import Machine
 from pool.providers.local import LocalProvider
 from pool.services.lifecycle import release_session_machine
+from pool.services.metrics import NullMetrics
+from pool.services.project_files import FileKeeper, PostgresProjectFiles
 from pool.store.leasing import LeaseBroker, Leased, LeaseRequest
 from pool.store.queue import JobQueue
 from sql.database import open_pool
@@ -191,7 +193,8 @@ async def _lease(database_url: str, *, release: bool) -> tuple[str, uuid.UUID, i
             async with db.connection() as conn:
                 ended = await end_session(conn, session_id, reason="deleted")
             assert ended is not None
-            await release_session_machine(broker, ended, JobQueue(arq).recycle)
+            keeper = FileKeeper(PostgresProjectFiles(db), NullMetrics())
+            await release_session_machine(broker, ended, JobQueue(arq).recycle, keeper=keeper)
         return leased.machine_id, session_id, leased.epoch
     finally:
         await db.close()

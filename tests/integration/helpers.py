@@ -37,6 +37,17 @@ async def fill_ready(redis: Redis, count: int, pool: PoolKey = POOL) -> list[str
     return ids
 
 
+def make_idle(database_url: str, session_id: uuid.UUID) -> None:
+    """Move the session's last activity past its idle timeout: the reaper's next tick ends it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE preview_sessions "
+            "SET last_activity = now() - make_interval(secs => idle_timeout_seconds + 60) "
+            "WHERE id = %s",
+            (session_id,),
+        )
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after `timeout`; always waits, so nothing is left behind."""
     if process.poll() is None:

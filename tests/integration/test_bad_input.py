@@ -172,6 +172,10 @@ CREATE_BODIES: dict[str, tuple[bytes | Any, str | None]] = {
         {"projectId": PROJECT, "options": {"a": [{"b": ["\u0000"]}]}},
         "invalid_body",
     ),
+    # A flag, strictly: "true", 1 and null are not it.
+    "restore-string": ({"projectId": PROJECT, "restore": "true"}, "invalid_body"),
+    "restore-int": ({"projectId": PROJECT, "restore": 1}, "invalid_body"),
+    "restore-null": ({"projectId": PROJECT, "restore": None}, "invalid_body"),
 }
 
 PUT_BODIES: dict[str, tuple[bytes | Any, str]] = {

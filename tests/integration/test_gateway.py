@@ -68,6 +68,13 @@ class Server:
 
 @pytest.fixture
 def leased(settings: Settings) -> Iterator[tuple[Server, dict[str, Any], str]]:
+    with leased_session(settings) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def leased_session(settings: Settings) -> Iterator[tuple[Server, dict[str, Any], str]]:
+    """A live server with `settings` and a session leased on its one (simulated) machine."""
     machines = fill_pool(1)
     _set_tokens(machines)
     user = make_user(settings.database_url or "")

@@ -177,7 +177,12 @@ class AgentProcess:
 
 
 async def start_agent(
-    gateway: Gateway, workspace: Path, log: Path, template: str = "react-web", port: int = 0
+    gateway: Gateway,
+    workspace: Path,
+    log: Path,
+    template: str = "react-web",
+    port: int = 0,
+    env: dict[str, str] | None = None,
 ) -> AgentProcess:
     port = port or free_port()
     with log.open("ab") as log_file:
@@ -196,6 +201,7 @@ async def start_agent(
                 "HOME": str(log.parent),
                 # As the machine image passes it: never on the command line.
                 "PREVIEW_MACHINE_TOKEN": gateway.token,
+                **(env or {}),
             },
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
@@ -241,6 +247,20 @@ def installed_templates() -> Path:
 class Machine:
     gateway: Gateway
     agent: AgentProcess
+
+
+@contextlib.asynccontextmanager
+async def template_machine(root: Path, template: str) -> AsyncIterator[Machine]:
+    """One agent of `template` behind its own fake gateway, ready; stopped on exit."""
+    gateway = Gateway(machine_id=f"loc-{template}")
+    await gateway.start()
+    agent = await start_agent(gateway, root / "workspace", root / "agent.log", template)
+    try:
+        await wait_ready(gateway)
+        yield Machine(gateway, agent)
+    finally:
+        await agent.stop()
+        await gateway.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -21,10 +21,9 @@ from tests.e2e.vue_app import (
 )
 from tests.integration.test_sandbox_agent import (
     TEMPLATES,
-    Gateway,
     Machine,
     installed_templates,
-    start_agent,
+    template_machine,
     wait_ready,
 )
 
@@ -37,16 +36,8 @@ __all__ = ["installed_templates"]  # the fixture, shared with test_sandbox_agent
 async def machine(
     installed_templates: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Machine]:
-    root = tmp_path_factory.mktemp("vue-machine")
-    gateway = Gateway(machine_id="loc-vue")
-    await gateway.start()
-    agent = await start_agent(gateway, root / "workspace", root / "agent.log", "vue-web")
-    try:
-        await wait_ready(gateway)
-        yield Machine(gateway, agent)
-    finally:
-        await agent.stop()
-        await gateway.stop()
+    async with template_machine(tmp_path_factory.mktemp("vue-machine"), "vue-web") as booted:
+        yield booted
 
 
 def _timeouts(machine: Machine, after: int) -> list[str]:
@@ -64,7 +55,7 @@ async def test_boots_ready_and_serves_the_compiled_sfc(machine: Machine) -> None
         module = await http.get("/src/App.vue")
         health = await http.get("/healthz")
     assert not machine.gateway.since(0, "buildError")
-    assert health.json() == {"status": "ready", "machine": "loc-vue"}
+    assert health.json() == {"status": "ready", "machine": "loc-vue-web"}
     assert 'src="/@id/virtual:preview-bridge"' in page.text
     # plugin-vue compiled the SFC into a module that accepts its own hot updates.
     assert module.status_code == 200 and "import.meta.hot.accept" in module.text

@@ -31,7 +31,7 @@ from pool.store.store_identity import identity_key
 from sql.pool_targets import PoolTarget, set_target
 from sql.sessions import record_session
 from tests.conftest import REDIS_URL, User, make_user, new_session
-from tests.integration.helpers import POOL, destroy_all_machines, fill_ready
+from tests.integration.helpers import POOL, destroy_all_machines, fill_ready, make_idle
 from workers import jobs
 from workers.config import WorkerConfig
 from workers.context import WorkerContext
@@ -200,13 +200,7 @@ async def test_reap_ends_an_idle_session_and_queues_the_recycle(
     user = make_user(database_url)
     session_id, leased = await _lease_and_commit(deps, user)
     assert (await jobs.reap(ctx))["ended"] == 0  # fresh: not idle yet
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "UPDATE preview_sessions "
-            "SET last_activity = now() - make_interval(secs => idle_timeout_seconds + 60) "
-            "WHERE id = %s",
-            (session_id,),
-        )
+    make_idle(database_url, session_id)
 
     report = await jobs.reap(ctx)
 

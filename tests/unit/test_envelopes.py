@@ -59,7 +59,12 @@ WIRE: list[tuple[Envelope, str]] = [
     (
         HydrateEnvelope(session="s1", epoch="e1", seq=4, files={"a.js": "1"}, deleted=("b.js",)),
         '{"kind":"hydrate","session":"s1","epoch":"e1","seq":4,"files":{"a.js":"1"},'
-        '"deleted":["b.js"]}',
+        '"deleted":["b.js"],"binary":[]}',
+    ),
+    (
+        HydrateEnvelope(session="s1", seq=4, files={"a.png": "QQ=="}, binary=("a.png",)),
+        '{"kind":"hydrate","session":"s1","epoch":null,"seq":4,"files":{"a.png":"QQ=="},'
+        '"deleted":[],"binary":["a.png"]}',
     ),
 ]
 

@@ -80,6 +80,15 @@ def test_a_fly_machine_is_told_where_the_orchestrator_is_and_may_reach_only_that
     }
 
 
+def test_a_registry_mirror_reaches_fly_machines_only_when_configured() -> None:
+    assert "PREVIEW_NPM_REGISTRY" not in load_settings().machine_env
+    mirror = "http://npm-mirror.internal:4873/"
+    env = load_settings(preview_npm_registry=mirror).machine_env
+    assert env["PREVIEW_NPM_REGISTRY"] == mirror
+    with pytest.raises(SettingsError, match="PREVIEW_NPM_REGISTRY"):
+        load_settings(preview_npm_registry="http://mirror.internal:4873/?x=1 ")
+
+
 def test_the_fly_provider_passes_the_machine_env_and_no_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

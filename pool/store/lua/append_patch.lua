@@ -55,16 +55,21 @@ end
 local changes = cjson.decode(changes_json)
 local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
 local files = redis.call('HLEN', snap)
--- A deletion is kept as a tombstone (a lone NUL, which no file content may contain): the
+-- A deletion is kept as a tombstone (a lone NUL, which no text content may contain): the
 -- session's files are the template's plus the snapshot, so deleting a template file must be
--- remembered, not just forgotten.
+-- remembered, not just forgotten. A binary file is its base64 behind a mark that starts with
+-- NUL too (pool.edits.edit_log.BINARY_MARK). Sizes count the values as stored.
 local TOMBSTONE = '\0'
+local BINARY_MARK = '\0base64:'
+local function stored(change)
+  if change.delete then return TOMBSTONE end
+  if change.encoding == 'base64' then return BINARY_MARK .. change.content end
+  return change.content
+end
 for _, change in ipairs(changes) do
   local old = redis.call('HSTRLEN', snap, change.path)
   local exists = redis.call('HEXISTS', snap, change.path) == 1
-  local new = TOMBSTONE
-  if not change.delete then new = change.content end
-  bytes = bytes - old + string.len(new)
+  bytes = bytes - old + string.len(stored(change))
   if not exists then files = files + 1 end
 end
 if bytes > max_bytes or files > max_files then
@@ -100,11 +105,7 @@ if user ~= '' then
   end
 end
 for _, change in ipairs(changes) do
-  if change.delete then
-    redis.call('HSET', snap, change.path, TOMBSTONE)
-  else
-    redis.call('HSET', snap, change.path, change.content)
-  end
+  redis.call('HSET', snap, change.path, stored(change))
 end
 redis.call('XADD', stream, seq .. '-0', 'changes', changes_json, 'digest', digest,
            'bytes', entry_bytes)

@@ -134,6 +134,8 @@ export class PreviewClient {
             if (options[key] !== undefined && options[key] !== null && options[key] !== "")
                 body[key] = options[key];
         }
+        if (options.restore === true)
+            body.restore = true;
         return this.request("POST", "/api/preview/sessions", { body });
     }
     getSession(id, signal) {

@@ -6,11 +6,12 @@
  * The editor is the source of truth for the session's files. This connection keeps a mirror of
  * every file it sent or received; when the server's edit log is lost (a `welcome` with another
  * epoch), it re-sends the mirror as the new log's first patches, so the preview ends up with
- * every file the editor has, acknowledged or not.
+ * every file the editor has, acknowledged or not. Binary files travel as base64 with
+ * `encoding: "base64"` and are kept (and re-sent) so.
  */
 import { Emitter } from "./emitter.js";
 import type { PreviewClient } from "./client.js";
-import type { ConnectionEventMap, ConnectionState, FileChange, MachineState, Session, TokenGrant } from "./types.js";
+import type { ConnectionEventMap, ConnectionState, FileChangeInput, MachineState, Session, TokenGrant } from "./types.js";
 export interface ConnectionOptions {
     /** End the session (DELETE with `keepalive`) when the page is hidden for good (`pagehide`). Default true. */
     endOnPageHide?: boolean;
@@ -58,7 +59,7 @@ export declare class PreviewConnection extends Emitter<ConnectionEventMap> {
      * Queues a patch and returns the seq it was given (it may get another one if the socket
      * reconnects or another editor wrote first: see the `ack` event).
      */
-    send(changes: readonly FileChange[]): number;
+    send(changes: readonly FileChangeInput[]): number;
     /** Keep-alive: a `ping` on the socket (or an HTTP heartbeat while the socket is down). */
     ping(): void;
     /** Gets a new session token now (deduplicated); schedules the next refresh. */

@@ -5,7 +5,7 @@
 import { type AppetizeStageDetail } from "./appetize.js";
 import { PreviewClient, type AccessTokenProvider } from "./client.js";
 import type { PreviewConnection } from "./connection.js";
-import type { AppetizeStage, BuildErrorEvent, CloseEvent, ConnectionState, Device, EndedEvent, ErrorEvent, FileChange, IdleWarningEvent, LogEvent, OpenEvent, PatchEvent, SeqEvent, Session, SnapshotEvent, TokenEvent, WelcomeEvent } from "./types.js";
+import type { AppetizeStage, BuildErrorEvent, CloseEvent, ConnectionState, Device, EndedEvent, ErrorEvent, FileChangeInput, IdleWarningEvent, LogEvent, OpenEvent, PatchEvent, SeqEvent, Session, SnapshotEvent, TokenEvent, WelcomeEvent } from "./types.js";
 export type PanelState = "initializing" | "booting" | "ready" | "updating" | "error" | "offline" | "ended";
 export interface PanelStatusDetail {
     state: PanelState;
@@ -69,6 +69,9 @@ export declare class PreviewPanel extends BaseElement {
     set device(value: string | null | undefined);
     get template(): string | null;
     set template(value: string | null | undefined);
+    /** Start the session from the project's last files (the boolean `restore` attribute). */
+    get restore(): boolean;
+    set restore(value: boolean);
     /** Device ids shown side by side (the `devices` attribute, space-separated). */
     get devices(): string[];
     set devices(value: string[] | string | null | undefined);
@@ -115,7 +118,7 @@ export declare class PreviewPanel extends BaseElement {
         keepalive?: boolean;
     }): Promise<void>;
     /** Sends a patch; returns its seq, or null while no session is connected (it is queued). */
-    sendChanges(changes: FileChange[]): number | null;
+    sendChanges(changes: FileChangeInput[]): number | null;
     writeFile(path: string, content: string): number | null;
     deleteFile(path: string): number | null;
     /** Reloads every preview iframe (the app's state is lost; HMR keeps it otherwise). */

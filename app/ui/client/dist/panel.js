@@ -166,6 +166,13 @@ export class PreviewPanel extends BaseElement {
     set template(value) {
         this.#setAttr("template", value);
     }
+    /** Start the session from the project's last files (the boolean `restore` attribute). */
+    get restore() {
+        return this.hasAttribute("restore");
+    }
+    set restore(value) {
+        this.toggleAttribute("restore", Boolean(value));
+    }
     /** Device ids shown side by side (the `devices` attribute, space-separated). */
     get devices() {
         return (this.getAttribute("devices") ?? "").split(/\s+/).filter(Boolean);
@@ -601,6 +608,7 @@ export class PreviewPanel extends BaseElement {
             projectId,
             ...(this.device ? { device: this.device } : {}),
             ...(this.template ? { template: this.template } : {}),
+            ...(this.restore ? { restore: true } : {}),
         };
         for (let attempt = 1;; attempt++) {
             try {
@@ -1083,6 +1091,10 @@ export class PreviewPanel extends BaseElement {
         const dialog = this.#el(".qr-dialog");
         const code = this.#el(".qr-code");
         const anchor = this.#el(".qr-link");
+        // An expo session's code opens Expo Go (native, with Fast Refresh); the link below stays
+        // the web preview, for a phone without Expo Go.
+        const scanned = link.expoGoUrl ?? link.url;
+        this.#el(".qr-hint").hidden = !link.expoGoUrl;
         anchor.href = link.url;
         anchor.textContent = link.url;
         const expires = new Date(link.expiresAt);
@@ -1093,8 +1105,8 @@ export class PreviewPanel extends BaseElement {
         try {
             const url = new URL(UQR_PATH, this.api).href;
             const mod = (await import(/* @vite-ignore */ url));
-            code.innerHTML = mod.renderSVG(link.url, { border: 2, whiteColor: "#ffffff", blackColor: "#000000" });
-            code.setAttribute("aria-label", `QR code of ${link.url}`);
+            code.innerHTML = mod.renderSVG(scanned, { border: 2, whiteColor: "#ffffff", blackColor: "#000000" });
+            code.setAttribute("aria-label", `QR code of ${scanned}`);
         }
         catch {
             code.textContent = "The QR code could not be drawn; use the link below.";

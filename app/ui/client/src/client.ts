@@ -184,6 +184,7 @@ export class PreviewClient {
     for (const key of ["device", "deviceType", "template", "region", "options"] as const) {
       if (options[key] !== undefined && options[key] !== null && options[key] !== "") body[key] = options[key];
     }
+    if (options.restore === true) body.restore = true;
     return this.request<Session>("POST", "/api/preview/sessions", { body });
   }
 

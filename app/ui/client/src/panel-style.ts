@@ -158,6 +158,7 @@ dialog::backdrop { background: rgb(15 23 42 / 0.5); }
 dialog h2 { margin: 0 0 12px; font-size: 17px; }
 .qr-code { width: 240px; height: 240px; margin: 0 auto 12px; }
 .qr-code svg { width: 100%; height: 100%; display: block; }
+.qr-hint { margin: 0 0 8px; text-align: center; font-weight: 600; }
 .qr-link { display: block; word-break: break-all; color: #1d4ed8; }
 .qr-expiry { color: #334155; font-size: 13px; }
 .dialog-actions { display: flex; justify-content: flex-end; gap: 8px; margin-top: 12px; }
@@ -214,6 +215,7 @@ export const PANEL_MARKUP = `
 <dialog class="qr-dialog" aria-labelledby="qr-title">
   <h2 id="qr-title">Open the preview on your phone</h2>
   <div class="qr-code" role="img" aria-label="QR code of the preview link"></div>
+  <p class="qr-hint" hidden>Scan with Expo Go</p>
   <a class="qr-link" target="_blank" rel="noopener noreferrer"></a>
   <p class="qr-expiry"></p>
   <div class="dialog-actions"><button type="button" class="primary qr-close">Close</button></div>

@@ -17,13 +17,14 @@ import type {
   Device,
   EndedEvent,
   ErrorEvent,
-  FileChange,
+  FileChangeInput,
   IdleWarningEvent,
   LogEvent,
   OpenEvent,
   PatchEvent,
   SeqEvent,
   Session,
+  ShareLink,
   SnapshotEvent,
   TokenEvent,
   WelcomeEvent,
@@ -183,7 +184,7 @@ export class PreviewPanel extends BaseElement {
   #unsubscribe: Array<() => void> = [];
   #starting: Promise<Session | null> | null = null;
   #abort: AbortController | null = null;
-  #queued: FileChange[][] = [];
+  #queued: FileChangeInput[][] = [];
 
   #catalogue: Device[] = [];
   #cataloguePromise: Promise<Device[]> | null = null;
@@ -264,6 +265,13 @@ export class PreviewPanel extends BaseElement {
   }
   set template(value: string | null | undefined) {
     this.#setAttr("template", value);
+  }
+  /** Start the session from the project's last files (the boolean `restore` attribute). */
+  get restore(): boolean {
+    return this.hasAttribute("restore");
+  }
+  set restore(value: boolean) {
+    this.toggleAttribute("restore", Boolean(value));
   }
   /** Device ids shown side by side (the `devices` attribute, space-separated). */
   get devices(): string[] {
@@ -479,7 +487,7 @@ export class PreviewPanel extends BaseElement {
   }
 
   /** Sends a patch; returns its seq, or null while no session is connected (it is queued). */
-  sendChanges(changes: FileChange[]): number | null {
+  sendChanges(changes: FileChangeInput[]): number | null {
     this.#hideIdleBanner();
     const connection = this.#connection;
     if (!connection) {
@@ -697,6 +705,7 @@ export class PreviewPanel extends BaseElement {
       projectId,
       ...(this.device ? { device: this.device } : {}),
       ...(this.template ? { template: this.template } : {}),
+      ...(this.restore ? { restore: true } : {}),
     };
     for (let attempt = 1; ; attempt++) {
       try {
@@ -1170,7 +1179,7 @@ export class PreviewPanel extends BaseElement {
     this.#el<HTMLButtonElement>(".qr").disabled = !live;
   }
 
-  async #share(): Promise<{ url: string; expiresAt: string } | null> {
+  async #share(): Promise<ShareLink | null> {
     const session = this.#session;
     if (!session || !this.#client) return null;
     try {
@@ -1194,6 +1203,10 @@ export class PreviewPanel extends BaseElement {
     const dialog = this.#el<HTMLDialogElement>(".qr-dialog");
     const code = this.#el(".qr-code");
     const anchor = this.#el<HTMLAnchorElement>(".qr-link");
+    // An expo session's code opens Expo Go (native, with Fast Refresh); the link below stays
+    // the web preview, for a phone without Expo Go.
+    const scanned = link.expoGoUrl ?? link.url;
+    this.#el(".qr-hint").hidden = !link.expoGoUrl;
     anchor.href = link.url;
     anchor.textContent = link.url;
     const expires = new Date(link.expiresAt);
@@ -1207,8 +1220,8 @@ export class PreviewPanel extends BaseElement {
     try {
       const url = new URL(UQR_PATH, this.api).href;
       const mod = (await import(/* @vite-ignore */ url)) as UqrModule;
-      code.innerHTML = mod.renderSVG(link.url, { border: 2, whiteColor: "#ffffff", blackColor: "#000000" });
-      code.setAttribute("aria-label", `QR code of ${link.url}`);
+      code.innerHTML = mod.renderSVG(scanned, { border: 2, whiteColor: "#ffffff", blackColor: "#000000" });
+      code.setAttribute("aria-label", `QR code of ${scanned}`);
     } catch {
       code.textContent = "The QR code could not be drawn; use the link below.";
     }

@@ -34,6 +34,18 @@ export interface Session {
   expiresAt: string;
   createdAt: string;
   lastActivity: string | null;
+  /** Only in createSession's answer: the kept files it started from, or null (`restore`). */
+  restored?: RestoredFiles | null;
+}
+
+/** The project's last files a new session started from (docs/api.md, "Reopening a project"). */
+export interface RestoredFiles {
+  fromSession: string;
+  endedAt: string;
+  /** The seq of the new session's log that holds them; the first patch is the next one. */
+  seq: number;
+  /** The machine applied them before the answer (false while it boots, or if it took too long). */
+  hydrated: boolean;
 }
 
 export interface CreateSessionOptions {
@@ -43,6 +55,11 @@ export interface CreateSessionOptions {
   template?: string;
   region?: string;
   options?: Record<string, unknown>;
+  /**
+   * Start from the project's last files (kept for a while after its last session ended), so
+   * the editor need not re-send them; `restored` in the answer says whether there were any.
+   */
+  restore?: boolean;
 }
 
 export interface TokenGrant {
@@ -53,10 +70,23 @@ export interface TokenGrant {
 export interface ShareLink {
   url: string;
   expiresAt: string;
+  /** `expo` sessions: the link as Expo Go opens it (exp:// or exps://); null otherwise. */
+  expoGoUrl?: string | null;
+  /** `expo` sessions on ios/android with Expo Go on Appetize: an embed launching it. */
+  appetizeUrl?: string | null;
 }
 
-/** One file change of a patch: write `content` to `path`, or delete `path`. */
-export type FileChange = { path: string; content: string } | { path: string; delete: true };
+/**
+ * One file change of a patch as it travels: write `content` to `path`, or delete `path`. A
+ * binary file (an image, a font) has `encoding: "base64"` and its bytes as standard base64
+ * (padded, no whitespace); its size cap counts the decoded bytes (docs/protocol.md).
+ */
+export type FileChange =
+  | { path: string; content: string; encoding?: "base64" }
+  | { path: string; delete: true };
+
+/** What `send` takes: a {@link FileChange}, or a binary file's bytes (sent as base64). */
+export type FileChangeInput = FileChange | { path: string; content: Uint8Array | ArrayBuffer };
 
 /** The preview machine's state as the server reports it. */
 export type MachineState = "booting" | "ready" | "building" | "error" | "offline";
@@ -153,6 +183,8 @@ export interface SnapshotEvent {
   seq: number;
   files: Record<string, string>;
   deleted: string[];
+  /** The `files` that are binary: their values are base64. */
+  binary: string[];
 }
 /**
  * The server lost the session's edits (its store was reset) and began a new edit log: this

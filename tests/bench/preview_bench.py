@@ -749,9 +749,14 @@ def report(results: Results) -> bool:
         p50_ok = ratio_check("edit p50 <= 1.25 x floor p50", "p50", EDIT_FLOOR_RATIO, edits)
         tail_ok = ratio_check("edit p99 <= 1.5 x floor p99", "p99", EDIT_TAIL_FLOOR_RATIO, edits)
         ok = p50_ok and tail_ok
-        p99_ok = orchestrator["p99"] <= EDIT_P99_TARGET_MS
-        print(f"{'edit p99 <= 100 ms':<44}{orchestrator['p99']:>13.1f} ms  {verdict(p99_ok)}")
-        ok = ok and p99_ok
+        if TEMPLATE_APPS[results.template].metro:
+            # Metro's own watcher waits 100 ms after a change and batches every 30 ms: its
+            # floor alone is over 100 ms, so only the ratios to that floor are targets.
+            print(f"{'edit p99 <= 100 ms':<44}{orchestrator['p99']:>13.1f} ms  n/a (Metro)")
+        else:
+            p99_ok = orchestrator["p99"] <= EDIT_P99_TARGET_MS
+            print(f"{'edit p99 <= 100 ms':<44}{orchestrator['p99']:>13.1f} ms  {verdict(p99_ok)}")
+            ok = ok and p99_ok
     if first["n"]:
         first_ok = first["p50"] <= FIRST_PREVIEW_P50_TARGET_MS
         print(f"{'first preview p50 <= 500 ms':<44}{first['p50']:>13.1f} ms  {verdict(first_ok)}")

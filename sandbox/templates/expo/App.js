@@ -5,7 +5,9 @@ export default function App() {
   const [count, setCount] = useState(0);
   return (
     <View style={styles.container}>
-      <Text style={styles.title}>Hello from Expo</Text>
+      <Text nativeID="title" role="heading" aria-level={1} style={styles.title}>
+        Hello from Expo
+      </Text>
       <Pressable accessibilityRole="button" onPress={() => setCount(count + 1)}>
         <Text style={styles.button}>count is {count}</Text>
       </Pressable>

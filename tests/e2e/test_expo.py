@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REDIS_URL = redis_url("E2E_EXPO_REDIS_URL", "e2e-expo")
 TITLE = "[data-testid=title]"
 COUNTER = "[data-testid=counter]"
+APPETIZE_IOS_KEY = "expo-go-ios-e2e"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,11 @@ def expo_stack(tmp_path_factory: pytest.TempPathFactory, editor_site_port: int) 
         pool_min=1,
         pool_max=2,
         # The panel's test embeds it in a page of the editor's site.
-        extra_env={"PREVIEW_ALLOWED_ORIGINS": f"http://127.0.0.1:{editor_site_port}"},
+        extra_env={
+            "PREVIEW_ALLOWED_ORIGINS": f"http://127.0.0.1:{editor_site_port}",
+            # An Expo Go build on Appetize for iOS (the panel's device is an iPhone).
+            "PREVIEW_APPETIZE_EXPO_GO_IOS_KEY": APPETIZE_IOS_KEY,
+        },
     ) as running:
         yield running
 
@@ -161,6 +166,12 @@ def test_the_qr_code_of_an_expo_session_opens_expo_go_on_its_device_host(
             assert scanned.startswith(f"exp://{host}/?token="), label
             # The link under the code is the same share link, for a browser.
             assert web_link == "http://" + scanned.removeprefix("exp://")
+            # The same session in Expo Go on an Appetize device, launched with the exp:// link.
+            appetize = dialog.locator(".qr-appetize")
+            expect(appetize).to_be_visible()
+            launch = urlsplit(appetize.get_attribute("href") or "")
+            assert launch.path == f"/embed/{APPETIZE_IOS_KEY}"
+            assert parse_qs(launch.query)["launchUrl"] == [scanned]
 
             # What Expo Go does with the code: its manifest, on the device host, no cookie.
             with httpx.Client(trust_env=False, timeout=120) as http:

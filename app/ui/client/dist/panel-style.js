@@ -159,6 +159,8 @@ dialog h2 { margin: 0 0 12px; font-size: 17px; }
 .qr-code svg { width: 100%; height: 100%; display: block; }
 .qr-hint { margin: 0 0 8px; text-align: center; font-weight: 600; }
 .qr-link { display: block; word-break: break-all; color: #1d4ed8; }
+.qr-appetize { display: block; margin-top: 8px; color: #1d4ed8; }
+.qr-appetize[hidden] { display: none; }
 .qr-expiry { color: #334155; font-size: 13px; }
 .dialog-actions { display: flex; justify-content: flex-end; gap: 8px; margin-top: 12px; }
 `;
@@ -215,6 +217,7 @@ export const PANEL_MARKUP = `
   <div class="qr-code" role="img" aria-label="QR code of the preview link"></div>
   <p class="qr-hint" hidden>Scan with Expo Go</p>
   <a class="qr-link" target="_blank" rel="noopener noreferrer"></a>
+  <a class="qr-appetize" target="_blank" rel="noopener noreferrer" hidden>Open it in Expo Go on a cloud device (Appetize)</a>
   <p class="qr-expiry"></p>
   <div class="dialog-actions"><button type="button" class="primary qr-close">Close</button></div>
 </dialog>

@@ -1097,6 +1097,14 @@ export class PreviewPanel extends BaseElement {
         this.#el(".qr-hint").hidden = !link.expoGoUrl;
         anchor.href = link.url;
         anchor.textContent = link.url;
+        // The live session in Expo Go on an Appetize device, where the operator set that up: what
+        // replaces a stale Appetize upload for an expo project (docs/templates.md).
+        const appetize = this.#el(".qr-appetize");
+        appetize.hidden = !link.appetizeUrl;
+        if (link.appetizeUrl)
+            appetize.href = link.appetizeUrl;
+        else
+            appetize.removeAttribute("href");
         const expires = new Date(link.expiresAt);
         const minutes = Math.max(0, Math.round((expires.getTime() - Date.now()) / 60_000));
         this.#setText(".qr-expiry", Number.isNaN(expires.getTime())

@@ -133,6 +133,19 @@ class EditorPatch(_Frame):
     epoch: Epoch | None = None
     changes: list[FileChange] = Field(min_length=1, max_length=MAX_CHANGES)
 
+    @field_validator("changes")
+    @classmethod
+    def _each_path_once(cls, changes: list[FileChange]) -> list[FileChange]:
+        # The edit log accounts each change against the file's stored size: the same path
+        # twice in one patch would subtract the old size twice and let the session's byte
+        # count (and the user's budget) go below what Redis holds.
+        seen: set[str] = set()
+        for change in changes:
+            if change.path in seen:
+                raise ValueError(f"{change.path!r} appears twice in one patch")
+            seen.add(change.path)
+        return changes
+
 
 class Ping(_Frame):
     type: Literal["ping"]

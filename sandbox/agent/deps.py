@@ -39,7 +39,9 @@ MAX_SPEC = 256
 NAME = re.compile(r"(?:@[a-z0-9~-][a-z0-9._~-]*/)?[a-zA-Z0-9~-][a-zA-Z0-9._~-]*")
 # A version, a range (`^1.2`, `>=1 <2 || 3.x`) or a dist-tag (`latest`): what the registry
 # resolves. No `:` or `/`, which every git, file, link and URL spec has.
-REGISTRY_SPEC = re.compile(r"[A-Za-z0-9 .^~<>=|*+_-]*")
+# Versions, ranges and tags; never starting with a dot, which npm reads as a directory
+# (`..` links the folder above instead of fetching anything).
+REGISTRY_SPEC = re.compile(r"(?!\s*\.)[A-Za-z0-9 .^~<>=|*+_-]*")
 ALIAS = re.compile(r"npm:(?P<name>@?[^@\s]+)(?:@(?P<spec>.*))?")
 # The dev servers' own packages: pinned to the template's version in every template that has them.
 TOOLCHAIN = frozenset({"vite", "expo", "@expo/metro-runtime"})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sandbox.agent.probe import HOST, parse_response
+from sandbox.agent.probe import HOST, has_bare_line_break, parse_response
 
 MAX_MANIFEST = 4 * 1024 * 1024
 TIMEOUT = 60.0
@@ -63,6 +63,9 @@ async def relay(
             upstream.close()
     if len(raw) > MAX_MANIFEST:
         raise OSError(f"the manifest is over {MAX_MANIFEST} bytes")
+    if has_bare_line_break(raw.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"):
+        # As the front's own relay does: a lone LF could hide a Fly-Replay from the filter.
+        raise ValueError("Metro's manifest head has a bare line break")
     response = parse_response(raw)
     body = rewrite(response.body, host, metro_port) if host else response.body
     status_line = raw.partition(b"\r\n")[0]

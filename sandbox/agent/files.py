@@ -80,6 +80,10 @@ def parse_changes(raw: object) -> list[Change]:
                 RejectCode.INVALID_CHANGE,
                 f"{path!r}: expected {{path, content[, encoding: base64]}} or {{path, delete}}",
             )
+    paths = [change.path for change in changes]
+    if len(set(paths)) != len(paths):
+        # The gateway refuses this too; one change per path keeps a patch's meaning unambiguous.
+        raise PatchRejected(RejectCode.INVALID_CHANGE, "a path appears twice in one patch")
     _check_total(change.data for change in changes if isinstance(change, Write))
     check_no_nesting([change.path for change in changes if isinstance(change, Write)])
     return changes

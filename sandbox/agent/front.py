@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from sandbox.agent import expo_manifest
 from sandbox.agent.errors import AgentError
-from sandbox.agent.probe import HOST
+from sandbox.agent.probe import HOST, has_bare_line_break
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,12 @@ async def relay_response_head(source: asyncio.StreamReader, sink: asyncio.Stream
             return
         except asyncio.LimitOverrunError:
             sink.close()  # a head larger than the buffer is nothing a browser should get
+            return
+        if has_bare_line_break(head):
+            # A lone LF or CR would end a header line for some parsers and not for this
+            # filter: a `Fly-Replay` behind one would get through. Nothing sane sends that.
+            logger.warning("dev server sent a response head with a bare line break; dropped")
+            await _respond(sink, 502, b"the dev server's answer was malformed\n", "text/plain")
             return
         status_line, *lines = head[:-4].split(b"\r\n")
         kept = [line for line in lines if not line.lower().startswith(b"fly-")]

@@ -110,11 +110,24 @@ async def _read_lines(
     process: asyncio.subprocess.Process, output: deque[str], on_line: Callable[[str], None]
 ) -> None:
     assert process.stdout is not None
-    while raw := await process.stdout.readline():
-        line = raw[:MAX_LINE].decode("utf-8", "replace").rstrip()
-        if line:
-            output.append(line)
-            on_line(line)
+    # Read in chunks, not readline(): a line over the stream's limit (a registry's long
+    # deprecation text is the package author's to write) would raise and end the agent's task.
+    pending = b""
+    while chunk := await process.stdout.read(65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        if len(pending) > MAX_LINE:
+            lines.append(pending)
+            pending = b""
+        for raw in lines:
+            _keep_line(raw, output, on_line)
+    _keep_line(pending, output, on_line)
+
+
+def _keep_line(raw: bytes, output: deque[str], on_line: Callable[[str], None]) -> None:
+    line = raw[:MAX_LINE].decode("utf-8", "replace").rstrip()
+    if line:
+        output.append(line)
+        on_line(line)
 
 
 async def _watch_size(

@@ -73,6 +73,12 @@ async def http_get(port: int, target: str, *, timeout: float, accept: str = "*/*
     return parse_response(bytes(raw))
 
 
+def has_bare_line_break(head: bytes) -> bool:
+    """Whether an HTTP head has a CR or LF that is not part of a CRLF."""
+    rest = head.replace(b"\r\n", b"")
+    return b"\r" in rest or b"\n" in rest
+
+
 def parse_response(raw: bytes) -> Response:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")

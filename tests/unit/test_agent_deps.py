@@ -4,7 +4,9 @@ the limits; and the agent's reading of its environment for them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,10 @@ def test_parse_manifest_reads_registry_dependencies(
         (manifest(dependencies={"x": "user/repo"}), "not a version from the registry", (4, 5)),
         (manifest(dependencies={"x": "npm:../evil@1"}), "not a version from the registry", (4, 5)),
         (manifest(dependencies={"x": "npm:y@file:z"}), "not a version from the registry", (4, 5)),
+        # A leading dot is a directory to npm (npm-package-arg), not a version.
+        (manifest(dependencies={"x": ".."}), "not a version from the registry", (4, 5)),
+        (manifest(dependencies={"x": " ."}), "not a version from the registry", (4, 5)),
+        (manifest(dependencies={"x": "npm:y@.x"}), "not a version from the registry", (4, 5)),
         (manifest(dependencies={"x": "1" * 300}), "at most 256 characters", (4, 5)),
     ],
 )
@@ -316,3 +322,28 @@ def test_install_config_reads_the_environment() -> None:
     for bad in ("soon", "-1", "1e9", "nan"):
         with pytest.raises(ValueError, match="PREVIEW_DEPS_TIMEOUT"):
             install_config({"PREVIEW_DEPS_TIMEOUT": bad})
+
+
+def test_a_line_of_npm_output_longer_than_any_buffer_is_cut_not_fatal() -> None:
+    """A registry's message is the package author's to write: one 200 KB line must not end
+    the agent's task (readline would raise past its limit)."""
+    from collections import deque
+
+    from sandbox.agent.npm import MAX_LINE, _read_lines
+
+    async def run() -> list[str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sys; sys.stdout.write('x' * 200_000 + '\\nafter\\n')",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        seen: list[str] = []
+        await _read_lines(process, deque(maxlen=100), seen.append)
+        await process.wait()
+        return seen
+
+    seen = asyncio.run(run())
+    assert seen[-1] == "after"
+    assert all(len(line) <= MAX_LINE for line in seen)
+    assert seen[0] == "x" * MAX_LINE  # cut at the cap, the rest of it dropped per chunk

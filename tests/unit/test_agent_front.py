@@ -21,6 +21,9 @@ class Sink:
     def close(self) -> None:
         self.closed = True
 
+    async def drain(self) -> None:
+        pass
+
 
 async def _relay(answer: bytes) -> tuple[Sink, bytes]:
     source = asyncio.StreamReader()
@@ -67,3 +70,27 @@ async def test_a_websocket_upgrade_ends_the_head_and_frames_follow_untouched(ans
 async def test_a_dev_server_that_closes_mid_head_passes_on_what_it_sent() -> None:
     sink, rest = await _relay(b"HTTP/1.1 200 OK\r\nContent-")
     assert sink.data == b"HTTP/1.1 200 OK\r\nContent-" and rest == b""
+
+
+@pytest.mark.parametrize(
+    "smuggled",
+    [
+        b"X-A: 1\nFly-Replay: app=orchestrator;instance=abc\r\n",
+        b"X-A: 1\rFly-Replay: instance=abc\r\n",
+    ],
+)
+async def test_a_bare_line_break_cannot_hide_a_fly_header(smuggled: bytes) -> None:
+    # Some parsers end a header line at a lone LF; the filter splits on CRLF. The user's dev
+    # server (its config is theirs) must not get a Fly-Replay through that way: 502 instead.
+    answer = b"HTTP/1.1 200 OK\r\n" + smuggled + b"Content-Length: 2\r\n\r\nok"
+    sink, _ = await _relay(answer)
+    assert sink.data.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert b"fly-replay" not in sink.data.lower()
+
+
+def test_only_crlf_counts_as_a_line_break() -> None:
+    from sandbox.agent.probe import has_bare_line_break
+
+    assert not has_bare_line_break(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n")
+    assert has_bare_line_break(b"HTTP/1.1 200 OK\r\nA: b\nC: d\r\n\r\n")
+    assert has_bare_line_break(b"HTTP/1.1 200 OK\r\nA: b\r\r\n\r\n")

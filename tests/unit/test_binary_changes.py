@@ -178,3 +178,24 @@ def test_the_snapshot_hash_tells_binary_files_text_files_and_deletions_apart() -
     }
     assert snapshot.deleted == ["index.html"]
     assert snapshot.binary == ["empty.bin", "logo.png"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        [{"path": "a.txt", "content": ""}, {"path": "a.txt", "content": "x" * 100}],
+        [
+            {"path": "a.png", "content": "AAAA", "encoding": "base64"},
+            {"path": "a.png", "delete": True},
+        ],
+    ],
+)
+def test_a_path_named_twice_in_one_patch_is_refused_on_both_sides(
+    changes: list[dict[str, Any]],
+) -> None:
+    # Each change is accounted against the file's stored size: twice would count it twice.
+    frame = {"v": 1, "type": "patch", "seq": 1, "changes": changes}
+    with pytest.raises(FrameError, match="appears twice"):
+        parse_editor_frame(json.dumps(frame))
+    with pytest.raises(PatchRejected, match="twice"):
+        parse_changes(changes)

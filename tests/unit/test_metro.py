@@ -3,6 +3,7 @@ fields, the manifest rewrite, and which templates run Metro."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -141,3 +142,30 @@ def test_the_rewrite_leaves_other_hosts_and_ports_alone() -> None:
 def test_the_public_host_is_the_last_host_header() -> None:
     assert expo_manifest.public_host([b"Host: a", b"host: b"]) == b"b"
     assert expo_manifest.public_host([b"Accept: */*"]) is None
+
+
+def test_a_manifest_answer_with_a_bare_line_break_is_refused() -> None:
+    """The user's Metro config could answer the manifest with a head a lone LF splits
+    differently for another parser (a hidden Fly-Replay): the front refuses it (502)."""
+
+    async def run() -> None:
+        async def metro_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nX: 1\nFly-Replay: instance=x\r\nContent-Length: 2\r\n\r\n{}"
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(metro_answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        headers = [b"Host: h.example", b"expo-platform: ios"]
+        head = b"GET / HTTP/1.1\r\n" + b"\r\n".join(headers) + b"\r\n\r\n"
+        try:
+            with pytest.raises(ValueError, match="bare line break"):
+                await expo_manifest.relay(None, head, headers, port)  # type: ignore[arg-type]
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(run())

@@ -102,10 +102,14 @@ function normalizeChanges(changes: readonly FileChangeInput[]): FileChange[] {
   if (!Array.isArray(changes) || changes.length === 0) {
     throw new TypeError("a patch needs at least one change");
   }
+  const paths = new Set<string>();
   return changes.map((change): FileChange => {
     if (!change || typeof change.path !== "string" || change.path === "") {
       throw new TypeError("every change needs a path");
     }
+    // The server refuses a patch that names a file twice (docs/protocol.md).
+    if (paths.has(change.path)) throw new TypeError(`${change.path} appears twice in one patch`);
+    paths.add(change.path);
     if ("delete" in change && change.delete === true) {
       if ("encoding" in change) throw new TypeError(`deletion of ${change.path} has an encoding`);
       return { path: change.path, delete: true as const };

@@ -234,12 +234,14 @@ async def create_session(
     return created
 
 
-async def _kept_files(res: Resources, project_id: uuid.UUID) -> Restorable | None:
-    """The project's last files to start from, or None (none kept, expired or unusable)."""
+async def _kept_files(res: Resources, new: NewSession) -> Restorable | None:
+    """The project's last files to start from, or None (none kept for this template, expired
+    or unusable)."""
     return await files_to_restore(
         res.keeper.store,
         res.metrics,
-        project_id,
+        new.project_id,
+        new.template,
         max_age_seconds=res.settings.snapshot_retention_seconds,
         limits=res.edits.limits,
     )
@@ -323,7 +325,7 @@ async def _commit_lease(
     try:
         # Read with the lease in hand (a refused lease costs no read of up to 8 MiB); a store
         # failure here gives the machine back like one of the commit.
-        kept = await _kept_files(res, new.project_id) if restore else None
+        kept = await _kept_files(res, new) if restore else None
         async with res.db.connection() as conn:
             if await client_gone():
                 raise _Abandoned
@@ -372,7 +374,7 @@ async def _commit_boot(
     restore: bool,
 ) -> tuple[SessionRow, Restored | None]:
     try:
-        kept = await _kept_files(res, new.project_id) if restore else None
+        kept = await _kept_files(res, new) if restore else None
         async with res.db.connection() as conn:
             if await client_gone():
                 raise _Abandoned

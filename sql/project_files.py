@@ -65,15 +65,18 @@ async def keep_files(
 
 
 async def last_files(
-    conn: Connection, project_id: uuid.UUID, *, max_age_seconds: float
+    conn: Connection, project_id: uuid.UUID, template: str, *, max_age_seconds: float
 ) -> StoredFiles | None:
-    """The project's last files, unless they are older than `max_age_seconds` (or there are
-    none)."""
+    """The project's last files, unless they are older than `max_age_seconds`, were kept from
+    a session of another template (an expo project's files over a Vite template would be the
+    wrong project), or there are none."""
     async with translated_errors():
         cursor = await conn.execute(
-            """SELECT session_id, seq, paths, contents, ended_at FROM project_files
-               WHERE project_id = %s AND ended_at > now() - make_interval(secs => %s)""",
-            (project_id, max_age_seconds),
+            """SELECT f.session_id, f.seq, f.paths, f.contents, f.ended_at
+               FROM project_files f JOIN preview_sessions s ON s.id = f.session_id
+               WHERE f.project_id = %s AND s.template = %s
+                 AND f.ended_at > now() - make_interval(secs => %s)""",
+            (project_id, template, max_age_seconds),
         )
         row = await cursor.fetchone()
     if row is None:

@@ -57,7 +57,9 @@ class ProjectFiles(Protocol):
         ended later is kept already."""
         ...
 
-    async def last(self, project_id: uuid.UUID, *, max_age_seconds: float) -> StoredFiles | None:
+    async def last(
+        self, project_id: uuid.UUID, template: str, *, max_age_seconds: float
+    ) -> StoredFiles | None:
         """The project's last files, unless older than `max_age_seconds`."""
         ...
 
@@ -80,9 +82,13 @@ class PostgresProjectFiles:
         async with self._db.connection() as conn:
             return await project_files.keep_files(conn, project_id, session_id, seq, values)
 
-    async def last(self, project_id: uuid.UUID, *, max_age_seconds: float) -> StoredFiles | None:
+    async def last(
+        self, project_id: uuid.UUID, template: str, *, max_age_seconds: float
+    ) -> StoredFiles | None:
         async with self._db.connection() as conn:
-            return await project_files.last_files(conn, project_id, max_age_seconds=max_age_seconds)
+            return await project_files.last_files(
+                conn, project_id, template, max_age_seconds=max_age_seconds
+            )
 
     async def drop(self, project_id: uuid.UUID, session_id: uuid.UUID) -> None:
         async with self._db.connection() as conn:
@@ -156,13 +162,14 @@ async def files_to_restore(
     store: ProjectFiles,
     metrics: Metrics,
     project_id: uuid.UUID,
+    template: str,
     *,
     max_age_seconds: float,
     limits: EditLogLimits,
 ) -> Restorable | None:
     """The project's last files if there are some, not expired and restorable; None otherwise
     (files that cannot be restored are dropped, logged and counted)."""
-    stored = await store.last(project_id, max_age_seconds=max_age_seconds)
+    stored = await store.last(project_id, template, max_age_seconds=max_age_seconds)
     if stored is None:
         return None
     try:

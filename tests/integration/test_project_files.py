@@ -199,6 +199,18 @@ def test_files_kept_longer_ago_than_the_retention_are_not_restored(
     assert live.kept() is not None  # never read again; the worker's tick deletes it
 
 
+def test_files_kept_from_another_template_are_not_restored(live: Live) -> None:
+    """An expo project's files over a Vite template would be another project: the session
+    starts from its own template, and the kept files stay for a session of theirs."""
+    ended = edit_and_end(live)
+    with psycopg.connect(live.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE preview_sessions SET template = 'expo' WHERE id = %s", (ended["id"],))
+
+    restore_nothing(live)
+
+    assert live.kept() is not None
+
+
 def test_another_users_project_is_refused_as_it_is_without_restore(live: Live) -> None:
     edit_and_end(live)
     kept = live.kept()

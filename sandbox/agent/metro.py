@@ -66,11 +66,10 @@ ENV = {
 }
 
 
-def command(node: str, root: Path, port: int, preload: str) -> list[str]:
+def arguments(port: int) -> list[str]:
     """Expo CLI's `start`, listening on loopback only (`--localhost`): the agent's front is
     the machine's only door."""
-    cli = root / "node_modules" / "expo" / "bin" / "cli"
-    return [node, preload, str(cli), "start", "--port", str(port), "--localhost"]
+    return ["start", "--port", str(port), "--localhost"]
 
 
 def bundle_path(html: str) -> str:
@@ -150,7 +149,7 @@ async def listen(port: int, root: Path, on_event: OnEvent) -> None:
         return
 
 
-async def warm(port: int, root: Path, *, timeout: float) -> CrawlResult:
+async def warm(port: int, root: Path, timeout: float) -> CrawlResult:
     """Load the web page and its bundle, as the panel's first visit would."""
     result = CrawlResult()
     html = await load_page(port, result, timeout=timeout)

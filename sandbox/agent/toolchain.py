@@ -23,25 +23,25 @@ VITE_BIN = Path("node_modules") / "vite" / "bin" / "vite.js"
 @dataclass(frozen=True)
 class Toolchain:
     name: str
-    # (node, workspace root, port, preload flag) -> argv
-    command: Callable[[str, Path, int, str], list[str]]
+    # The dev server's script in the workspace, and its arguments after it for a port.
+    entry: Path
+    arguments: Callable[[int], list[str]]
     listen: Callable[[int, Path, hmr.OnEvent], Awaitable[None]]
     # (port, workspace root, timeout) -> what a first page visit found
     warm: Callable[[int, Path, float], Awaitable[CrawlResult]]
-    entry: Path
     env: Mapping[str, str] = field(default_factory=dict)
 
     def argv(self, node: str | None, root: Path, port: int, preload: str) -> list[str]:
         if node is None:
             raise TemplateMissing("node is not installed")
-        if not (root / self.entry).is_file():
-            raise TemplateMissing(f"{root / self.entry} is missing: is the template installed?")
-        return self.command(node, root, port, preload)
+        script = root / self.entry
+        if not script.is_file():
+            raise TemplateMissing(f"{script} is missing: is the template installed?")
+        return [node, preload, str(script), *self.arguments(port)]
 
 
-def _vite_command(node: str, root: Path, port: int, preload: str) -> list[str]:
+def _vite_arguments(port: int) -> list[str]:
     return [
-        node, preload, str(root / VITE_BIN),
         "--port", str(port), "--strictPort", "--host", HOST,
         "--clearScreen", "false",
         # Loads vite.config.js with Node itself: the default bundles it to a temporary
@@ -54,12 +54,8 @@ async def _vite_warm(port: int, root: Path, timeout: float) -> CrawlResult:
     return await warm(port, timeout=timeout)
 
 
-async def _metro_warm(port: int, root: Path, timeout: float) -> CrawlResult:
-    return await metro.warm(port, root, timeout=timeout)
-
-
-VITE = Toolchain("vite", _vite_command, hmr.listen, _vite_warm, VITE_BIN)
-METRO = Toolchain("metro", metro.command, metro.listen, _metro_warm, EXPO_CLI, metro.ENV)
+VITE = Toolchain("vite", VITE_BIN, _vite_arguments, hmr.listen, _vite_warm)
+METRO = Toolchain("metro", EXPO_CLI, metro.arguments, metro.listen, metro.warm, metro.ENV)
 
 
 def for_template(template_dir: Path | None) -> Toolchain:

@@ -30,7 +30,7 @@ from app.validation import first_error
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
 # The canonical text of a UUID, as JSON Schema's `uuid` format has it: uuid.UUID alone would
 # also take braces, a `urn:uuid:` prefix or 32 bare hex digits, which the document refuses.
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 # A name whose allowed values the deployment decides (PREVIEW_TEMPLATES, the regions) or the
 # device catalogue does: app/openapi.py fills in the values, per application, as an enum.
 CHOICES = "x-choices"
@@ -42,7 +42,7 @@ BodyT = TypeVar("BodyT", bound=BaseModel)
 def _uuid_from_text(value: object) -> object:
     # Strict mode refuses strings for UUIDs; JSON has no UUID type, so parse it here.
     if isinstance(value, str):
-        if not _UUID_TEXT.fullmatch(value):
+        if not UUID_TEXT.fullmatch(value):
             # Its own error type: a query names it `invalid_id`, as the path's ids are.
             raise PydanticCustomError("invalid_id", "must be a UUID")
         return uuid.UUID(value)
@@ -432,6 +432,6 @@ def parse_query(model: type[BodyT], request: Request) -> BodyT:
 
 
 def parse_uuid(text: str, what: str = "session id") -> uuid.UUID:
-    if not _UUID_TEXT.fullmatch(text):
+    if not UUID_TEXT.fullmatch(text):
         raise bad_request(f"{what} must be a UUID", "invalid_id")
     return uuid.UUID(text)

@@ -42,15 +42,6 @@ class ArmSession:
     ended_at: datetime | None
 
 
-@dataclass(frozen=True)
-class ArmEvent:
-    id: int
-    session_id: uuid.UUID
-    stage: str
-    at: datetime
-    detail: dict[str, Any]
-
-
 class Reported(enum.Enum):
     """What became of one stage report."""
 
@@ -133,26 +124,3 @@ async def record_arm_event(
                 (max(when, created_at), session_id),
             )
     return Reported.RECORDED
-
-
-async def arm_events(conn: Connection, session_id: uuid.UUID) -> list[ArmEvent]:
-    """A session's stages in the order they happened (then in the order they came)."""
-    cursor = conn.cursor(row_factory=class_row(ArmEvent))
-    async with translated_errors():
-        await cursor.execute(
-            """SELECT id, session_id, stage, at, detail FROM appetize_arm_events
-               WHERE session_id = %s ORDER BY at, id""",
-            (session_id,),
-        )
-        return await cursor.fetchall()
-
-
-async def arm_session(conn: Connection, session_id: uuid.UUID) -> ArmSession | None:
-    cursor = conn.cursor(row_factory=class_row(ArmSession))
-    async with translated_errors():
-        await cursor.execute(
-            """SELECT id, project_id, user_id, reason, created_at, ended_at
-               FROM appetize_arm_sessions WHERE id = %s""",
-            (session_id,),
-        )
-        return await cursor.fetchone()

@@ -41,9 +41,6 @@ _TABLES: dict[Scope, tuple[str, str, str, str]] = {
     Scope.PLAN: ("preview_plan_flags", "plan", "plans", "name"),
 }
 
-# An override's value: 'new' (this preview system) or 'appetize' (the table's CHECK).
-OVERRIDE_VALUES = ("new", "appetize")
-
 
 @dataclass(frozen=True)
 class GlobalFlags:
@@ -111,9 +108,6 @@ async def load_flags(conn: Connection) -> StoredFlags:
     if rollout is None:
         raise LookupError("preview_rollout has no row: migrations not applied?")
     return StoredFlags(rollout, [Override(Scope(r[0]), r[1], r[2], r[3]) for r in rows])
-
-
-_AUDIT_COLUMNS = "id, at, actor_id, actor, flag, old_value, new_value"
 
 
 async def set_rollout(

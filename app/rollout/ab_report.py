@@ -41,8 +41,6 @@ from sql.latency import LatencyHistogram
 # Fixed, so the same sessions always give the same report (the bootstrap is random).
 BOOTSTRAP_SEED = 20261204
 TIME_METRICS = ("timeToFirstPreview", "editToVisible", "sessionLength")
-RATE_METRICS = ("errorRate", "fallbackRate")
-COMPARED_RATES = ("errorRate",)
 
 
 @dataclass(frozen=True)
@@ -104,15 +102,22 @@ def new_arm_sample(rows: Sequence[NewArmSession], sessionless_fallbacks: int) ->
     edits = [session_edit_median(r.edits_applied) for r in rows]
     return ArmSample(
         sessions=len(rows),
-        times={
-            "timeToFirstPreview": _present(r.first_preview_ms for r in rows),
-            "editToVisible": _present(edits),
-            "sessionLength": _present(r.length_ms for r in rows),
-        },
+        times=_times(rows, edits),
         errors=sum(r.failed for r in rows),
         fallbacks=sum(r.fell_back for r in rows) + sessionless_fallbacks,
         fallback_base=len(rows) + sessionless_fallbacks,
     )
+
+
+def _times(
+    rows: Sequence[NewArmSession] | Sequence[AppetizeArmSession], edits: list[float | None]
+) -> dict[str, list[float]]:
+    """The TIME_METRICS of an arm, each over the sessions that have it."""
+    return {
+        "timeToFirstPreview": _present(r.first_preview_ms for r in rows),
+        "editToVisible": _present(edits),
+        "sessionLength": _present(r.length_ms for r in rows),
+    }
 
 
 def appetize_arm_sample(rows: Sequence[AppetizeArmSession]) -> ArmSample:
@@ -124,11 +129,7 @@ def appetize_arm_sample(rows: Sequence[AppetizeArmSession]) -> ArmSample:
         edits.append(session_edit_median(histogram))
     return ArmSample(
         sessions=len(rows),
-        times={
-            "timeToFirstPreview": _present(r.first_preview_ms for r in rows),
-            "editToVisible": _present(edits),
-            "sessionLength": _present(r.length_ms for r in rows),
-        },
+        times=_times(rows, edits),
         errors=sum(r.errored for r in rows),
         fallbacks=sum(r.reason == "fallback" for r in rows),
         fallback_base=len(rows),

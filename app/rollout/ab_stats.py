@@ -14,6 +14,7 @@ few values, no variance) rather than an invented number.
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 import statistics
@@ -205,10 +206,7 @@ def mann_whitney_u(first: Sequence[float], second: Sequence[float]) -> tuple[flo
 
 
 def _tie_sizes(values: Sequence[float]) -> list[int]:
-    seen: dict[float, int] = {}
-    for value in values:
-        seen[value] = seen.get(value, 0) + 1
-    return [n for n in seen.values() if n > 1]
+    return [n for n in collections.Counter(values).values() if n > 1]
 
 
 def bootstrap_medians(

@@ -96,7 +96,11 @@ def rollout_bucket(user_id: uuid.UUID) -> int:
 def in_rollout(user_id: uuid.UUID, percentage: Decimal) -> bool:
     """Whether the user is within `percentage` (0..100): bucket < percentage x 100, so raising
     the percentage only ever adds users, and lowering it only removes them."""
-    return rollout_bucket(user_id) < percentage * (BUCKETS // 100)
+    return bucket_in_rollout(rollout_bucket(user_id), percentage)
+
+
+def bucket_in_rollout(bucket: int, percentage: Decimal) -> bool:
+    return bucket < percentage * (BUCKETS // 100)
 
 
 def platform_runs_here(
@@ -136,7 +140,7 @@ def decide_backend(flags: FlagSet, editor: Editor, new_backend: Backend) -> Deci
     if flags.percentage <= 0:
         return Decision(Backend.APPETIZE, Reason.DEFAULT, "the rollout has not started (0 %)")
     bucket = rollout_bucket(editor.user_id)
-    if in_rollout(editor.user_id, flags.percentage):
+    if bucket_in_rollout(bucket, flags.percentage):
         return Decision(
             new_backend, Reason.PERCENTAGE, f"bucket {bucket} is within {flags.percentage} %"
         )

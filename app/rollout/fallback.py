@@ -22,14 +22,11 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from app.errors import ApiError, unavailable
-from pool.services.fallbacks import START_FAILURES
 from sql.appetize import AppetizeSettings, appetize_settings
 from sql.fallbacks import record_fallback
 
 POOL_EXHAUSTED = "pool_exhausted"
 REPEATED_FAILURES = "repeated_failures"
-# Every reason a fallback member may carry.
-FALLBACK_REASONS = frozenset({POOL_EXHAUSTED, REPEATED_FAILURES, *START_FAILURES})
 
 
 def fallback_member(reason: str, settings: AppetizeSettings | None) -> dict[str, Any]:

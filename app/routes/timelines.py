@@ -3,7 +3,6 @@ and for the session's owner; the operators' session search and stage statistics.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 
@@ -13,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from app.errors import bad_request, forbidden, not_found
 from app.openapi import Answer, ApiRoute, Operation
 from app.routes.common import authenticate, resources
-from app.schemas import SessionPath, parse_query, parse_uuid
+from app.schemas import UUID_TEXT, SessionPath, parse_query, parse_uuid
 from app.timeline_schemas import (
     EditLatencyView,
     SessionSearchQuery,
@@ -30,8 +29,6 @@ from app.timeline_schemas import (
 from pool.core import logs
 from sql import timelines
 from sql.timelines import Timeline
-
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 async def _require_admin(request: Request) -> None:
@@ -97,7 +94,7 @@ async def search_sessions(request: Request) -> Response:
     text = (query.q or "").strip()
     ids: uuid.UUID | None = None
     email: str | None = None
-    if _UUID_TEXT.fullmatch(text):
+    if UUID_TEXT.fullmatch(text):
         ids = uuid.UUID(text)
     elif text:
         email = text  # anything else can only be an email; one nobody has finds nothing

@@ -109,10 +109,8 @@ def render_summary(text: str, labels: Mapping[str, str], value: float) -> str:
 def window_base(history: Sequence[Figures], now: Figures, window_seconds: int) -> Figures:
     """The oldest figures kept within `window_seconds` before `now` (`now` itself if none)."""
     start = now.at - window_seconds
-    for figures in sorted(history, key=lambda f: f.at):
-        if start <= figures.at < now.at:
-            return figures
-    return now
+    within = (figures for figures in history if start <= figures.at < now.at)
+    return min(within, key=lambda f: f.at, default=now)
 
 
 def increases(

@@ -42,6 +42,10 @@ class Rule:
     def anchor(self) -> str:
         return "#" + self.name.lower()
 
+    @property
+    def runbook(self) -> str:
+        return RUNBOOK + self.anchor
+
     def promql(self) -> str:
         return self.expr.format(
             threshold=format_number(self.threshold),
@@ -233,7 +237,7 @@ def render_rules_yaml() -> str:
         lines.append("        annotations:")
         lines.append(f"          summary: {_quoted(rule.summary)}")
         lines.append(f"          description: {_quoted(rule.description)}")
-        lines.append(f"          runbook: {_quoted(RUNBOOK + rule.anchor)}")
+        lines.append(f"          runbook: {_quoted(rule.runbook)}")
     return "\n".join(lines) + "\n"
 
 

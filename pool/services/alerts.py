@@ -51,7 +51,7 @@ from pool.core.alert_conditions import (
     observe,
     series,
 )
-from pool.core.alert_rules import RULES_BY_NAME, RUNBOOK, STORE_DOWN, Severity
+from pool.core.alert_rules import RULES_BY_NAME, STORE_DOWN
 from pool.core.errors import PoolUnavailable
 from pool.core.exposition import parse_exposition
 from pool.services.metrics import Metrics
@@ -112,7 +112,7 @@ def webhook_message(state: AlertState, move: Transition, now: float) -> dict[str
         text = f"FIRING [{state.severity.value}] {state.name}: {state.summary}"
     else:
         text = f"RESOLVED {state.name}: {state.summary} (firing since {iso(state.since)})"
-    runbook = f"{RUNBOOK}{rule.anchor}"
+    runbook = rule.runbook
     return {
         "text": f"{text}\n{rule.description}\nRunbook: {runbook}",
         "blocks": [
@@ -265,7 +265,7 @@ class AlertEvaluator:
 
     def _redis_down_state(self, summary: str, since: float) -> AlertState:
         key = Observation(STORE_DOWN, (("store", "redis"),), 0).key
-        return AlertState(key, STORE_DOWN.name, Severity.CRITICAL, summary, Phase.FIRING, since)
+        return AlertState(key, STORE_DOWN.name, STORE_DOWN.severity, summary, Phase.FIRING, since)
 
     async def _redis_down(self, now: float, error: str) -> None:
         if self._redis_down_since is None:

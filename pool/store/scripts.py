@@ -7,6 +7,7 @@ with Redis TIME, so all instances agree on it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -33,12 +34,17 @@ _NAMES = (
 )
 
 
+@functools.cache
+def _source(name: str) -> str:
+    # Read once per process: Scripts is built per client and per EditLog (every hydrate job,
+    # every restore), and the files never change while it runs.
+    return resources.files("pool.store").joinpath("lua").joinpath(f"{name}.lua").read_text()
+
+
 class Scripts:
     def __init__(self, redis: Redis) -> None:
-        folder = resources.files("pool.store").joinpath("lua")
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(folder.joinpath(f"{name}.lua").read_text())
-            for name in _NAMES
+            name: redis.register_script(_source(name)) for name in _NAMES
         }
 
     def script(self, name: str) -> AsyncScript:

@@ -43,7 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.auth import Principal
 from app.devices import Device, UnknownDevice, resolve_device
-from app.errors import bad_request, client_closed, forbidden, too_many, unavailable
+from app.errors import ApiError, bad_request, client_closed, forbidden, too_many, unavailable
 from app.pool_admin import PoolAdminError, check_configured
 from app.resources import Resources
 from app.rollout.fallback import (
@@ -215,11 +215,7 @@ async def create_session(
             )
         case QuotaExceeded():
             res.metrics.lease(template, region, "quota_exceeded")
-            raise too_many(
-                "quota_exceeded",
-                f"your plan allows {limits.max_concurrent_sessions} concurrent sessions",
-                outcome.retry_after_ms,
-            )
+            raise _quota_exceeded(limits, outcome.retry_after_ms)
         case RateLimited():
             res.metrics.lease(template, region, "rate_limited")
             raise too_many(
@@ -232,6 +228,14 @@ async def create_session(
         raise client_closed()
     res.metrics.leased_in(template, region, time.perf_counter() - started)
     return created
+
+
+def _quota_exceeded(limits: PlanLimits, retry_after_ms: int) -> ApiError:
+    return too_many(
+        "quota_exceeded",
+        f"your plan allows {limits.max_concurrent_sessions} concurrent sessions",
+        retry_after_ms,
+    )
 
 
 async def _kept_files(res: Resources, new: NewSession) -> Restorable | None:
@@ -340,11 +344,7 @@ async def _commit_lease(
             )
     except ConcurrentLimitReached:
         await res.broker.release(leased.machine_id, leased.epoch, return_to_ready=True)
-        raise too_many(
-            "quota_exceeded",
-            f"your plan allows {limits.max_concurrent_sessions} concurrent sessions",
-            30_000,
-        ) from None
+        raise _quota_exceeded(limits, 30_000) from None
     except LedgerConflict:
         # The reaper fenced this lease: the commit came after the pending TTL. The machine is
         # no longer ours; only the user's session slot needs dropping.
@@ -387,11 +387,7 @@ async def _commit_boot(
             )
     except ConcurrentLimitReached:
         await res.broker.forget_session(new.template, new.region, new.id, new.user_id)
-        raise too_many(
-            "quota_exceeded",
-            f"your plan allows {limits.max_concurrent_sessions} concurrent sessions",
-            30_000,
-        ) from None
+        raise _quota_exceeded(limits, 30_000) from None
     except (DataError, OSError):
         await res.broker.forget_session(new.template, new.region, new.id, new.user_id)
         raise

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sandbox.agent.backoff import backoff_delay
-from sandbox.agent.logs import strip_ansi
+from sandbox.agent.logs import read_lines, strip_ansi
 from sandbox.agent.probe import HOST, http_get
 from sandbox.agent.toolchain import VITE, Toolchain
 
@@ -174,17 +174,7 @@ class DevServer:
 
     async def _read_output(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
-        pending = b""
-        while chunk := await process.stdout.read(65536):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            if len(pending) > MAX_LINE:
-                lines.append(pending)
-                pending = b""
-            for line in lines:
-                self._line(line)
-        if pending:
-            self._line(pending)
+        await read_lines(process.stdout, MAX_LINE, self._line)
 
     def _line(self, raw: bytes) -> None:
         line = strip_ansi(raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r"))

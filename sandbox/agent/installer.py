@@ -102,8 +102,12 @@ def private_install_is_current(root: Path, template_dir: Path) -> bool:
     modules = root / NODE_MODULES
     if modules.is_symlink() or not modules.is_dir():
         return False
-    base = _read_json(template_dir / NODE_MODULES / INSTALL_STAMP)
-    return deps.read_stamp(_read_json(modules / STAMP), base) is not None
+    return _private_install(modules, template_dir / NODE_MODULES) is not None
+
+
+def _private_install(modules: Path, shared: Path) -> DependencySet | None:
+    """What a private node_modules records it holds, if made from `shared` as it is now."""
+    return deps.read_stamp(_read_json(modules / STAMP), _read_json(shared / INSTALL_STAMP))
 
 
 class DependencyInstaller:
@@ -145,8 +149,7 @@ class DependencyInstaller:
         modules = self._root / NODE_MODULES
         if modules.is_symlink() or not modules.exists():
             return self._template
-        base = _read_json(self._shared / INSTALL_STAMP)
-        return deps.read_stamp(_read_json(modules / STAMP), base)
+        return _private_install(modules, self._shared)
 
     async def stage(self, manifest: bytes | None) -> Staged | None:
         """Install what `manifest` (package.json's new bytes) adds, before it is written."""

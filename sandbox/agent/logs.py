@@ -39,6 +39,23 @@ def strip_ansi(text: str) -> str:
     return ANSI.sub("", text)
 
 
+async def read_lines(
+    stream: asyncio.StreamReader, max_line: int, on_raw: Callable[[bytes], None]
+) -> None:
+    """A child's output, line by line, until it ends. Read in chunks, not readline(): a line
+    over the stream's limit would raise there; here one is cut into pieces of `max_line`."""
+    pending = b""
+    while chunk := await stream.read(65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        if len(pending) > max_line:
+            lines.append(pending)
+            pending = b""
+        for raw in lines:
+            on_raw(raw)
+    if pending:
+        on_raw(pending)
+
+
 def page_message(line: str) -> tuple[str, str] | None:
     """(level, message) of a marked console line, or None if it is not one."""
     if not line.startswith(CONSOLE_MARK):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.agent.deps import InstallLimits
+from sandbox.agent.logs import read_lines
 
 NPM_FLAGS = (
     "--no-audit",
@@ -110,17 +111,8 @@ async def _read_lines(
     process: asyncio.subprocess.Process, output: deque[str], on_line: Callable[[str], None]
 ) -> None:
     assert process.stdout is not None
-    # Read in chunks, not readline(): a line over the stream's limit (a registry's long
-    # deprecation text is the package author's to write) would raise and end the agent's task.
-    pending = b""
-    while chunk := await process.stdout.read(65536):
-        *lines, pending = (pending + chunk).split(b"\n")
-        if len(pending) > MAX_LINE:
-            lines.append(pending)
-            pending = b""
-        for raw in lines:
-            _keep_line(raw, output, on_line)
-    _keep_line(pending, output, on_line)
+    # A registry's long deprecation text is the package author's to write: read_lines cuts it.
+    await read_lines(process.stdout, MAX_LINE, lambda raw: _keep_line(raw, output, on_line))
 
 
 def _keep_line(raw: bytes, output: deque[str], on_line: Callable[[str], None]) -> None:
